@@ -1,0 +1,23 @@
+"""The Flagsite rule engine: one evaluator for the server and the SDK.
+
+Pure Python, no framework, no I/O at evaluation time. See docs/rules.md for the rule format.
+"""
+
+from .bucketing import bucket, variant_bucket
+from .compiler import CompiledFlag, Snapshot, compile_flag, compile_snapshot, segment_rules
+from .model import Evaluation, Reason
+from .validation import validate_rules, validate_variants
+
+__all__ = [
+    "CompiledFlag",
+    "Evaluation",
+    "Reason",
+    "Snapshot",
+    "bucket",
+    "compile_flag",
+    "compile_snapshot",
+    "segment_rules",
+    "validate_rules",
+    "validate_variants",
+    "variant_bucket",
+]
