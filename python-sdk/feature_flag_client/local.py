@@ -1,0 +1,155 @@
+"""Local evaluation: a live snapshot evaluated in-process by the same engine as the server.
+
+    flags = LocalFeatureFlagClient(base_url="http://localhost:3001/api", api_key="sdk_...")
+    flags.start()                                  # loads the snapshot, then follows the WebSocket
+    flags.is_enabled("new-checkout", "user-123", {"country": "US"})
+
+The snapshot is replaced whenever the server announces a newer version (WebSocket, or a poll every
+``poll_interval`` seconds as a fallback). If the server becomes unreachable the last good snapshot
+keeps answering. Evaluation counts are reported back in batches for the server's analytics.
+"""
+
+import logging
+import threading
+from collections import Counter
+from urllib.parse import urlsplit, urlunsplit
+
+from .client import FeatureFlagClient
+from .engine import compile_snapshot
+from .errors import FlagsiteError
+from .websocket import WebSocketClient
+
+log = logging.getLogger("feature_flag_client.local")
+
+
+def websocket_url(base_url):
+    """ws(s)://host/ws for an API base URL http(s)://host/api."""
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    path = parts.path.rstrip("/")
+    path = (path[: -len("/api")] if path.endswith("/api") else path) + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+class LocalEvaluator:
+    """Evaluation over a snapshot payload ({environment, version, flags, segments})."""
+
+    def __init__(self, payload=None):
+        self.snapshot = compile_snapshot()
+        self.counts = Counter()
+        self._counts_lock = threading.Lock()
+        if payload is not None:
+            self.load(payload)
+
+    @property
+    def version(self):
+        return self.snapshot.version
+
+    def load(self, payload):
+        self.snapshot = compile_snapshot(payload.get("flags", ()), payload.get("segments"),
+                                         payload.get("environment"), payload.get("version"))
+
+    def evaluate(self, flag_id, user_id=None, context=None):
+        result = self.snapshot.evaluate(flag_id, user_id, context)
+        with self._counts_lock:
+            self.counts[(result.flag_id, result.variant, result.enabled)] += 1
+        return result
+
+    def evaluate_flag(self, flag_id, user_id=None, context=None):
+        """The same dict the REST API answers."""
+        return self.evaluate(flag_id, user_id, context).as_dict()
+
+    def is_enabled(self, flag_id, user_id=None, context=None):
+        return self.evaluate(flag_id, user_id, context).enabled
+
+    def variant(self, flag_id, user_id=None, context=None):
+        return self.evaluate(flag_id, user_id, context).variant
+
+    def take_counts(self):
+        with self._counts_lock:
+            counts, self.counts = self.counts, Counter()
+        return counts
+
+
+class LocalFeatureFlagClient(LocalEvaluator):
+    def __init__(self, base_url="http://localhost:3001/api", api_key=None, *, environment=None,
+                 ws_url=None, poll_interval=30.0, report_interval=10.0, client=None):
+        super().__init__()
+        self.client = client or FeatureFlagClient(base_url, api_key, environment=environment)
+        self.environment = environment
+        self.poll_interval = poll_interval
+        self.report_interval = report_interval
+        self.etag = None
+        self.ready = threading.Event()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+        self.websocket = WebSocketClient(ws_url or websocket_url(self.client.base_url),
+                                         self.client.api_key, daemon=True)
+        self.websocket.on_message(self._on_message)
+
+    def start(self, wait=True):
+        """Load the snapshot (raises if the first load fails and wait is True), then follow changes."""
+        if wait:
+            self.refresh()
+        for target in (self._poll, self._report):
+            thread = threading.Thread(target=target, daemon=True, name=f"flagsite-{target.__name__}")
+            thread.start()
+            self._threads.append(thread)
+        self.websocket.version = self.version
+        self.websocket.connect()
+        return self
+
+    def close(self):
+        self._stop.set()
+        self.websocket.close()
+        self.report()
+        self.client.close()
+
+    def refresh(self):
+        """Fetch the snapshot if it changed (ETag). Returns True when a new one was loaded."""
+        with self._refresh_lock:
+            payload, etag = self.client.get_snapshot(self.environment, self.etag)
+            if payload is None:
+                return False
+            self.load(payload)
+            self.etag = etag
+            self.ready.set()
+            return True
+
+    def _on_message(self, data):
+        version = data.get("version")
+        if data.get("type") == "snapshot" and "flags" in data:
+            self.load(data)
+            self.ready.set()
+        elif isinstance(version, int) and (self.version is None or version > self.version):
+            self._safe_refresh()
+
+    def _safe_refresh(self):
+        try:
+            self.refresh()
+        except FlagsiteError as exc:  # keep serving the last good snapshot
+            log.warning("flagsite snapshot refresh failed, serving version %s: %s", self.version, exc)
+
+    def _poll(self):
+        while not self._stop.wait(self.poll_interval):
+            self._safe_refresh()
+
+    def _report(self):
+        while not self._stop.wait(self.report_interval):
+            self.report()
+
+    def report(self):
+        """Send the evaluation counts gathered since the last report (kept on failure)."""
+        counts = self.take_counts()
+        if not counts:
+            return
+        batch = [{"flagId": flag, "variant": variant, "enabled": enabled, "count": count}
+                 for (flag, variant, enabled), count in counts.items()]
+        try:
+            self.client.request("POST", "/sdk/metrics", json={"evaluations": batch},
+                                params=self.client._params(self.environment))
+        except FlagsiteError as exc:
+            log.debug("flagsite metrics report failed, keeping counts: %s", exc)
+            with self._counts_lock:
+                self.counts.update(counts)
