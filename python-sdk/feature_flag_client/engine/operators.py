@@ -297,7 +297,8 @@ def _semver_builder(compare):
         threshold = parse_semver(value)
 
         def test(v):
-            version = parse_semver(v)
+            # parse_semver is lru_cached: an unhashable context value (list, object) must not reach it.
+            version = parse_semver(v) if v.__class__ is str else None
             if version is None:
                 return None
             return compare(version, threshold)
