@@ -6,6 +6,7 @@ Pure Python, no framework, no I/O at evaluation time. See docs/rules.md for the 
 from .bucketing import bucket, variant_bucket
 from .compiler import CompiledFlag, Snapshot, compile_flag, compile_snapshot, segment_rules
 from .model import Evaluation, Reason
+from .unleash import import_unleash, unleash_context
 from .validation import validate_rules, validate_variants
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "bucket",
     "compile_flag",
     "compile_snapshot",
+    "import_unleash",
+    "unleash_context",
     "segment_rules",
     "validate_rules",
     "validate_variants",

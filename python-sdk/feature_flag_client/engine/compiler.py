@@ -30,6 +30,7 @@ from .operators import OPERATORS
 _EMPTY = {}
 USER_ID = "userId"
 DEFAULT_STICKINESS = "default"  # Unleash's: userId, else sessionId, else random
+RANDOM_STICKINESS = "random"  # a fresh random bucket on every evaluation (Unleash's "random")
 
 
 def _never(u, c):
@@ -55,6 +56,8 @@ def _sticky_id(field):
     """A function (u, c) -> the id to hash for a stickiness/bucketing field, or None."""
     if field == USER_ID:
         return lambda u, c: u
+    if field == RANDOM_STICKINESS:
+        return lambda u, c: None  # no sticky id: callers fall back to random
     if field == DEFAULT_STICKINESS:
         def default_id(u, c):
             if u is not None:
@@ -287,7 +290,7 @@ class _FlagCompiler:
             rollout.rollout = (prefix, threshold)
             return rollout, False
         identify = _sticky_id(field)
-        randomly = field == DEFAULT_STICKINESS
+        randomly = field == DEFAULT_STICKINESS or field == RANDOM_STICKINESS
 
         def rollout_by_field(u, c):
             identifier = identify(u, c)
