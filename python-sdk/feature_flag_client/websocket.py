@@ -85,7 +85,6 @@ class WebSocketClient:
                                 open_timeout=self.open_timeout) as socket:
                     self._socket = socket
                     failures = 0
-                    self.connected.set()
                     for raw in socket:
                         self._dispatch(raw)
             except ConnectionClosed as exc:
@@ -112,6 +111,8 @@ class WebSocketClient:
             return
         if not isinstance(data, dict):
             return
+        if data.get("type") == "hello":
+            self.connected.set()  # subscribed: every later change will be delivered
         if isinstance(data.get("version"), int):
             self.version = max(self.version or 0, data["version"])
         for callback in self._message_callbacks:

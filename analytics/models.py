@@ -1,0 +1,1 @@
+"""Evaluation analytics: hourly rollups. Filled by the analytics issue; no writes per evaluation."""

@@ -1,0 +1,225 @@
+"""REST evaluation benchmark (prints numbers; not a test).
+
+Measures POST /api/evaluate and POST /api/evaluate/bulk (20 flags) beside a bare DRF APIView JSON
+endpoint (/api/bench/bare, routed only with FLAGS_BENCH_VIEWS=1) on the same server in the same
+run, at concurrency 1 and 50, under daphne (the embedded ASGI server) and gunicorn (WSGI workers,
+the production HTTP path). Load generator: wrk (Debian package `wrk`) with a Lua script per body.
+
+    .venv/bin/python bench/rest.py [--duration 5] [--rounds 3] [--workers N] [--servers daphne,gunicorn]
+
+Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def setup_data():
+    """Migrate and create 20 flags (every rule type) and an SDK key, through services."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from audit.actor import Actor
+    from flags import services
+    from flags.models import Environment, Flag
+    from segments import services as segment_services
+    from segments.models import Segment
+
+    actor = Actor.system("bench")
+    if not Segment.objects.filter(key="bench-premium").exists():
+        segment_services.segment_create(actor=actor, key="bench-premium", name="Premium", conditions={"plan": "premium"})
+    rule_sets = [
+        [],
+        [{"type": "geo", "operator": "in", "value": ["US", "CA"]}],
+        [{"type": "percentage", "operator": "less_than", "value": 50}],
+        [{"type": "device", "operator": "in", "value": ["mobile", "desktop"]}],
+        [{"type": "user", "operator": "not_in", "value": ["blocked-1", "blocked-2"]}],
+        [{"type": "custom", "field": "plan", "operator": "in", "value": ["premium", "gold"]}],
+        [{"type": "custom", "field": "appVersion", "operator": "semver_gt", "value": "1.2.0"}],
+        [{"type": "segment", "operator": "in", "value": ["bench-premium"]}],
+        [{"type": "any", "rules": [{"type": "geo", "operator": "in", "value": ["DE"]},
+                                   {"type": "custom", "field": "email", "operator": "ends_with", "value": "@example.com"}]}],
+        [{"type": "custom", "field": "age", "operator": "gte", "value": 18},
+         {"type": "percentage", "operator": "less_than", "value": 80}],
+    ]
+    for i in range(20):
+        key = f"bench-flag-{i:02d}"
+        if not Flag.objects.filter(key=key).exists():
+            services.flag_create(actor=actor, key=key, name=key, states={
+                "production": {"enabled": True, "rules": rule_sets[i % len(rule_sets)]}})
+    _, raw_key = services.api_key_create(
+        actor=actor, name="bench", kind="sdk", environment=Environment.objects.get(key="production"))
+    return raw_key
+
+
+BODY = {"userId": "user-123", "context": {"country": "US", "device": "mobile", "plan": "premium",
+                                          "appVersion": "1.4.0", "email": "a@example.com", "age": 30}}
+LUA = """wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+
+
+def in_process(key, targets, rounds=15, batch=200):
+    """CPU cost per request through the whole Django stack (WSGI handler, middleware, DRF) with no
+    network or server in between: the least noisy view of the ratios on a busy machine."""
+    import io
+
+    from django.core.wsgi import get_wsgi_application
+
+    app = get_wsgi_application()
+
+    def call(path, body):
+        environ = {
+            "REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+            "HTTP_HOST": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
+            "HTTP_AUTHORIZATION": f"Bearer {key}",
+        }
+        status = []
+        chunks = app(environ, lambda s, h: status.append(s))
+        b"".join(chunks)
+        chunks.close()
+        assert status[0].startswith("200"), (path, status)
+
+    encoded = {name: (path, json.dumps(body).encode()) for name, (path, body) in targets.items()}
+    best = dict.fromkeys(encoded, float("inf"))
+    for path, body in encoded.values():
+        call(path, body)
+    for _ in range(rounds):
+        for name, (path, body) in encoded.items():
+            start = time.perf_counter()
+            for _ in range(batch):
+                call(path, body)
+            best[name] = min(best[name], (time.perf_counter() - start) / batch)
+    return best
+
+
+def wait_ready(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read()
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on :{port} did not become ready")
+
+
+def wrk(url, script, concurrency, duration):
+    out = subprocess.run(
+        ["wrk", "-t", str(min(concurrency, 4)), "-c", str(concurrency), "-d", f"{duration}s", "--latency", "-s", script, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+
+    def pct(p):
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": rps, "p50": pct(50), "p99": pct(99), "errors": int(errors.group(1)) if errors else 0}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is shown")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--servers", default="daphne,gunicorn")
+    parser.add_argument("--concurrency", default="1,50")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: apt-get install -y wrk")
+
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    if not os.environ.get("DATABASE_URL"):
+        db = ROOT / "artifacts" / "bench.sqlite3"
+        db.unlink(missing_ok=True)
+        os.environ["DATABASE_URL"] = f"sqlite:///{db}"
+    os.environ["FLAGS_BENCH_VIEWS"] = "1"
+    os.environ.setdefault("DEBUG", "false")
+    key = setup_data()
+
+    tmp = Path(tempfile.mkdtemp(prefix="flagsite-bench-"))
+    flag_ids = [f"bench-flag-{i:02d}" for i in range(20)]
+    targets = {
+        "bare DRF": ("/api/bench/bare", {"flagId": "bench-flag-01", **BODY}),
+        "evaluate": ("/api/evaluate", {"flagId": "bench-flag-01", **BODY}),
+        "bulk (20)": ("/api/evaluate/bulk", {"flagIds": flag_ids, **BODY}),
+    }
+    scripts = {}
+    for name, (_, body) in targets.items():
+        script = tmp / f"{len(scripts)}.lua"
+        script.write_text(LUA.format(body=json.dumps(json.dumps(body)), key=key))
+        scripts[name] = str(script)
+
+    cost = in_process(key, targets)
+    print(f"\nIn-process WSGI (one core, no network; best of 15 x 200 requests):")
+    for name, seconds in cost.items():
+        print(f"  {name:<11}{seconds * 1e6:7.0f} us/request  {1 / seconds:7.0f} req/s  "
+              f"{cost['bare DRF'] / seconds:5.0%} of bare DRF")
+
+    servers = {
+        "daphne": [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "{port}", "flagsite.asgi:application"],
+        "gunicorn": [str(BIN / "gunicorn"), "-w", str(args.workers), "-b", "127.0.0.1:{port}",
+                     "--log-level", "warning", "flagsite.wsgi:application"],
+    }
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    results = {}
+    for port, server in enumerate(args.servers.split(","), start=8731):
+        command = [part.format(port=port) for part in servers[server]]
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            wait_ready(port)
+            for name, (path, _) in targets.items():  # warm every worker's snapshot and key cache
+                wrk(f"http://127.0.0.1:{port}{path}", scripts[name], 4, 1)
+            for c in concurrencies:
+                runs = {name: [] for name in targets}
+                for _ in range(args.rounds):  # interleaved rounds: drift and noise hit every target alike
+                    for name, (path, _) in targets.items():
+                        runs[name].append(wrk(f"http://127.0.0.1:{port}{path}", scripts[name], c, args.duration))
+                for name, rounds in runs.items():
+                    results[(server, c, name)] = sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # daphne may linger on open keep-alive sockets
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    label = f"gunicorn x{args.workers}"
+    print(f"\nREST evaluation benchmark: wrk, median of {args.rounds} interleaved {args.duration}s runs, {os.cpu_count()} CPUs, "
+          f"database {os.environ['DATABASE_URL'].split(':')[0]}")
+    print(f"{'server':<13}{'c':>4}  {'endpoint':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}{'non-2xx':>9}")
+    for (server, c, name), r in results.items():
+        bare = results[(server, c, "bare DRF")]["rps"]
+        shown = label if server == "gunicorn" else server
+        print(f"{shown:<13}{c:>4}  {name:<11}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+              f"{r['rps'] / bare:>8.0%}{r['errors']:>9}")
+    print("goals: evaluate >= 80% and bulk >= 70% of bare DRF; p99 < 25 ms at c=50")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Django admin: the operator's editor. Forms validate with the services' checks (messages at the
+rule's path); every write calls a service, never model.save()."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
+from django.db.models import Exists, OuterRef
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from audit.actor import Actor
+from flags import services
+from flags.errors import ServiceError
+from flags.models import ApiKey, Environment, Flag, FlagState
+from flags.selectors import audit_list
+
+
+def add_field_errors(form, fields):
+    """Service errors onto a form: "rules[2].operator" goes on the "rules" field, path kept."""
+    for path, messages_ in fields.items():
+        name = path.split(".")[0].split("[")[0]
+        target = name if name in form.fields else None
+        for message in messages_:
+            form.add_error(target, message if path == name else f"{path}: {message}")
+
+
+def report(request, modeladmin, exc):
+    modeladmin.message_user(request, str(exc), level=messages.ERROR)
+
+
+def environment_choices():
+    return [("", "All environments")] + [(e.key, e.name) for e in Environment.objects.all()]
+
+
+class FlagActionForm(ActionForm):
+    environment = forms.ChoiceField(choices=environment_choices, required=False,
+                                    help_text="Toggle needs one environment; kill and restore default to all.")
+
+
+class FlagForm(forms.ModelForm):
+    class Meta:
+        model = Flag
+        fields = ["key", "name", "description", "tags", "kind", "variants", "salt", "stickiness"]
+
+    def clean(self):
+        data = super().clean()
+        flag = self.instance if self.instance.pk else None
+        payload = {k: data[k] for k in services.FLAG_FIELDS if k in data}
+        payload["tags"] = payload.get("tags") or []
+        payload["variants"] = payload.get("variants") or []
+        if flag is None and "key" in data:
+            payload["key"] = data["key"]
+        add_field_errors(self, services.check_flag_fields(payload, flag=flag))
+        return data
+
+
+class FlagStateForm(forms.ModelForm):
+    class Meta:
+        model = FlagState
+        fields = ["enabled", "rules"]
+        widgets = {"rules": forms.Textarea(attrs={"rows": 6, "cols": 80, "style": "font-family: monospace"})}
+
+    def clean_rules(self):
+        rules = self.cleaned_data.get("rules")
+        if rules is None:
+            return []
+        errors = services.check_state_rules(rules, flag_key=self.instance.flag.key)
+        if errors:
+            raise forms.ValidationError([f"{path}: {m}" for path, ms in errors.items() for m in ms])
+        return rules
+
+
+class FlagStateInline(admin.StackedInline):
+    model = FlagState
+    form = FlagStateForm
+    extra = 0
+    can_delete = False
+    fields = ["environment", "enabled", "rules", "killed", "killed_reason", "killed_by", "killed_at", "version"]
+    readonly_fields = ["environment", "killed", "killed_reason", "killed_by", "killed_at", "version"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class EnvironmentFilter(admin.SimpleListFilter):
+    title = "environment (for status)"
+    parameter_name = "environment"
+
+    def lookups(self, request, model_admin):
+        return [(e.key, e.name) for e in Environment.objects.all()]
+
+    def queryset(self, request, queryset):
+        return queryset  # scopes the status filter and column; filters nothing by itself
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("enabled", "Enabled"), ("disabled", "Disabled"), ("killed", "Killed")]
+
+    def queryset(self, request, queryset):
+        condition = {"enabled": {"enabled": True, "killed": False}, "disabled": {"enabled": False},
+                     "killed": {"killed": True}}.get(self.value())
+        if condition is None:
+            return queryset
+        states = FlagState.objects.filter(flag=OuterRef("pk"), **condition)
+        env = request.GET.get("environment")
+        if env:
+            states = states.filter(environment__key=env)
+        return queryset.filter(Exists(states))
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        tags = sorted({tag for tags in Flag.objects.values_list("tags", flat=True) for tag in (tags or [])})
+        return [(t, t) for t in tags]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        keys = [f.key for f in Flag.objects.only("key", "tags") if self.value() in (f.tags or [])]
+        return queryset.filter(key__in=keys)
+
+
+@admin.register(Flag)
+class FlagAdmin(admin.ModelAdmin):
+    form = FlagForm
+    inlines = [FlagStateInline]
+    action_form = FlagActionForm
+    actions = ["toggle", "kill", "restore", "archive"]
+    list_display = ["key", "name", "kind", "tag_list", "status", "archived", "updated_at"]
+    list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
+    search_fields = ["key", "name", "description"]
+    readonly_fields = ["created_at", "updated_at", "audit_history"]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # states are created with the flag
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields + (["key"] if obj is not None else [])
+
+    def get_fields(self, request, obj=None):
+        fields = ["key", "name", "description", "tags", "kind", "variants", "salt", "stickiness"]
+        return fields + (["created_at", "updated_at", "audit_history"] if obj is not None else [])
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("states__environment")
+
+    @admin.display(description="tags")
+    def tag_list(self, obj):
+        return ", ".join(obj.tags or [])
+
+    @admin.display(description="status")
+    def status(self, obj):
+        env = getattr(self, "_status_environment", None)
+        parts = []
+        for state in obj.states.all():
+            if env and state.environment.key != env:
+                continue
+            label = "KILLED" if state.killed else ("on" if state.enabled else "off")
+            parts.append(f"{state.environment.key}: {label}")
+        return " | ".join(parts)
+
+    def changelist_view(self, request, extra_context=None):
+        self._status_environment = request.GET.get("environment")
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="audit history")
+    def audit_history(self, obj):
+        entries = audit_list(limit=50, target_type="flag", target_key=obj.key)
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((e.pk, e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.environment or "-",
+              e.reason or "") for e in entries),
+        )
+        link = reverse("admin:audit_auditentry_changelist") + f"?target_key={obj.key}"
+        return format_html(
+            '<table><tr><th>#</th><th>time</th><th>actor</th><th>action</th><th>environment</th>'
+            '<th>reason</th></tr>{}</table><p><a href="{}">Full history</a></p>', rows, link)
+
+    # -- writes: all through services ------------------------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        actor = Actor.from_request(request)
+        data = {k: form.cleaned_data[k] for k in services.FLAG_FIELDS if k in form.cleaned_data}
+        data["tags"] = data.get("tags") or []
+        data["variants"] = data.get("variants") or []
+        if change:
+            services.flag_update(actor=actor, flag=obj, environment=None, data=data)
+        else:
+            flag = services.flag_create(actor=actor, key=form.cleaned_data["key"], **data)
+            obj.pk, obj.created_at, obj.updated_at = flag.pk, flag.created_at, flag.updated_at
+
+    def save_formset(self, request, form, formset, change):
+        actor = Actor.from_request(request)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for state_form in formset.forms:
+            if not state_form.has_changed():
+                continue
+            state = state_form.instance
+            data = {k: state_form.cleaned_data[k] for k in state_form.changed_data if k in ("enabled", "rules")}
+            services.flag_update(actor=actor, flag=form.instance, environment=state.environment, data=data)
+            formset.changed_objects.append((state, state_form.changed_data))
+
+    def delete_model(self, request, obj):
+        services.flag_delete(actor=Actor.from_request(request), flag=obj)
+
+    def delete_queryset(self, request, queryset):
+        for flag in queryset:
+            services.flag_delete(actor=Actor.from_request(request), flag=flag)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceError as exc:
+            report(request, self, exc)
+            return self.response_post_save_change(request, None)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _environments(self, request):
+        env = request.POST.get("environment") or None
+        return [env] if env else None
+
+    @admin.action(description="Toggle in the chosen environment", permissions=["change"])
+    def toggle(self, request, queryset):
+        envs = self._environments(request)
+        if not envs:
+            self.message_user(request, "Choose one environment to toggle in.", level=messages.ERROR)
+            return
+        actor = Actor.from_request(request)
+        for flag in queryset:
+            try:
+                state = services.flag_toggle(actor=actor, flag=flag, environment=envs[0])
+                self.message_user(request, f"{flag.key} is now {'on' if state.enabled else 'off'} in {envs[0]}.")
+            except ServiceError as exc:
+                report(request, self, exc)
+
+    @admin.action(description="Kill switch (asks for a reason)", permissions=["change"])
+    def kill(self, request, queryset):
+        envs = self._environments(request)
+        reason = (request.POST.get("reason") or "").strip()
+        if request.POST.get("confirm") == "yes" and reason:
+            actor = Actor.from_request(request)
+            for flag in queryset:
+                try:
+                    services.flag_kill(actor=actor, flag=flag, reason=reason, environments=envs)
+                    self.message_user(request, f"Killed {flag.key} in {', '.join(envs or ['all environments'])}.",
+                                      level=messages.WARNING)
+                except ServiceError as exc:
+                    report(request, self, exc)
+            return None
+        return TemplateResponse(request, "admin/flags/kill_confirm.html", {
+            **self.admin_site.each_context(request),
+            "title": "Kill switch: why?",
+            "opts": self.model._meta,
+            "flags": queryset,
+            "environment": (envs or [""])[0],
+            "environment_label": ", ".join(envs or ["all environments"]),
+            "missing_reason": request.POST.get("confirm") == "yes" and not reason,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        })
+
+    @admin.action(description="Restore (undo kill switch)", permissions=["change"])
+    def restore(self, request, queryset):
+        actor = Actor.from_request(request)
+        envs = self._environments(request)
+        for flag in queryset:
+            try:
+                restored = services.flag_restore(actor=actor, flag=flag, environments=envs)
+                self.message_user(request, f"{flag.key}: restored in {len(restored)} environment(s).")
+            except ServiceError as exc:
+                report(request, self, exc)
+
+    @admin.action(description="Archive", permissions=["change"])
+    def archive(self, request, queryset):
+        actor = Actor.from_request(request)
+        for flag in queryset:
+            try:
+                services.flag_archive(actor=actor, flag=flag)
+            except ServiceError as exc:
+                report(request, self, exc)
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "version", "sort_order"]
+    readonly_fields = ["key", "name", "version", "sort_order"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name", "kind", "environment", "user"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "kind", "prefix", "environment", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["kind", "environment", "revoked_at"]
+    search_fields = ["name", "prefix"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["name", "kind", "environment", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "kind", "environment", "user"]
+        return self.get_readonly_fields(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # keys are revoked, not deleted: the audit log refers to them
+
+    def get_form(self, request, obj=None, **kwargs):
+        form_class = super().get_form(request, obj, **kwargs)
+        if obj is not None:
+            return form_class
+
+        class CheckedForm(form_class):
+            def clean(self):
+                data = super().clean()
+                fields = {}
+                if data.get("kind") == "sdk" and not data.get("environment"):
+                    fields["environment"] = ["SDK keys belong to one environment."]
+                if data.get("kind") == "sdk" and data.get("user"):
+                    fields["user"] = ["SDK keys do not act as a user; leave empty."]
+                if data.get("kind") == "management" and not data.get("user"):
+                    fields["user"] = ["Management tokens act as a user."]
+                if data.get("kind") == "management" and data.get("environment"):
+                    fields["environment"] = ["Management tokens are not tied to an environment; leave empty."]
+                add_field_errors(self, fields)
+                return data
+
+        return CheckedForm
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        api_key, raw_key = services.api_key_create(
+            actor=Actor.from_request(request), name=form.cleaned_data["name"], kind=form.cleaned_data["kind"],
+            environment=form.cleaned_data.get("environment"), user=form.cleaned_data.get("user"))
+        obj.pk, obj.prefix, obj.key_hash, obj.created_at = api_key.pk, api_key.prefix, api_key.key_hash, api_key.created_at
+        self.message_user(request, format_html(
+            "New key (shown once, copy it now): <code>{}</code>", raw_key), level=messages.WARNING)
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request, queryset):
+        actor = Actor.from_request(request)
+        for api_key in queryset:
+            services.api_key_revoke(actor=actor, api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")

@@ -1,0 +1,39 @@
+"""Errors raised by services and selectors; the API's one exception handler maps them to
+400 (ValidationFailed), 409 (Conflict) and 404 (NotFound)."""
+
+
+class ServiceError(Exception):
+    code = "error"
+    default_message = "Error."
+
+    def __init__(self, message=None, fields=None):
+        self.message = message or self.default_message
+        self.fields = dict(fields or {})
+        super().__init__(self.message)
+
+    def __str__(self):
+        if not self.fields:
+            return self.message
+        details = "; ".join(f"{path}: {' '.join(messages)}" for path, messages in self.fields.items())
+        return f"{self.message} {details}"
+
+
+class ValidationFailed(ServiceError):
+    """Bad input. `fields` maps a path ("rules[2].operator", "name", "states.production.enabled")
+    to a list of messages."""
+
+    code = "validation_error"
+    default_message = "Invalid input."
+
+    def __init__(self, fields=None, message=None):
+        super().__init__(message=message, fields=fields)
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+    default_message = "Conflict."
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+    default_message = "Not found."

@@ -1,0 +1,33 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from audit.actor import Actor
+from flags import services
+from flags.errors import ServiceError
+from flags.selectors import flag_get
+
+
+class Command(BaseCommand):
+    help = "Kill a flag (evaluates off, reason KILLED) in every environment or the ones named."
+
+    def add_arguments(self, parser):
+        parser.add_argument("flag", help="flag key")
+        parser.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+        parser.add_argument("--environment", "-e", action="append", dest="environments", metavar="ENV",
+                            help="environment key; repeat for several (default: all environments)")
+        parser.add_argument("--restore", action="store_true", help="undo the kill instead")
+        parser.add_argument("--actor", default="cli", help="label recorded as the actor (default: cli)")
+
+    def handle(self, *args, flag, reason, environments, restore, actor, **options):
+        try:
+            target = flag_get(flag)
+            who = Actor.system(actor)
+            if restore:
+                states = services.flag_restore(actor=who, flag=target, environments=environments, reason=reason)
+                verb = "restored"
+            else:
+                states = services.flag_kill(actor=who, flag=target, reason=reason, environments=environments)
+                verb = "killed"
+        except ServiceError as exc:
+            raise CommandError(str(exc).replace("\n", " "))
+        envs = ", ".join(s.environment.key for s in states) or "no environment (none was killed)"
+        self.stdout.write(self.style.SUCCESS(f"{flag} {verb} in {envs}"))

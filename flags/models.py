@@ -1,0 +1,107 @@
+"""Flags domain: fields and constraints only. Every write goes through flags/services.py."""
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+KEY_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+key_validator = RegexValidator(
+    KEY_REGEX, "Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."
+)
+
+
+class Environment(models.Model):
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=128)
+    version = models.PositiveBigIntegerField(default=0)
+    sort_order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "key"]
+
+    def __str__(self):
+        return self.key
+
+
+class Flag(models.Model):
+    class Kind(models.TextChoices):
+        BOOLEAN = "boolean", "Boolean"
+        MULTIVARIATE = "multivariate", "Multivariate"
+
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.BOOLEAN)
+    variants = models.JSONField(default=list, blank=True)
+    # engine hashing inputs (docs/rules.md); blank = the engine's defaults (flag key, userId)
+    salt = models.CharField(max_length=128, blank=True, default="")
+    stickiness = models.CharField(max_length=128, blank=True, default="")
+    archived = models.BooleanField(default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.key
+
+
+class FlagState(models.Model):
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="states")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="flag_states")
+    enabled = models.BooleanField(default=False)
+    rules = models.JSONField(default=list, blank=True)
+    killed = models.BooleanField(default=False)
+    killed_reason = models.TextField(blank=True, default="")
+    killed_by = models.CharField(max_length=200, blank=True, default="")
+    killed_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment__sort_order", "flag__key"]
+        constraints = [models.UniqueConstraint(fields=["flag", "environment"], name="unique_flag_state")]
+
+    def __str__(self):
+        return f"{self.flag_id}@{self.environment_id}"
+
+
+class ApiKey(models.Model):
+    class Kind(models.TextChoices):
+        SDK = "sdk", "SDK key (one environment: evaluate and snapshot)"
+        MANAGEMENT = "management", "Management token (acts as a user)"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    prefix = models.CharField(max_length=12, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind="sdk", environment__isnull=False)
+                    | models.Q(kind="management", user__isnull=False)
+                ),
+                name="api_key_owner_matches_kind",
+            )
+        ]
+
+    @property
+    def active(self):
+        return self.revoked_at is None
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}...)"

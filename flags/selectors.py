@@ -1,0 +1,161 @@
+"""Every read query shared by the API, admin, pages, commands and the snapshot builder."""
+
+from django.db.models import Q
+
+from audit.models import AuditEntry
+from flags.errors import NotFound, ValidationFailed
+from flags.models import ApiKey, Environment, Flag, FlagState
+
+
+def environment_list():
+    return list(Environment.objects.all())
+
+
+def environment_get(environment):
+    """An Environment from an instance or a key; unknown -> ValidationFailed on `environment`."""
+    if isinstance(environment, Environment):
+        return environment
+    env = Environment.objects.filter(key=environment).first()
+    if env is None:
+        raise ValidationFailed({"environment": [f"Unknown environment '{environment}'."]})
+    return env
+
+
+def environment_version(environment_key):
+    """The environment's current version (one indexed row), or None if it does not exist."""
+    return Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+
+
+def flag_get(key, *, include_archived=True):
+    qs = Flag.objects.all() if include_archived else Flag.objects.filter(archived=False)
+    flag = qs.filter(key=key).first()
+    if flag is None:
+        raise NotFound(f"Flag '{key}' not found.")
+    return flag
+
+
+def flag_state_get(*, flag, environment):
+    env = environment_get(environment)
+    return FlagState.objects.select_related("flag", "environment").get(flag=flag, environment=env)
+
+
+def flag_state_list(*, environment, tag=None, enabled=None, search=None, include_archived=False):
+    """FlagStates of one environment (with their flag), filtered; ordered by flag key."""
+    env = environment_get(environment)
+    qs = FlagState.objects.select_related("flag", "environment").filter(environment=env).order_by("flag__key")
+    if not include_archived:
+        qs = qs.filter(flag__archived=False)
+    if enabled is not None:
+        qs = qs.filter(enabled=enabled)
+    if search:
+        qs = qs.filter(Q(flag__key__icontains=search) | Q(flag__name__icontains=search)
+                       | Q(flag__description__icontains=search))
+    if tag:
+        # JSON list containment is not portable (SQLite); filter tags in Python over the keys.
+        keys = [f.key for f in Flag.objects.only("key", "tags") if tag in (f.tags or [])]
+        qs = qs.filter(flag__key__in=keys)
+    return qs
+
+
+def flag_data(flag):
+    return {
+        "key": flag.key,
+        "name": flag.name,
+        "description": flag.description,
+        "tags": list(flag.tags or []),
+        "kind": flag.kind,
+        "variants": list(flag.variants or []),
+        "salt": flag.salt,
+        "stickiness": flag.stickiness,
+        "archived": flag.archived,
+    }
+
+
+def flag_state_data(state):
+    """One flag in one environment: what audit entries and events record."""
+    return {
+        **flag_data(state.flag),
+        "environment": state.environment.key,
+        "enabled": state.enabled,
+        "rules": state.rules,
+        "killed": state.killed,
+        "killedReason": state.killed_reason,
+        "killedBy": state.killed_by,
+        "killedAt": state.killed_at.isoformat() if state.killed_at else None,
+        "version": state.version,
+        "createdAt": state.flag.created_at.isoformat() if state.flag.created_at else None,
+        "updatedAt": max(state.updated_at, state.flag.updated_at).isoformat() if state.updated_at else None,
+    }
+
+
+def engine_state(state):
+    """The engine's input for one flag state (docs/rules.md)."""
+    flag = state.flag
+    data = {
+        "key": flag.key,
+        "name": flag.name,  # not read by the engine; WebSocket events and SDK listings show it
+        "kind": flag.kind,
+        "enabled": state.enabled,
+        "killed": state.killed,
+        "rules": state.rules or [],
+        "version": state.version,
+    }
+    if flag.kind == Flag.Kind.MULTIVARIATE:
+        data["variants"] = flag.variants or []
+    if flag.salt:
+        data["salt"] = flag.salt
+    if flag.stickiness:
+        data["stickiness"] = flag.stickiness
+    return data
+
+
+def flags_referencing(*, flag_key=None, segment_key=None, exclude=None):
+    """Keys of flags whose rules (in any environment) reference a flag or a segment."""
+    found = set()
+    for state in FlagState.objects.select_related("flag").exclude(rules=[]):
+        if exclude is not None and state.flag.key == exclude:
+            continue
+        for rule in iter_rules(state.rules):
+            if flag_key and rule.get("type") == "flag" and rule.get("field") == flag_key:
+                found.add(state.flag.key)
+            if segment_key and rule.get("type") == "segment" and segment_key in (rule.get("value") or []):
+                found.add(state.flag.key)
+    return sorted(found)
+
+
+def iter_rules(rules):
+    """Every rule dict in a rule list, nested ones included."""
+    stack = list(rules or []) if isinstance(rules, list) else []
+    while stack:
+        rule = stack.pop()
+        if not isinstance(rule, dict):
+            continue
+        yield rule
+        if isinstance(rule.get("rules"), list):
+            stack.extend(rule["rules"])
+        if isinstance(rule.get("rule"), dict):
+            stack.append(rule["rule"])
+
+
+def audit_list(*, limit=100, target_type=None, target_key=None, environment=None):
+    qs = AuditEntry.objects.order_by("-id")
+    if target_type:
+        qs = qs.filter(target_type=target_type)
+    if target_key:
+        qs = qs.filter(target_key=target_key)
+    if environment:
+        qs = qs.filter(environment=environment)
+    return qs[:limit] if limit else qs
+
+
+def api_key_list(*, kind=None, environment=None, user=None, active=None):
+    qs = ApiKey.objects.select_related("environment", "user")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if environment:
+        qs = qs.filter(environment=environment_get(environment))
+    if user is not None:
+        qs = qs.filter(user=user)
+    if active is not None:
+        qs = qs.filter(revoked_at__isnull=active)
+    return qs

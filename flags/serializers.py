@@ -1,0 +1,181 @@
+"""Input validation and camelCase output for flags. Serializers validate and shape; never write."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+KEY_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class Text(serializers.CharField):
+    """A string, and only a string (DRF's CharField would turn 5 into "5")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class Bool(serializers.BooleanField):
+    """true or false, and only those (DRF's BooleanField would take "yes", 1, "on")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses unknown fields (a typo like "enabeld" must not be silently ignored).
+
+    ``ignored_fields`` are output-only fields a client may send back from a GET; they are dropped.
+    """
+
+    ignored_fields = frozenset()
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields) - self.ignored_fields
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+        return super().to_internal_value(data)
+
+
+class VariantSerializer(StrictSerializer):
+    key = serializers.RegexField(KEY_REGEX)
+    weight = serializers.IntegerField(min_value=0, max_value=1_000_000)
+    value = serializers.JSONField(required=False, allow_null=True)
+    overrides = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class StateInputSerializer(StrictSerializer):
+    enabled = Bool(required=False)
+    rules = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class FlagCreateInputSerializer(StrictSerializer):
+    key = serializers.RegexField(KEY_REGEX, required=False)
+    name = Text(max_length=200)
+    description = Text(required=False, allow_blank=True, default="")
+    tags = serializers.ListField(child=Text(max_length=64), required=False, default=list)
+    kind = serializers.ChoiceField(["boolean", "multivariate"], required=False, default="boolean")
+    variants = VariantSerializer(many=True, required=False, default=list)
+    salt = Text(max_length=128, required=False, allow_blank=True)
+    stickiness = Text(max_length=128, required=False, allow_blank=True)
+    environment = Text(required=False)
+    enabled = Bool(required=False)
+    rules = serializers.ListField(child=serializers.DictField(), required=False)
+    states = serializers.DictField(child=StateInputSerializer(), required=False)
+
+
+class FlagUpdateInputSerializer(StrictSerializer):
+    """PUT requires name and enabled (absent optional fields are reset); PATCH takes any subset."""
+
+    ignored_fields = frozenset(
+        {"id", "kind", "archived", "createdAt", "updatedAt", "states", "killed", "killedReason",
+         "killedBy", "killedAt"}
+    )
+    key = Text(required=False)
+    name = Text(max_length=200)
+    description = Text(allow_blank=True, default="")
+    tags = serializers.ListField(child=Text(max_length=64), default=list)
+    variants = VariantSerializer(many=True, default=list)
+    salt = Text(max_length=128, allow_blank=True, default="")
+    stickiness = Text(max_length=128, allow_blank=True, default="")
+    environment = Text(required=False)
+    enabled = Bool()
+    rules = serializers.ListField(child=serializers.DictField(), default=list)
+    version = serializers.IntegerField(required=False, min_value=0)
+
+
+class ToggleInputSerializer(StrictSerializer):
+    enabled = Bool(required=False, allow_null=True, default=None)
+
+
+class KillInputSerializer(StrictSerializer):
+    reason = Text(max_length=2000)
+    environments = serializers.ListField(child=Text(), required=False, allow_empty=False)
+
+
+class RestoreInputSerializer(StrictSerializer):
+    reason = Text(max_length=2000, required=False, allow_blank=True, default="")
+    environments = serializers.ListField(child=Text(), required=False, allow_empty=False)
+
+
+class FlagStateOutputSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    rules = serializers.JSONField()
+    killed = serializers.BooleanField()
+    killedReason = serializers.CharField(source="killed_reason")
+    killedBy = serializers.CharField(source="killed_by")
+    killedAt = serializers.DateTimeField(source="killed_at")
+    version = serializers.IntegerField()
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+
+class FlagOutputSerializer(serializers.Serializer):
+    """A flag with the selected environment's state inline and every environment under ``states``.
+
+    Needs ``context["environment"]`` and the flag's states prefetched with their environment.
+    """
+
+    id = serializers.CharField(source="key")
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    kind = serializers.CharField()
+    variants = serializers.JSONField()
+    salt = serializers.CharField()
+    stickiness = serializers.CharField()
+    archived = serializers.BooleanField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+    environment = serializers.CharField(source="selected_state.environment.key")
+    enabled = serializers.BooleanField(source="selected_state.enabled")
+    rules = serializers.JSONField(source="selected_state.rules")
+    killed = serializers.BooleanField(source="selected_state.killed")
+    killedReason = serializers.CharField(source="selected_state.killed_reason")
+    killedBy = serializers.CharField(source="selected_state.killed_by")
+    killedAt = serializers.DateTimeField(source="selected_state.killed_at")
+    version = serializers.IntegerField(source="selected_state.version")
+    states = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.DictField(child=FlagStateOutputSerializer()))
+    def get_states(self, flag):
+        return {state.environment.key: FlagStateOutputSerializer(state).data for state in flag.states.all()}
+
+    def to_representation(self, flag):
+        environment = self.context["environment"]
+        flag.selected_state = next(s for s in flag.states.all() if s.environment.key == environment)
+        return super().to_representation(flag)
+
+
+class EvaluationOutputSerializer(serializers.Serializer):
+    flagId = serializers.CharField()
+    enabled = serializers.BooleanField()
+    variant = serializers.CharField(allow_null=True)
+    value = serializers.JSONField(allow_null=True)
+    reason = serializers.CharField()
+    rule = serializers.IntegerField(allow_null=True)
+    environment = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class EvaluateInputSerializer(serializers.Serializer):
+    """Documentation only: the hot path validates by hand (see flags.apis.parse_evaluation)."""
+
+    flagId = serializers.CharField()
+    userId = serializers.CharField()
+    context = serializers.DictField(required=False)
+
+
+class EvaluateBulkInputSerializer(serializers.Serializer):
+    flagIds = serializers.ListField(child=serializers.CharField(), required=False)
+    userId = serializers.CharField()
+    context = serializers.DictField(required=False)
+
+
+class EvaluateBulkOutputSerializer(serializers.Serializer):
+    environment = serializers.CharField()
+    version = serializers.IntegerField()
+    flags = serializers.DictField(child=EvaluationOutputSerializer())

@@ -1,0 +1,503 @@
+"""Every write to flags and API keys.
+
+Each service validates first (ValidationFailed / Conflict / NotFound, nothing written), then in
+one transaction makes the change, bumps the affected environments' versions and records the audit
+entry; after commit it refreshes the cached snapshot and publishes the change.
+
+Lock order, the same in every service so concurrent writers never deadlock: the flag row, then
+its state rows, then environment rows in primary-key order, then the audit chain head.
+"""
+
+import hashlib
+import secrets
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audit.services import audit_record
+from flags import publish, snapshot
+from flags.errors import Conflict, NotFound, ValidationFailed
+from flags.models import ApiKey, Environment, Flag, FlagState
+from flags.selectors import environment_get, flag_data, flag_state_data, flags_referencing
+from flags.validation import (
+    add, check_bool, check_key, check_kind_and_variants, check_rules, check_tags, check_text,
+)
+from segments.selectors import segment_conditions_map
+
+FLAG_FIELDS = ("name", "description", "tags", "kind", "variants", "salt", "stickiness")
+STATE_FIELDS = ("enabled", "rules")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _bump(environments):
+    """+1 on each environment's version (in pk order); {env key: new version}."""
+    versions = {}
+    for env in sorted(environments, key=lambda e: e.pk):
+        Environment.objects.filter(pk=env.pk).update(version=F("version") + 1)
+        versions[env.key] = Environment.objects.filter(pk=env.pk).values_list("version", flat=True).get()
+    return versions
+
+
+def _after_commit(versions, action, *, flag_key=None, segment_key=None):
+    def run():
+        for env_key, version in versions.items():
+            snapshot.environment_changed(env_key)
+            publish.publish_change(
+                environment=env_key, version=version, action=action, flag_key=flag_key, segment_key=segment_key
+            )
+
+    transaction.on_commit(run, robust=True)
+
+
+def prerequisite_map(exclude_key=None):
+    """{flag key: rules of all its environments}: what the engine's validator needs to check that a
+    prerequisite exists and closes no cycle. Archived flags are left out (they cannot be required)."""
+    rules = {}
+    for state in FlagState.objects.select_related("flag").filter(flag__archived=False).order_by("pk"):
+        if state.flag.key != exclude_key:
+            rules.setdefault(state.flag.key, []).extend(state.rules or [])
+    return rules
+
+
+def _environments(environments):
+    """Environment objects for keys/instances; None means all. Unknown keys -> ValidationFailed."""
+    if environments is None:
+        return list(Environment.objects.all())
+    if isinstance(environments, (str, Environment)):
+        environments = [environments]
+    found, unknown = [], []
+    for item in environments:
+        env = item if isinstance(item, Environment) else Environment.objects.filter(key=item).first()
+        (found if env is not None else unknown).append(env or item)
+    if unknown:
+        raise ValidationFailed({"environments": [f"Unknown environment '{key}'." for key in unknown]})
+    if not found:
+        raise ValidationFailed({"environments": ["Name at least one environment."]})
+    return found
+
+
+def _check_flag_fields(fields, data, *, kind, variants):
+    if "name" in data:
+        check_text(fields, "name", data["name"], required=True, max_length=200)
+    if "description" in data:
+        check_text(fields, "description", data["description"], max_length=10_000)
+    if "tags" in data:
+        check_tags(fields, data["tags"])
+    if "kind" in data or "variants" in data:
+        check_kind_and_variants(fields, kind, variants)
+    for name in ("salt", "stickiness"):
+        if name in data:
+            check_text(fields, name, data[name], max_length=128)
+
+
+def _locked_state(flag, env):
+    locked_flag = Flag.objects.select_for_update().filter(pk=flag.pk).first()
+    if locked_flag is None:
+        raise NotFound(f"Flag '{flag.key}' not found.")
+    state = (
+        FlagState.objects.select_for_update(of=("self",))
+        .select_related("environment")
+        .get(flag_id=flag.pk, environment=env)
+    )
+    state.flag = locked_flag
+    return state
+
+
+# -- flags ---------------------------------------------------------------------------------------
+
+def flag_create(*, actor, key, name, description="", tags=(), kind="boolean", variants=(), states=None,
+                salt="", stickiness=""):
+    """Create a flag with a state in every environment. `states`: {env key: {"enabled", "rules"}}
+    (default: disabled, no rules). Error paths for states: "states.<env>.rules[0].operator".
+    salt / stickiness: the engine's hashing inputs (blank: flag key / userId)."""
+    fields = {}
+    check_key(fields, key)
+    tags = list(tags) if isinstance(tags, tuple) else tags
+    variants = list(variants) if isinstance(variants, tuple) else variants
+    _check_flag_fields(fields, {"name": name, "description": description, "tags": tags, "kind": kind,
+                                "variants": variants, "salt": salt, "stickiness": stickiness},
+                       kind=kind, variants=variants)
+    envs = list(Environment.objects.all())
+    env_by_key = {e.key: e for e in envs}
+    states = states or {}
+    if not isinstance(states, dict):
+        add(fields, "states", "Must be an object keyed by environment.")
+        states = {}
+    segments = segment_conditions_map()
+    flags = prerequisite_map(exclude_key=key)
+    for env_key, state in states.items():
+        path = f"states.{env_key}"
+        if env_key not in env_by_key:
+            add(fields, path, f"Unknown environment '{env_key}'.")
+            continue
+        if not isinstance(state, dict):
+            add(fields, path, "Must be an object with 'enabled' and 'rules'.")
+            continue
+        for extra in sorted(set(state) - set(STATE_FIELDS)):
+            add(fields, f"{path}.{extra}", "Unknown field.")
+        if "enabled" in state:
+            check_bool(fields, f"{path}.enabled", state["enabled"])
+        if "rules" in state and not fields.get("key"):
+            check_rules(fields, state["rules"], path=f"{path}.rules", segments=segments, flags=flags,
+                        flag_key=key)
+    if fields:
+        raise ValidationFailed(fields)
+    if Flag.objects.filter(key=key).exists():
+        raise Conflict(f"A flag with key '{key}' already exists.", fields={"key": ["Already exists."]})
+
+    with transaction.atomic():
+        flag = Flag.objects.create(key=key, name=name, description=description, tags=tags, kind=kind,
+                                   variants=variants, salt=salt, stickiness=stickiness)
+        created = [
+            FlagState.objects.create(flag=flag, environment=env, enabled=states.get(env.key, {}).get("enabled", False),
+                                     rules=states.get(env.key, {}).get("rules", []))
+            for env in envs
+        ]
+        versions = _bump(envs)
+        audit_record(actor=actor, action="flag.created", target_type="flag", target_key=key, after={
+            **flag_data(flag), "states": {s.environment.key: _state_fields(s) for s in created}})
+        _after_commit(versions, "created", flag_key=key)
+    return flag
+
+
+def _state_fields(state):
+    data = flag_state_data(state)
+    return {k: data[k] for k in ("enabled", "rules", "killed", "killedReason", "version")}
+
+
+def flag_update(*, actor, flag, environment, data, expected_version=None):
+    """Change flag fields (name, description, tags, kind, variants; all environments) and/or this
+    environment's state fields (enabled, rules). `expected_version` is the state's version the
+    caller saw: a different current version -> Conflict. Returns the FlagState.
+    environment=None changes flag fields only and returns the Flag."""
+    if environment is None:
+        return _flag_fields_update(actor=actor, flag=flag, data=data)
+    env = environment_get(environment)
+    fields = {}
+    if not isinstance(data, dict):
+        raise ValidationFailed({"non_field_errors": ["Expected an object."]})
+    for name in sorted(set(data) - set(FLAG_FIELDS) - set(STATE_FIELDS)):
+        if name == "key":
+            if data["key"] != flag.key:
+                add(fields, "key", "Flag keys cannot be changed.")
+        else:
+            add(fields, name, "Unknown field.")
+    if expected_version is not None and (isinstance(expected_version, bool) or not str(expected_version).isdigit()):
+        add(fields, "version", "Must be a positive integer.")
+    if fields:
+        raise ValidationFailed(fields)
+
+    with transaction.atomic():
+        state = _locked_state(flag, env)
+        flag = state.flag
+        if expected_version is not None and int(expected_version) != state.version:
+            raise Conflict(f"Flag '{flag.key}' in '{env.key}' is at version {state.version}, "
+                           f"not {expected_version}: reload and retry.", fields={"version": ["Stale version."]})
+        kind = data.get("kind", flag.kind)
+        variants = data.get("variants", flag.variants)
+        _check_flag_fields(fields, data, kind=kind, variants=variants)
+        if "enabled" in data:
+            check_bool(fields, "enabled", data["enabled"])
+        if "rules" in data:
+            check_rules(fields, data["rules"], segments=segment_conditions_map(),
+                        flags=prerequisite_map(exclude_key=flag.key), flag_key=flag.key)
+        if fields:
+            raise ValidationFailed(fields)
+
+        before = flag_state_data(state)
+        flag_changes = {k: data[k] for k in FLAG_FIELDS if k in data and data[k] != getattr(flag, k)}
+        state_changes = {k: data[k] for k in STATE_FIELDS if k in data and data[k] != getattr(state, k)}
+        if flag_changes.get("kind") == Flag.Kind.BOOLEAN and "variants" not in data:
+            flag_changes["variants"] = []
+        if not flag_changes and not state_changes:
+            return state
+        for k, v in flag_changes.items():
+            setattr(flag, k, list(v) if isinstance(v, tuple) else v)
+        for k, v in state_changes.items():
+            setattr(state, k, v)
+        if flag_changes:
+            flag.save()
+            FlagState.objects.filter(flag=flag).exclude(pk=state.pk).update(version=F("version") + 1)
+            envs = list(Environment.objects.all())
+        else:
+            envs = [env]
+        state.version += 1
+        state.save()
+        versions = _bump(envs)
+        audit_record(actor=actor, action="flag.updated", target_type="flag", target_key=flag.key,
+                     environment=env.key, before=before, after=flag_state_data(state))
+        _after_commit(versions, "updated", flag_key=flag.key)
+    return state
+
+
+def check_flag_fields(data, *, flag=None):
+    """Field errors for flag-level fields (name, description, tags, kind, variants) in `data`."""
+    fields = {}
+    for name in sorted(set(data) - set(FLAG_FIELDS)):
+        if name == "key":
+            if flag is not None and data["key"] != flag.key:
+                add(fields, "key", "Flag keys cannot be changed.")
+            elif flag is None:
+                check_key(fields, data["key"])
+        else:
+            add(fields, name, "Unknown field.")
+    kind = data.get("kind", flag.kind if flag else "boolean")
+    variants = data.get("variants", flag.variants if flag else [])
+    _check_flag_fields(fields, data, kind=kind, variants=variants)
+    return fields
+
+
+def check_state_rules(rules, *, flag_key, path="rules"):
+    """Field errors for a state's rules (paths like "rules[2].operator")."""
+    fields = {}
+    check_rules(fields, rules, path=path, segments=segment_conditions_map(),
+                flags=prerequisite_map(exclude_key=flag_key), flag_key=flag_key)
+    return fields
+
+
+def _flag_fields_update(*, actor, flag, data):
+    if not isinstance(data, dict):
+        raise ValidationFailed({"non_field_errors": ["Expected an object."]})
+    with transaction.atomic():
+        locked = Flag.objects.select_for_update().filter(pk=flag.pk).first()
+        if locked is None:
+            raise NotFound(f"Flag '{flag.key}' not found.")
+        fields = check_flag_fields(data, flag=locked)
+        if fields:
+            raise ValidationFailed(fields)
+        changes = {k: data[k] for k in FLAG_FIELDS if k in data and data[k] != getattr(locked, k)}
+        if changes.get("kind") == Flag.Kind.BOOLEAN and "variants" not in data:
+            changes["variants"] = []
+        if not changes:
+            return locked
+        before = flag_data(locked)
+        for k, v in changes.items():
+            setattr(locked, k, list(v) if isinstance(v, tuple) else v)
+        locked.save()
+        FlagState.objects.filter(flag=locked).update(version=F("version") + 1)
+        versions = _bump(list(Environment.objects.all()))
+        audit_record(actor=actor, action="flag.updated", target_type="flag", target_key=locked.key,
+                     before=before, after=flag_data(locked))
+        _after_commit(versions, "updated", flag_key=locked.key)
+    return locked
+
+
+def flag_toggle(*, actor, flag, environment, enabled=None):
+    """Turn a flag on or off in one environment; enabled=None flips it. Returns the FlagState."""
+    env = environment_get(environment)
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValidationFailed({"enabled": ["Must be true or false."]})
+    with transaction.atomic():
+        state = _locked_state(flag, env)
+        before = flag_state_data(state)
+        state.enabled = (not state.enabled) if enabled is None else enabled
+        state.version += 1
+        state.save(update_fields=["enabled", "version", "updated_at"])
+        versions = _bump([env])
+        audit_record(actor=actor, action="flag.toggled", target_type="flag", target_key=flag.key,
+                     environment=env.key, before=before, after=flag_state_data(state))
+        _after_commit(versions, "toggled", flag_key=flag.key)
+    return state
+
+
+def flag_kill(*, actor, flag, reason, environments=None):
+    """Kill switch: the flag evaluates off (reason KILLED) in the given environments (default all),
+    whatever its rules. One audit entry per environment. Returns the FlagStates."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationFailed({"reason": ["Say why the flag is being killed."]})
+    if len(reason) > 2000:
+        raise ValidationFailed({"reason": ["At most 2000 characters."]})
+    envs = _environments(environments)
+    now = timezone.now()
+    states = []
+    with transaction.atomic():
+        for env in sorted(envs, key=lambda e: e.pk):
+            state = _locked_state(flag, env)
+            before = flag_state_data(state)
+            state.killed, state.killed_reason, state.killed_by, state.killed_at = True, reason.strip(), actor.label, now
+            state.version += 1
+            state.save()
+            states.append((state, before))
+        versions = _bump(envs)
+        for state, before in states:
+            audit_record(actor=actor, action="flag.killed", target_type="flag", target_key=flag.key,
+                         environment=state.environment.key, before=before, after=flag_state_data(state),
+                         reason=reason.strip())
+        _after_commit(versions, "killed", flag_key=flag.key)
+    return [state for state, _ in states]
+
+
+def flag_restore(*, actor, flag, environments=None, reason=""):
+    """Undo a kill in the given environments (default all); environments not killed are left alone.
+    Returns the FlagStates that were restored."""
+    envs = _environments(environments)
+    restored = []
+    with transaction.atomic():
+        for env in sorted(envs, key=lambda e: e.pk):
+            state = _locked_state(flag, env)
+            if not state.killed:
+                continue
+            before = flag_state_data(state)
+            state.killed, state.killed_reason, state.killed_by, state.killed_at = False, "", "", None
+            state.version += 1
+            state.save()
+            restored.append((state, before))
+        if not restored:
+            return []
+        versions = _bump([state.environment for state, _ in restored])
+        for state, before in restored:
+            audit_record(actor=actor, action="flag.restored", target_type="flag", target_key=flag.key,
+                         environment=state.environment.key, before=before, after=flag_state_data(state),
+                         reason=reason or "")
+        _after_commit(versions, "restored", flag_key=flag.key)
+    return [state for state, _ in restored]
+
+
+def _refuse_if_referenced(flag, verb):
+    referrers = flags_referencing(flag_key=flag.key, exclude=flag.key)
+    if referrers:
+        raise Conflict(f"Cannot {verb} flag '{flag.key}': it is a prerequisite of {', '.join(referrers)}.",
+                       fields={"key": [f"Referenced by {', '.join(referrers)}."]})
+
+
+def flag_archive(*, actor, flag):
+    """Hide a flag: it disappears from snapshots (evaluates FLAG_NOT_FOUND) but keeps its history."""
+    _refuse_if_referenced(flag, "archive")
+    with transaction.atomic():
+        flag = Flag.objects.select_for_update().get(pk=flag.pk)
+        if flag.archived:
+            return flag
+        before = flag_data(flag)
+        flag.archived = True
+        flag.save(update_fields=["archived", "updated_at"])
+        FlagState.objects.filter(flag=flag).update(version=F("version") + 1)
+        versions = _bump(list(Environment.objects.all()))
+        audit_record(actor=actor, action="flag.archived", target_type="flag", target_key=flag.key,
+                     before=before, after=flag_data(flag))
+        _after_commit(versions, "deleted", flag_key=flag.key)
+    return flag
+
+
+def flag_unarchive(*, actor, flag):
+    with transaction.atomic():
+        flag = Flag.objects.select_for_update().get(pk=flag.pk)
+        if not flag.archived:
+            return flag
+        before = flag_data(flag)
+        flag.archived = False
+        flag.save(update_fields=["archived", "updated_at"])
+        FlagState.objects.filter(flag=flag).update(version=F("version") + 1)
+        versions = _bump(list(Environment.objects.all()))
+        audit_record(actor=actor, action="flag.unarchived", target_type="flag", target_key=flag.key,
+                     before=before, after=flag_data(flag))
+        _after_commit(versions, "created", flag_key=flag.key)
+    return flag
+
+
+def flag_delete(*, actor, flag):
+    """Delete a flag and its states for good (the audit history stays)."""
+    _refuse_if_referenced(flag, "delete")
+    with transaction.atomic():
+        flag = Flag.objects.select_for_update().get(pk=flag.pk)
+        states = FlagState.objects.select_related("flag", "environment").filter(flag=flag)
+        before = {**flag_data(flag), "states": {s.environment.key: _state_fields(s) for s in states}}
+        key = flag.key
+        flag.delete()
+        versions = _bump(list(Environment.objects.all()))
+        audit_record(actor=actor, action="flag.deleted", target_type="flag", target_key=key, before=before)
+        _after_commit(versions, "deleted", flag_key=key)
+
+
+def environment_states_ensure(*, actor, environment):
+    """Give every flag a state in `environment` (after creating an environment)."""
+    env = environment_get(environment)
+    with transaction.atomic():
+        missing = Flag.objects.exclude(states__environment=env)
+        created = [FlagState.objects.create(flag=flag, environment=env) for flag in missing]
+        if created:
+            versions = _bump([env])
+            audit_record(actor=actor, action="environment.states_created", target_type="environment",
+                         target_key=env.key, environment=env.key,
+                         after={"flags": [s.flag.key for s in created]})
+            _after_commit(versions, "created")
+    return created
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+def hash_api_key(raw_key):
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def _api_key_data(api_key):
+    return {
+        "name": api_key.name,
+        "kind": api_key.kind,
+        "prefix": api_key.prefix,
+        "environment": api_key.environment.key if api_key.environment_id else None,
+        "user": api_key.user.get_username() if api_key.user_id else None,
+        "revoked": api_key.revoked_at is not None,
+    }
+
+
+def api_key_create(*, actor, name, kind, environment=None, user=None):
+    """A new key; returns (ApiKey, raw_key). Only the sha256 of the key is stored: show it once.
+    SDK keys: "sdk_<env>_<token>" (need `environment`); management tokens: "mgmt_<token>" (need `user`)."""
+    fields = {}
+    check_text(fields, "name", name, required=True, max_length=200)
+    env = None
+    if kind == ApiKey.Kind.SDK:
+        if environment is None:
+            add(fields, "environment", "SDK keys belong to one environment.")
+        else:
+            try:
+                env = environment_get(environment)
+            except ValidationFailed as exc:
+                fields.update(exc.fields)
+        if user is not None:
+            add(fields, "user", "SDK keys do not act as a user; use a management token.")
+    elif kind == ApiKey.Kind.MANAGEMENT:
+        if user is None or getattr(user, "pk", None) is None:
+            add(fields, "user", "Management tokens act as a user.")
+        if environment is not None:
+            add(fields, "environment", "Management tokens are not tied to an environment.")
+    else:
+        add(fields, "kind", f"Must be one of: {', '.join(ApiKey.Kind.values)}.")
+    if fields:
+        raise ValidationFailed(fields)
+
+    token = secrets.token_urlsafe(32)
+    raw_key = f"sdk_{env.key}_{token}" if env is not None else f"mgmt_{token}"
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(name=name, kind=kind, environment=env, user=user if env is None else None,
+                                        prefix=raw_key[:12], key_hash=hash_api_key(raw_key))
+        audit_record(actor=actor, action="apikey.created", target_type="apikey", target_key=api_key.prefix,
+                     environment=env.key if env else "", after=_api_key_data(api_key))
+    return api_key, raw_key
+
+
+def api_key_revoke(*, actor, api_key):
+    """Revoke a key (kept for the record). Other processes stop accepting it within their key-cache TTL."""
+    with transaction.atomic():
+        api_key = (ApiKey.objects.select_for_update(of=("self",))
+                   .select_related("environment", "user").get(pk=api_key.pk))
+        if api_key.revoked_at is not None:
+            return api_key
+        before = _api_key_data(api_key)
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        audit_record(actor=actor, action="apikey.revoked", target_type="apikey", target_key=api_key.prefix,
+                     environment=api_key.environment.key if api_key.environment_id else "",
+                     before=before, after=_api_key_data(api_key))
+        transaction.on_commit(lambda: _forget_api_key(api_key.key_hash), robust=True)
+    return api_key
+
+
+def _forget_api_key(key_hash):
+    try:
+        from flagsite.api.authentication import forget_api_key
+    except ImportError:  # the API layer is optional for the core
+        return
+    forget_api_key(key_hash)

@@ -1,0 +1,135 @@
+"""The one bridge from the ORM to the engine.
+
+Each process keeps a compiled `engine.Snapshot` per environment. `get_snapshot()` returns it with
+no I/O while it is fresh; at most every FLAGS_MAX_STALENESS_MS it re-reads the environment's
+version (one indexed row) and, when the version moved, reloads the serialized payload from the
+shared cache, or builds it from the database when the cache lacks that version. Services call
+`environment_changed()` after commit, which stores the new payload in the cache and makes this
+process re-check at once (read-your-writes in the writing process).
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from feature_flag_client import engine
+
+from flags.errors import ValidationFailed
+from flags.models import Environment, FlagState
+from flags.selectors import engine_state
+from segments.selectors import segment_rules_map
+
+CACHE_KEY = "flags:snapshot:{}"
+
+
+@dataclass
+class _Entry:
+    version: int
+    payload: dict
+    snapshot: object
+    checked_at: float
+
+
+_entries = {}
+_lock = threading.Lock()
+
+
+def build_payload(environment_key):
+    """The snapshot payload from the database: what /api/sdk/snapshot serves and the engine compiles."""
+    version = Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+    if version is None:
+        raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
+    states = (
+        FlagState.objects.select_related("flag")
+        .filter(environment__key=environment_key, flag__archived=False)
+        .order_by("flag__key")
+    )
+    return {
+        "environment": environment_key,
+        "version": version,
+        "flags": [engine_state(state) for state in states],
+        "segments": segment_rules_map(),
+    }
+
+
+def compile_payload(payload):
+    return engine.compile_snapshot(
+        flags=payload["flags"],
+        segments=payload["segments"],
+        environment=payload["environment"],
+        version=payload["version"],
+    )
+
+
+def store_payload(environment_key):
+    """Rebuild the payload from the database and put it in the shared cache."""
+    payload = build_payload(environment_key)
+    cache.set(CACHE_KEY.format(environment_key), payload, timeout=None)
+    return payload
+
+
+def _staleness():
+    return getattr(settings, "FLAGS_MAX_STALENESS_MS", 100) / 1000.0
+
+
+def _entry(environment_key):
+    entry = _entries.get(environment_key)
+    now = time.monotonic()
+    if entry is not None and now - entry.checked_at < _staleness():
+        return entry
+    with _lock:
+        entry = _entries.get(environment_key)
+        if entry is not None and now - entry.checked_at < _staleness():
+            return entry
+        version = Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+        if version is None:
+            _entries.pop(environment_key, None)
+            raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
+        if entry is not None and entry.version == version:
+            entry.checked_at = now
+            return entry
+        payload = cache.get(CACHE_KEY.format(environment_key))
+        if not payload or payload.get("version") != version:
+            payload = store_payload(environment_key)
+        entry = _Entry(payload["version"], payload, compile_payload(payload), now)
+        _entries[environment_key] = entry
+        return entry
+
+
+def get_snapshot(environment_key):
+    """The compiled snapshot of one environment; no SQL while it is fresh."""
+    return _entry(environment_key).snapshot
+
+
+def snapshot_payload(environment_key):
+    """The serialized snapshot (environment, version, flags, segments) matching get_snapshot()."""
+    return _entry(environment_key).payload
+
+
+def snapshot_version(environment_key):
+    return _entry(environment_key).version
+
+
+def environment_changed(environment_key):
+    """After a committed write: cache the new payload and re-check this process's copy now."""
+    store_payload(environment_key)
+    entry = _entries.get(environment_key)
+    if entry is not None:
+        entry.checked_at = float("-inf")
+
+
+def refresh(environment_key):
+    """Re-check now (not at the next staleness tick) and return the current payload: the watchers'
+    way to make this process answer with a change before announcing it to clients."""
+    entry = _entries.get(environment_key)
+    if entry is not None:
+        entry.checked_at = float("-inf")
+    return _entry(environment_key).payload
+
+
+def reset():
+    """Forget every process-local snapshot (tests; a database reset)."""
+    with _lock:
+        _entries.clear()

@@ -1,0 +1,175 @@
+"""API key authentication: SDK keys and management tokens.
+
+Keys arrive as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Only the sha256 of a key is
+stored; the lookup result (or the fact that it failed) is kept in a small in-process cache for
+``FLAGS_API_KEY_CACHE_SECONDS`` (default 5 s), so a warm evaluation does no SQL at all. A revoked
+key therefore stops working within that TTL in every process, and at once in the process that
+revoked it when the revoke path calls ``forget_api_key``.
+"""
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+logger = logging.getLogger(__name__)
+LAST_USED_WRITE_INTERVAL = 60.0  # seconds between last_used_at writes per key and process
+_MAX_CACHED = 10_000
+
+
+@dataclass(frozen=True)
+class ApiKeyPrincipal:
+    """``request.auth`` for a request authenticated by an API key."""
+
+    id: int
+    prefix: str
+    kind: str  # "sdk" | "management"
+    environment: str | None  # environment key, SDK keys only
+
+    @property
+    def label(self):
+        return f"apikey:{self.prefix}"
+
+
+class SdkKeyUser:
+    """``request.user`` for an SDK key: authenticated, but holds no model permission."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = id = None
+
+    def __init__(self, principal):
+        self.username = principal.label
+
+    def has_perm(self, perm, obj=None):
+        return False
+
+    def has_perms(self, perms, obj=None):
+        return False
+
+    def __str__(self):
+        return self.username
+
+
+_cache = {}  # key hash -> (expires_at, (user, principal) | None)
+_last_used = {}  # api key id -> monotonic time of the last last_used_at write
+_lock = threading.Lock()
+
+
+def hash_key(raw_key):
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def forget_api_key(key_hash=None):
+    """Drop one cached key (or all of them) so a revoke takes effect in this process at once."""
+    with _lock:
+        if key_hash is None:
+            _cache.clear()
+            _last_used.clear()
+        else:
+            _cache.pop(key_hash, None)
+
+
+def _load(key_hash):
+    from flags.models import ApiKey
+
+    api_key = (
+        ApiKey.objects.select_related("environment")
+        .filter(key_hash=key_hash, revoked_at__isnull=True)
+        .first()
+    )
+    if api_key is None:
+        return None
+    principal = ApiKeyPrincipal(
+        id=api_key.pk,
+        prefix=api_key.prefix,
+        kind=api_key.kind,
+        environment=api_key.environment.key if api_key.environment_id else None,
+    )
+    if api_key.kind == "sdk":
+        return SdkKeyUser(principal), principal
+    user = get_user_model().objects.filter(pk=api_key.user_id, is_active=True).first()
+    if user is None:
+        return None
+    user.get_all_permissions()  # fill the permission cache now, so a cached user checks without SQL
+    return user, principal
+
+
+def resolve_api_key(raw_key):
+    """(user, principal) for a raw key, or None when unknown or revoked. Cached briefly."""
+    key_hash = hash_key(raw_key)
+    now = time.monotonic()
+    hit = _cache.get(key_hash)
+    if hit is not None and hit[0] > now:
+        result = hit[1]
+    else:
+        result = _load(key_hash)
+        with _lock:
+            if len(_cache) >= _MAX_CACHED:
+                _cache.clear()
+            _cache[key_hash] = (now + getattr(settings, "FLAGS_API_KEY_CACHE_SECONDS", 5), result)
+    if result is not None:
+        _touch(result[1].id, now)
+    return result
+
+
+def _touch(api_key_id, now):
+    if now - _last_used.get(api_key_id, -LAST_USED_WRITE_INTERVAL) < LAST_USED_WRITE_INTERVAL:
+        return
+    from flags.models import ApiKey
+
+    _last_used[api_key_id] = now
+    try:  # bookkeeping only: never fail a request (or an evaluation) because this write failed
+        ApiKey.objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
+    except DatabaseError:
+        logger.warning("could not record last_used_at for API key %s", api_key_id, exc_info=True)
+
+
+def raw_key_from(request):
+    header = request.META.get("HTTP_AUTHORIZATION")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None  # Basic / other schemes: not ours
+        return value.strip()
+    return request.META.get("HTTP_X_API_KEY")
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        raw_key = raw_key_from(request)
+        if raw_key is None:
+            return None
+        result = resolve_api_key(raw_key) if raw_key else None
+        if result is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return result
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes ApiKeyAuthentication."""
+
+    target_class = ApiKeyAuthentication
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An SDK key (evaluate + snapshot of its environment) or a management token "
+            "(acts as its user). Also accepted as the X-API-Key header.",
+        }

@@ -1,0 +1,61 @@
+import uuid
+
+from django.core.cache import cache
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_cache():
+    token = uuid.uuid4().hex
+    cache.set("flagsite:health", token, 10)
+    if cache.get("flagsite:health") != token:
+        raise RuntimeError("cache did not return the value just written")
+
+
+CHECKS = {"database": _check_database, "cache": _check_cache}
+
+
+class HealthApi(APIView):
+    """Liveness and dependencies: 200 when the database and the cache answer, else 503."""
+
+    authentication_classes = ()
+    permission_classes = ()
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Health", {"status": serializers.CharField(), "checks": serializers.DictField()}
+        )
+    )
+    def get(self, request):
+        checks = {}
+        for name, check in CHECKS.items():
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # any failure of a dependency is a 503, never a 500
+                checks[name] = f"error: {type(exc).__name__}: {exc}"
+        if all(value == "ok" for value in checks.values()):
+            return Response({"status": "ok", "checks": checks})
+        failed = ", ".join(name for name, value in checks.items() if value != "ok")
+        error = {"code": "unavailable", "message": f"Unavailable: {failed}.", "fields": {}}
+        return Response({"status": "unavailable", "checks": checks, "error": error}, status=503)
+
+
+class BareBenchApi(APIView):
+    """A bare DRF JSON endpoint, the yardstick for bench/rest.py (routed only with FLAGS_BENCH_VIEWS=1)."""
+
+    authentication_classes = ()
+    permission_classes = ()
+    schema = None
+
+    def post(self, request):
+        return Response({"ok": True, "echo": len(request.data)})

@@ -1,0 +1,35 @@
+"""ASGI entry point: Django for HTTP, Channels for the /ws WebSocket (daphne serves both)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (after Django is set up)
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from flags.routing import websocket_urlpatterns  # noqa: E402
+
+
+def browser_origin_validator(app):
+    """AllowedHostsOriginValidator for browsers; SDK clients send no Origin and are let through.
+
+    Channels 4 refuses a handshake without an Origin header, but only browsers send one (and only
+    browsers need cross-site protection); servers using the SDK authenticate with their key."""
+    validated = AllowedHostsOriginValidator(app)
+
+    async def application(scope, receive, send):
+        has_origin = any(name == b"origin" for name, _ in scope.get("headers", ()))
+        return await (validated if has_origin else app)(scope, receive, send)
+
+    return application
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -1,0 +1,69 @@
+"""Shared fixtures. The three environments exist through the data migration; flags and segments
+are built through the services, as users would."""
+
+import pytest
+from django.core.cache import cache
+
+from audit.actor import Actor
+from audit.models import AuditEntry
+from flags import services, snapshot
+from flags.models import Environment, Flag, FlagState
+from segments.models import Segment
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test starts with no cached or compiled snapshot (database rows roll back between tests)."""
+    cache.clear()
+    snapshot.reset()
+    yield
+    snapshot.reset()
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def actor(user):
+    return Actor.for_user(user, request_id="req-1", ip="127.0.0.1")
+
+
+@pytest.fixture
+def make_flag(actor):
+    def make(key="new-checkout", *, name=None, enabled=True, rules=None, environments=None, **kwargs):
+        envs = environments or [e.key for e in Environment.objects.all()]
+        return services.flag_create(
+            actor=actor, key=key, name=name or key.replace("-", " ").title(),
+            states={env: {"enabled": enabled, "rules": rules or []} for env in envs}, **kwargs)
+    return make
+
+
+@pytest.fixture
+def flag(make_flag):
+    return make_flag()
+
+
+class World:
+    """Counts that a write must (or must not) change: rows, audit entries, environment versions."""
+
+    @staticmethod
+    def snapshot():
+        return {
+            "flags": Flag.objects.count(),
+            "segments": list(Segment.objects.order_by("pk").values_list("key", "conditions")),
+            "states": list(FlagState.objects.order_by("pk").values_list("enabled", "rules", "killed", "version")),
+            "audit": AuditEntry.objects.count(),
+            "versions": dict(Environment.objects.values_list("key", "version")),
+        }
+
+
+@pytest.fixture
+def world():
+    return World

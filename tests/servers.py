@@ -1,0 +1,89 @@
+"""Real server processes for tests: daphne (HTTP + /ws) started on a free port, sharing the test
+database with the test process (tests that use them need committed data: transaction=True)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url():
+    """DATABASE_URL pointing a child process at the database this test run uses."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(settings['NAME']).resolve()}"
+    auth = settings["USER"] or "postgres"
+    if settings.get("PASSWORD"):
+        auth += f":{settings['PASSWORD']}"
+    return f"postgres://{auth}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+
+
+def child_env(**extra):
+    env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"}
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def wait_for_port(port, process, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s")
+
+
+class ServerProcess:
+    def __init__(self, args, port, **env):
+        self.port = port
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for_port(port, self.process)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_daphne(**env):
+    port = free_port()
+    server = ServerProcess(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "flagsite.asgi:application"],
+        port, **env,
+    )
+    server.http_url = f"http://127.0.0.1:{port}"
+    server.ws_url = f"ws://127.0.0.1:{port}/ws"
+    return server
+
+
+def manage(*args, wait=True, **env):
+    """Run a manage.py command in another process (as an operator would); wait=False returns the
+    running Popen, for tests that watch its effect while it runs."""
+    process = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=child_env(**env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return process
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
