@@ -191,3 +191,43 @@ def test_ws__bad_client_message__error_frame_and_connection_stays_open(server, s
         pong = next_message(ws, lambda m: m["type"] == "pong")
     assert error["error"]["code"] == "bad_message"
     assert pong["version"] == Environment.objects.get(key="production").version
+
+
+def test_two_nodes__change_through_one__other_node_clients_and_evaluations_follow(
+        server, sdk_key, make_live_flag, django_user_model):
+    """Multi-node: a REST write on node A reaches node B's WebSocket clients and B's evaluations."""
+    from django.contrib.auth.models import Permission
+
+    from tests.servers import start_daphne
+
+    editor = django_user_model.objects.create_user("node-editor")
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_flag", "change_flag"]))
+    token = services.api_key_create(actor=SYSTEM, name="editor", kind="management", user=editor)[1]
+    make_live_flag("ws-nodes")
+    node_b = start_daphne()
+    try:
+        with open_ws(node_b, sdk_key) as ws:
+            next_message(ws, lambda m: m["type"] == "hello")
+            response = httpx.request("PATCH", f"{server.http_url}/api/flags/ws-nodes/toggle?environment=production",
+                                     headers={"Authorization": f"Bearer {token}"}, json={"enabled": False})
+            assert response.status_code == 200, response.text
+            done = time.perf_counter()
+            event = next_message(ws, changed("ws-nodes", "toggled"))
+            latency = time.perf_counter() - done
+            answer = httpx.post(f"{node_b.http_url}/api/evaluate", headers={"Authorization": f"Bearer {sdk_key}"},
+                                json={"flagId": "ws-nodes", "userId": "u1"}).json()
+    finally:
+        node_b.stop()
+    print(f"node A write -> node B websocket ms: {latency * 1000:.1f}")
+    assert event["flag"]["enabled"] is False and latency < 0.1
+    assert answer["reason"] == "DISABLED"
+
+
+def test_ws__browser_from_a_foreign_origin__handshake_refused(server, sdk_key):
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}?key={sdk_key}", origin="http://evil.example", open_timeout=5)
+    assert refused.value.response.status_code == 403
+    with connect(f"{server.ws_url}?key={sdk_key}", origin="http://localhost", open_timeout=5) as ws:
+        assert next_message(ws)["type"] == "hello"
