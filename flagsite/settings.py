@@ -165,6 +165,9 @@ LOGIN_URL = "/admin/login/"
 
 # Flags
 FLAGS_MAX_STALENESS_MS = int(os.environ.get("FLAGS_MAX_STALENESS_MS", "100"))
+# Off: writes send no channel-layer notice and watchers rely on their version poll alone (the
+# fallback path; tests use it to prove a lost notice costs nothing but latency).
+FLAGS_CHANGE_NOTICES = env_bool("FLAGS_CHANGE_NOTICES", default=True)
 FLAGS_WS_PING_SECONDS = float(os.environ.get("FLAGS_WS_PING_SECONDS", "20"))  # app-level ping to idle /ws clients
 FLAGS_DEFAULT_ENVIRONMENT = os.environ.get("FLAGS_DEFAULT_ENVIRONMENT", "development")
 

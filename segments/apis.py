@@ -5,7 +5,6 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flags.errors import ValidationFailed
 from flags.serializers import KEY_REGEX, StrictSerializer, Text
 from flagsite.api.common import actor_for, key_from, validate
 from flagsite.api.pagination import Pagination
@@ -76,8 +75,6 @@ class SegmentDetailApi(APIView):
 
     def _update(self, request, key, partial):
         data = validate(SegmentInputSerializer, request.data, partial=partial)
-        if data.pop("key", key) != key:
-            raise ValidationFailed(fields={"key": ["A segment's key cannot be changed."]})
         segment = selectors.segment_get(key=key)
         segment = services.segment_update(actor=actor_for(request), segment=segment, data=data)
         return Response(SegmentOutputSerializer(segment).data)

@@ -49,6 +49,8 @@ CASES = [
     ("post", "/api/segments", {"name": "s", "conditions": BAD_RULE}, ["conditions[0].operator"]),
     ("put", "/api/segments/existing-segment", {"name": "s"}, ["conditions"]),
     ("patch", "/api/segments/existing-segment", {"conditions": 7}, ["conditions"]),
+    ("patch", "/api/segments/existing-segment", {"key": "renamed"}, ["key"]),
+    ("patch", "/api/segments/existing-segment", {"name": ["x"]}, ["name"]),
     ("patch", "/api/segments/existing-segment", {"conditions": BAD_RULE}, ["conditions[0].operator"]),
 ]
 

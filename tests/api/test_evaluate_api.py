@@ -136,19 +136,39 @@ def test_evaluate__warm__zero_queries(keys, django_assert_num_queries, settings)
     assert responses[0].json()["reason"] == "SPLIT"
 
 
-def test_evaluate__revoked_key__401_once_forgotten(keys, settings):
+def test_evaluate__revoked_key__401_at_once_in_this_process(keys, django_capture_on_commit_callbacks):
     from flags import services
     from flags.models import ApiKey
-    from flagsite.api.authentication import forget_api_key, hash_key
+    from flagsite.api.authentication import hash_key
 
     from .conftest import SYSTEM
 
-    settings.FLAGS_API_KEY_CACHE_SECONDS = 0
+    client = Client(keys["sdk"])
+    assert client.post("/api/evaluate", {"flagId": "f", "userId": "u"}).status_code == 200  # now cached
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_revoke(actor=SYSTEM, api_key=ApiKey.objects.get(key_hash=hash_key(keys["sdk"])))
+
+    assert_error(client.post("/api/evaluate", {"flagId": "f", "userId": "u"}), 401, "not_authenticated")
+
+
+def test_evaluate__revoked_key__401_in_other_processes_after_the_cache_ttl(keys, monkeypatch):
+    import time
+
+    from django.utils import timezone
+
+    from flags.models import ApiKey
+    from flagsite.api import authentication
+    from flagsite.api.authentication import hash_key
+
     client = Client(keys["sdk"])
     assert client.post("/api/evaluate", {"flagId": "f", "userId": "u"}).status_code == 200
+    # another process revoked it: this process's cache was not told
+    ApiKey.objects.filter(key_hash=hash_key(keys["sdk"])).update(revoked_at=timezone.now())
+    assert client.post("/api/evaluate", {"flagId": "f", "userId": "u"}).status_code == 200  # within the TTL
 
-    services.api_key_revoke(actor=SYSTEM, api_key=ApiKey.objects.get(key_hash=hash_key(keys["sdk"])))
-    forget_api_key(hash_key(keys["sdk"]))
+    later = time.monotonic() + 5.1  # FLAGS_API_KEY_CACHE_SECONDS (5) later
+    monkeypatch.setattr(authentication.time, "monotonic", lambda: later)
 
     assert_error(client.post("/api/evaluate", {"flagId": "f", "userId": "u"}), 401, "not_authenticated")
 

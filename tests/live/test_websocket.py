@@ -193,9 +193,11 @@ def test_ws__bad_client_message__error_frame_and_connection_stays_open(server, s
     assert pong["version"] == Environment.objects.get(key="production").version
 
 
-def test_two_nodes__change_through_one__other_node_clients_and_evaluations_follow(
-        server, sdk_key, make_live_flag, django_user_model):
-    """Multi-node: a REST write on node A reaches node B's WebSocket clients and B's evaluations."""
+@pytest.mark.parametrize("notices", ["on", "dropped"])
+def test_two_nodes__kill_through_node_a__node_b_clients_and_evaluations_follow_within_100ms(
+        sdk_key, make_live_flag, django_user_model, notices):
+    """Multi-node: a REST kill on node A reaches node B's WebSocket clients and B's evaluations,
+    with channel-layer notices (Redis pub/sub in the PostgreSQL + Redis leg) and without them."""
     from django.contrib.auth.models import Permission
 
     from tests.servers import start_daphne
@@ -204,23 +206,34 @@ def test_two_nodes__change_through_one__other_node_clients_and_evaluations_follo
     editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_flag", "change_flag"]))
     token = services.api_key_create(actor=SYSTEM, name="editor", kind="management", user=editor)[1]
     make_live_flag("ws-nodes")
-    node_b = start_daphne()
+    notice_setting = {"FLAGS_CHANGE_NOTICES": "true" if notices == "on" else "false"}
+    node_a, node_b = start_daphne(**notice_setting), start_daphne(**notice_setting)
+    http_b = httpx.Client(base_url=node_b.http_url, headers={"Authorization": f"Bearer {sdk_key}"})
+    evaluate_on_b = lambda: http_b.post(  # noqa: E731
+        "/api/evaluate", json={"flagId": "ws-nodes", "userId": "u1"}).json()["reason"]
     try:
+        assert evaluate_on_b() == "STATIC"
         with open_ws(node_b, sdk_key) as ws:
             next_message(ws, lambda m: m["type"] == "hello")
-            response = httpx.request("PATCH", f"{server.http_url}/api/flags/ws-nodes/toggle?environment=production",
-                                     headers={"Authorization": f"Bearer {token}"}, json={"enabled": False})
-            assert response.status_code == 200, response.text
+            response = httpx.post(f"{node_a.http_url}/api/flags/ws-nodes/kill-switch",
+                                  headers={"Authorization": f"Bearer {token}"}, json={"reason": "node test"})
             done = time.perf_counter()
-            event = next_message(ws, changed("ws-nodes", "toggled"))
-            latency = time.perf_counter() - done
-            answer = httpx.post(f"{node_b.http_url}/api/evaluate", headers={"Authorization": f"Bearer {sdk_key}"},
-                                json={"flagId": "ws-nodes", "userId": "u1"}).json()
+            assert response.status_code == 200, response.text
+            event = next_message(ws, changed("ws-nodes", "killed"))
+            ws_latency = time.perf_counter() - done
+            while True:  # the state node B answers with: when was the first request sent that saw it?
+                asked = time.perf_counter()
+                if evaluate_on_b() == "KILLED" or asked - done > 1:
+                    break
+            eval_latency = asked - done
     finally:
+        http_b.close()
+        node_a.stop()
         node_b.stop()
-    print(f"node A write -> node B websocket ms: {latency * 1000:.1f}")
-    assert event["flag"]["enabled"] is False and latency < 0.1
-    assert answer["reason"] == "DISABLED"
+    print(f"notices {notices}: node A kill -> node B websocket {ws_latency * 1000:.1f} ms, "
+          f"node B evaluate KILLED {eval_latency * 1000:.1f} ms")
+    assert event["flag"]["killed"] is True
+    assert ws_latency < 0.1 and eval_latency < 0.1
 
 
 def test_ws__browser_from_a_foreign_origin__handshake_refused(server, sdk_key):
