@@ -67,8 +67,8 @@ class ServerProcess:
             self.process.wait()
 
 
-def start_daphne(**env):
-    port = free_port()
+def start_daphne(port=None, **env):
+    port = port or free_port()
     server = ServerProcess(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "flagsite.asgi:application"],
         port, **env,

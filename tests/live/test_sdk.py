@@ -145,6 +145,28 @@ def test_local_client__server_goes_away__keeps_serving_last_good_snapshot(server
         local.close()
 
 
+def test_local_client__server_returns__converges_on_changes_made_while_it_was_down(
+        server, sdk_key, make_live_flag):
+    from tests.servers import start_daphne
+
+    make_live_flag("sdk-return")
+    local = LocalFeatureFlagClient(base_url=f"{server.http_url}/api", api_key=sdk_key,
+                                   poll_interval=0.1).start()
+    local.websocket.min_backoff, local.websocket.max_backoff = 0.05, 0.2
+    restarted = None
+    try:
+        server.stop()
+        services.flag_kill(actor=SYSTEM, flag=Flag.objects.get(key="sdk-return"), reason="while down")
+        assert local.evaluate("sdk-return", "u1").reason == "STATIC"  # last good snapshot
+        restarted = start_daphne(port=server.port)
+        assert wait_until(lambda: local.evaluate("sdk-return", "u1").reason == "KILLED", timeout=10)
+        assert wait_until(local.websocket.connected.is_set, timeout=10)
+    finally:
+        local.close()
+        if restarted is not None:
+            restarted.stop()
+
+
 def test_fake_client__user_code_tested_without_a_server():
     flags = FakeFlagClient({"new-checkout": True, "button-color": "green",
                             "beta": {"rules": [{"type": "user", "operator": "in", "value": ["u1"]}]}})

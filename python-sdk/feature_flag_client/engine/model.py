@@ -22,7 +22,9 @@ class Reason:
 class Evaluation:
     """One flag decision. Instances are prebuilt at compile time and shared: never mutate them."""
 
-    __slots__ = ("flag_id", "enabled", "variant", "value", "reason", "rule", "environment", "version")
+    FIELDS = ("flag_id", "enabled", "variant", "value", "reason", "rule", "environment", "version")
+    # hits: an itertools.count on results of a counting snapshot (Snapshot(counting=True)).
+    __slots__ = FIELDS + ("hits",)
 
     def __init__(self, flag_id, enabled, variant, value, reason, rule=None, environment=None, version=None):
         self.flag_id = flag_id
@@ -33,6 +35,7 @@ class Evaluation:
         self.rule = rule
         self.environment = environment
         self.version = version
+        self.hits = None
 
     def as_dict(self):
         return {
@@ -49,7 +52,7 @@ class Evaluation:
     def __eq__(self, other):
         if not isinstance(other, Evaluation):
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+        return all(getattr(self, name) == getattr(other, name) for name in self.FIELDS)
 
     __hash__ = None
 
