@@ -170,6 +170,8 @@ FLAGS_MAX_STALENESS_MS = int(os.environ.get("FLAGS_MAX_STALENESS_MS", "100"))
 FLAGS_CHANGE_NOTICES = env_bool("FLAGS_CHANGE_NOTICES", default=True)
 FLAGS_WS_PING_SECONDS = float(os.environ.get("FLAGS_WS_PING_SECONDS", "20"))  # app-level ping to idle /ws clients
 FLAGS_DEFAULT_ENVIRONMENT = os.environ.get("FLAGS_DEFAULT_ENVIRONMENT", "development")
+# OFREP (/ofrep/v1/...) requests per API key (else user, else address): "N/s", "N/m", "N/h" or "off".
+FLAGS_OFREP_RATE_LIMIT = os.environ.get("FLAGS_OFREP_RATE_LIMIT", "1000/s")
 
 # REST framework and OpenAPI: owned by the API layer (flagsite/api/).
 REST_FRAMEWORK = {

@@ -1,0 +1,239 @@
+"""gRPC evaluation benchmark (prints numbers; not a test).
+
+Unary flags.v1.FlagService/Evaluate against `manage.py grpcserver`, beside a do-nothing servicer of
+the same shape (same grpcio sync server, thread pool and options, answering a prebuilt response:
+the grpcio floor) and REST POST /api/evaluate under gunicorn (WSGI, the production HTTP path), all
+in the same run, at concurrency 1 and 50. Clients: grpc.aio (one channel) for gRPC, a minimal
+asyncio HTTP/1.1 keep-alive client (one connection per concurrent caller) for REST, both in this
+process, so each target pays the same client cost. Same body everywhere: one flag, a 6-field
+context. Rounds are interleaved and the median round is shown.
+
+    .venv/bin/python bench/grpc.py [--duration 5] [--rounds 3] [--workers 1] [--concurrency 1,50]
+
+Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# this file is named grpc.py: keep its own directory off the path so `import grpc` finds grpcio
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+FLAG = "bench-flag-01"
+CONTEXT = {"country": "US", "device": "mobile", "plan": "premium", "appVersion": "1.4.0",
+           "email": "a@example.com", "age": 30}
+
+
+def _stubs():
+    from feature_flag_client._proto import flags_pb2, flags_pb2_grpc
+
+    return flags_pb2, flags_pb2_grpc
+
+
+def floor_server(port, threads, reuse_port):
+    """The do-nothing servicer: same server shape as grpc_api.server.FlagServer, no work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    flags_pb2, flags_pb2_grpc = _stubs()
+    response = flags_pb2.EvaluateResponse(evaluation=flags_pb2.Evaluation(
+        flag_id=FLAG, enabled=True, reason="TARGETING_MATCH", environment="production", version=1))
+    response.evaluation.value.bool_value = True
+
+    class Nothing(flags_pb2_grpc.FlagServiceServicer):
+        def Evaluate(self, request, context):
+            return response
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=[
+        ("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000), ("grpc.keepalive_permit_without_calls", 1)])
+    flags_pb2_grpc.add_FlagServiceServicer_to_server(Nothing(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
+    server.wait_for_termination()
+
+
+def setup_data():
+    spec = importlib.util.spec_from_file_location("bench_rest", ROOT / "bench" / "rest.py")
+    rest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rest)
+    return rest.setup_data()  # 20 flags through services and a production SDK key
+
+
+async def grpc_load(port, key, concurrency, duration):
+    import grpc
+
+    from feature_flag_client._protojson import to_struct
+
+    flags_pb2, flags_pb2_grpc = _stubs()
+    request = flags_pb2.EvaluateRequest(flag_id=FLAG, user_id="user-123", context=to_struct(CONTEXT))
+    metadata = (("authorization", f"Bearer {key}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = flags_pb2_grpc.FlagServiceStub(channel)
+        for _ in range(200):  # warm up: connection, key cache, snapshot
+            await stub.Evaluate(request, metadata=metadata)
+
+        async def call():
+            response = await stub.Evaluate(request, metadata=metadata)
+            assert response.evaluation.flag_id == FLAG
+
+        return await _drive(call, concurrency, duration)
+
+
+async def rest_load(port, key, concurrency, duration):
+    body = json.dumps({"flagId": FLAG, "userId": "user-123", "context": CONTEXT}).encode()
+    head = (f"POST /api/evaluate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    message = head + body
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+    free = asyncio.Queue()
+    for connection in connections:
+        free.put_nowait(connection)
+
+    async def call():
+        reader, writer = await free.get()
+        writer.write(message)
+        headers = await reader.readuntil(b"\r\n\r\n")
+        status = headers[9:12]
+        length = int(headers.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        free.put_nowait((reader, writer))
+        assert status == b"200", headers
+
+    for _ in range(200):
+        await call()
+    try:
+        return await _drive(call, concurrency, duration)
+    finally:
+        for _, writer in connections:
+            writer.close()
+
+
+async def _drive(call, concurrency, duration):
+    latencies = []
+    deadline = time.perf_counter() + duration
+
+    async def worker():
+        perf = time.perf_counter
+        while True:
+            started = perf()
+            if started >= deadline:
+                return
+            await call()
+            latencies.append(perf() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"rps": len(latencies) / elapsed, "p50": pick(0.50), "p99": pick(0.99)}
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    import socket
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="processes per server (gRPC, floor, gunicorn)")
+    parser.add_argument("--threads", type=int, default=64, help="call threads per gRPC process")
+    parser.add_argument("--concurrency", default="1,50")
+    parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_server:
+        return floor_server(args.floor_server, args.threads, args.reuse_port)
+
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    if not os.environ.get("DATABASE_URL"):
+        db = ROOT / "artifacts" / "bench-grpc.sqlite3"
+        db.unlink(missing_ok=True)
+        os.environ["DATABASE_URL"] = f"sqlite:///{db}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
+    key = setup_data()
+
+    python = sys.executable
+    reuse = ["--reuse-port"] if args.workers > 1 else []
+    floor, ours, rest = free_port(), free_port(), free_port()
+    servers = {
+        "gRPC floor (no-op)": (floor, [[python, __file__, "--floor-server", str(floor), "--threads", str(args.threads),
+                                        *reuse] for _ in range(args.workers)]),
+        "gRPC Evaluate": (ours, [[python, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(ours),
+                                  "--threads", str(args.threads), "--workers", str(args.workers)]]),
+        "REST /api/evaluate": (rest, [[str(BIN / "gunicorn"), "-w", str(args.workers), "-k", "gthread", "--threads", "8",
+                                       "--keep-alive", "30", "-b", f"127.0.0.1:{rest}",
+                                       "--log-level", "warning", "flagsite.wsgi:application"]]),
+    }
+    procs = []
+    try:
+        for port, commands in servers.values():
+            for command in commands:
+                procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL))
+            wait_port(port)
+        time.sleep(1.0)
+        concurrencies = [int(c) for c in args.concurrency.split(",")]
+        print(f"flags.v1 Evaluate, {args.duration:g}s x {args.rounds} interleaved rounds (median shown), "
+              f"{args.workers} process(es) per server, {os.cpu_count()} cores, "
+              f"grpcio {__import__('grpc').__version__}, python client in one process")
+        print(f"{'target':<22} {'c':>3} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        for c in concurrencies:
+            runs = {name: [] for name in servers}
+            for _ in range(args.rounds):
+                for name, (port, _) in servers.items():
+                    load = rest_load if name.startswith("REST") else grpc_load
+                    runs[name].append(asyncio.run(load(port, key, c, args.duration)))
+            results = {}
+            for name, rounds in runs.items():
+                median = sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
+                results[name] = median
+                print(f"{name:<22} {c:>3} {median['rps']:>9.0f} {median['p50']:>8.2f} {median['p99']:>8.2f}")
+            floor = results["gRPC floor (no-op)"]["rps"]
+            ours = results["gRPC Evaluate"]["rps"]
+            rest = results["REST /api/evaluate"]["rps"]
+            print(f"{'':<22} {c:>3}  Evaluate = {ours / floor:.0%} of the floor, {ours / rest:.2f}x REST evaluate")
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()

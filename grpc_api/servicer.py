@@ -1,0 +1,285 @@
+"""flags.v1.FlagService: evaluation from the process's in-memory snapshot, live changes from the
+process's ThreadWatcher. The same engine, snapshot, keys and change events as REST and /ws.
+
+A warm call does no SQL: the API key lookup and the compiled snapshot are cached in-process (the
+snapshot re-checks its environment's version at most every FLAGS_MAX_STALENESS_MS).
+"""
+
+import logging
+import queue
+import re
+import threading
+
+import grpc
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connections
+from feature_flag_client._protojson import fill_struct, fill_value, struct_to_dict
+
+from flags.errors import ValidationFailed
+from flags.snapshot import get_snapshot
+from flagsite.api.authentication import resolve_api_key
+from grpc_api.stubs import flags_pb2, flags_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+FLAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_CONTEXT_BYTES = 64 * 1024
+MAX_CONTEXT_DEPTH = 16
+MAX_USER_ID_LENGTH = 1024
+MAX_BULK_FLAGS = 1000
+STREAM_QUEUE = 10_000
+_CLOSE = object()
+_RESYNC = object()
+
+
+class Abort(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _bad(field, message):
+    return Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}")
+
+
+def _bearer(metadata):
+    for key, value in metadata:
+        if key == "authorization":
+            scheme, _, token = value.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return None
+
+
+def authorize(context, requested_environment):
+    """The environment this call may read, or Abort (UNAUTHENTICATED / PERMISSION_DENIED)."""
+    raw = _bearer(context.invocation_metadata())
+    if not raw:
+        raise Abort(grpc.StatusCode.UNAUTHENTICATED,
+                    "authorization metadata 'Bearer <key>' with an SDK key is required")
+    resolved = resolve_api_key(raw)
+    if resolved is None:
+        raise Abort(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key")
+    user, principal = resolved
+    if principal.kind == "sdk":
+        if requested_environment and requested_environment != principal.environment:
+            raise Abort(grpc.StatusCode.PERMISSION_DENIED,
+                        f"this SDK key belongs to environment '{principal.environment}'")
+        return principal.environment
+    if not user.has_perm("flags.view_flag"):
+        raise Abort(grpc.StatusCode.PERMISSION_DENIED, "this token's user may not view flags")
+    return requested_environment or getattr(settings, "FLAGS_DEFAULT_ENVIRONMENT", "development")
+
+
+def _snapshot(environment):
+    try:
+        return get_snapshot(environment)
+    except ValidationFailed:
+        raise _bad("environment", f"unknown environment '{environment}'") from None
+
+
+def _user_id(request):
+    if not request.HasField("user_id"):
+        return None
+    if len(request.user_id) > MAX_USER_ID_LENGTH:
+        raise _bad("user_id", f"longer than {MAX_USER_ID_LENGTH} characters")
+    return request.user_id
+
+
+def _context(request):
+    if not request.HasField("context"):
+        return {}
+    if request.context.ByteSize() > MAX_CONTEXT_BYTES:
+        raise _bad("context", f"larger than {MAX_CONTEXT_BYTES} bytes")
+    try:
+        return struct_to_dict(request.context, max_depth=MAX_CONTEXT_DEPTH)
+    except ValueError as exc:
+        raise _bad("context", str(exc)) from None
+
+
+def _flag_key(field, value):
+    if not value:
+        raise _bad(field, "a flag key is required")
+    if not FLAG_KEY.match(value):
+        raise _bad(field, f"'{value[:140]}' is not a valid flag key")
+    return value
+
+
+def release_connection():
+    """Close a database connection this call opened (an API key cache miss, a stale snapshot).
+
+    Calls run on a pool of many threads; each would otherwise keep its own connection open
+    forever (nothing closes them per request as Django's request signals do). The watcher thread
+    keeps the snapshots fresh, so request threads rarely need the database at all.
+    """
+    connection = connections["default"]
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close()
+
+
+def fill_evaluation(message, result):
+    message.flag_id = result.flag_id
+    message.enabled = result.enabled
+    if result.variant is not None:
+        message.variant = result.variant
+    fill_value(message.value, result.value)
+    message.reason = result.reason
+    if result.rule is not None:
+        message.rule = result.rule
+    message.environment = result.environment or ""
+    if result.version is not None:
+        message.version = result.version
+    return message
+
+
+def event_message(event):
+    message = flags_pb2.WatchFlagsEvent(type=event["type"], environment=event["environment"],
+                                        version=event.get("version") or 0)
+    if event.get("action"):
+        message.action = event["action"]
+    if event.get("flag") is not None:
+        fill_struct(message.flag, event["flag"])
+    if event["type"] == "snapshot":
+        fill_struct(message.snapshot, event["payload"])
+    return message
+
+
+def handled(method):
+    """Map Abort / unexpected errors to status codes; a bad call never takes the server down."""
+
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except Abort as abort:
+            context.abort(abort.code, abort.message)
+        except DatabaseError as exc:
+            close_old_connections()
+            logger.warning("%s: database unavailable: %s", method.__name__, exc)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry")
+        finally:
+            release_connection()
+
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+class FlagService(flags_pb2_grpc.FlagServiceServicer):
+    def __init__(self, watcher=None, max_streams=100):
+        from flags.live import ThreadWatcher
+
+        self.watcher = watcher or ThreadWatcher()
+        self.max_streams = max_streams
+        self._streams = {}  # stream queue -> None (the open WatchFlags calls)
+        self._streams_lock = threading.Lock()
+        self._closing = False
+
+    @handled
+    def Evaluate(self, request, context):
+        environment = authorize(context, request.environment)
+        flag_id = _flag_key("flag_id", request.flag_id)
+        user_id, ctx = _user_id(request), _context(request)
+        snapshot = _snapshot(environment)
+        if flag_id not in snapshot:
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"flag '{flag_id}' not found in environment '{environment}'")
+        response = flags_pb2.EvaluateResponse()
+        fill_evaluation(response.evaluation, snapshot.evaluate(flag_id, user_id, ctx))
+        return response
+
+    @handled
+    def EvaluateBulk(self, request, context):
+        environment = authorize(context, request.environment)
+        flag_ids = list(request.flag_ids)
+        if len(flag_ids) > MAX_BULK_FLAGS:
+            raise _bad("flag_ids", f"at most {MAX_BULK_FLAGS} flags per call")
+        for index, flag_id in enumerate(flag_ids):
+            _flag_key(f"flag_ids[{index}]", flag_id)
+        user_id, ctx = _user_id(request), _context(request)
+        snapshot = _snapshot(environment)
+        response = flags_pb2.EvaluateBulkResponse(environment=snapshot.environment, version=snapshot.version)
+        for result in snapshot.evaluate_all(user_id, ctx, flag_ids or None):
+            message = fill_evaluation(response.evaluations.add(), result)
+            if result.reason == "FLAG_NOT_FOUND":
+                message.error.code = "FLAG_NOT_FOUND"
+                message.error.message = f"flag '{result.flag_id}' not found in environment '{environment}'"
+        return response
+
+    def WatchFlags(self, request, context):
+        try:
+            environment = authorize(context, request.environment)
+            if self._closing:
+                raise Abort(grpc.StatusCode.UNAVAILABLE, "server shutting down")
+            self.watcher.start()
+            if self.watcher.feed.current(environment) is None:
+                raise _bad("environment", f"unknown environment '{environment}'")
+        except Abort as abort:
+            context.abort(abort.code, abort.message)
+        except DatabaseError as exc:
+            close_old_connections()
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable, retry ({exc.__class__.__name__})")
+        finally:
+            release_connection()
+        events = queue.Queue()
+        overflowed = threading.Event()
+
+        def on_event(event):
+            if events.qsize() >= STREAM_QUEUE:  # a reader this slow gets one snapshot instead
+                if not overflowed.is_set():
+                    overflowed.set()
+                    events.put(_RESYNC)
+                return
+            events.put(event)
+
+        with self._streams_lock:
+            if len(self._streams) >= self.max_streams:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"this server holds {self.max_streams} WatchFlags streams; retry another instance")
+            self._streams[events] = None
+        token = self.watcher.subscribe(environment, on_event)
+        context.add_callback(lambda: events.put(_CLOSE))
+        try:
+            yield from self._stream(request, environment, events, overflowed, context)
+        finally:
+            self.watcher.unsubscribe(token)
+            with self._streams_lock:
+                self._streams.pop(events, None)
+
+    def _stream(self, request, environment, events, overflowed, context):
+        feed = self.watcher.feed
+        payload = feed.current(environment)
+        seen = payload["version"]
+        yield event_message({"type": "hello", "environment": environment, "version": seen})
+        if request.HasField("since_version"):
+            missed = feed.since(environment, request.since_version)
+            if missed is None:
+                yield event_message({"type": "snapshot", "environment": environment,
+                                     "version": payload["version"], "payload": payload})
+            else:
+                for event in missed:
+                    seen = max(seen, event["version"])
+                    yield event_message(event)
+        while context.is_active():
+            item = events.get()
+            if item is _CLOSE:
+                return
+            if item is _RESYNC:
+                while not events.empty():
+                    if events.get_nowait() is _CLOSE:
+                        return
+                overflowed.clear()
+                payload = feed.current(environment)
+                seen = payload["version"]
+                yield event_message({"type": "snapshot", "environment": environment,
+                                     "version": seen, "payload": payload})
+                continue
+            if item["version"] <= seen:
+                continue  # already covered by the hello / resume / snapshot answer
+            yield event_message(item)
+
+    def close_streams(self):
+        """End every open WatchFlags stream (graceful shutdown: clients reconnect elsewhere)."""
+        self._closing = True
+        with self._streams_lock:
+            for events in list(self._streams):
+                events.put(_CLOSE)
+
+    def stream_count(self):
+        return len(self._streams)
