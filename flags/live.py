@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, connection
 
 from flags import snapshot
 from flags.models import Environment
@@ -84,8 +84,11 @@ class ChangeFeed:
 
     def poll(self):
         """Events for every environment whose version moved since the last poll."""
-        close_old_connections()
-        versions = dict(Environment.objects.values_list("key", "version"))
+        try:
+            versions = dict(Environment.objects.values_list("key", "version"))
+        except DatabaseError:
+            connection.close()  # reconnect on the next poll (the database restarted or went away)
+            raise
         events = []
         for environment, version in versions.items():
             known = self.payloads.get(environment)
