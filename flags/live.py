@@ -84,6 +84,7 @@ class ChangeFeed:
 
     def poll(self):
         """Events for every environment whose version moved since the last poll."""
+        polled_at = time.monotonic()
         try:
             versions = dict(Environment.objects.values_list("key", "version"))
         except DatabaseError:
@@ -106,6 +107,8 @@ class ChangeFeed:
                 else:
                     self.covered_from[environment] = payload["version"]
                 self.payloads[environment] = payload
+        # Every version was just read: serving threads need not re-check (no SQL on their path).
+        snapshot.mark_checked(versions, polled_at)
         return events
 
     def current(self, environment):
@@ -315,31 +318,15 @@ class ThreadWatcher:
             self._wake.clear()
             if self._stopping.is_set():
                 break
-            polled_at = time.monotonic()
             try:
-                versions = dict(Environment.objects.values_list("key", "version"))
                 events = self.feed.poll()
             except Exception as exc:  # database down: keep serving the snapshot we have
                 logger.warning("flag version check failed: %s", exc)
-                close_old_connections()
                 self._stopping.wait(staleness())
                 continue
             for event in events:
                 self.deliver(event)
-            self._mark_fresh(versions, polled_at)
-
-    def _mark_fresh(self, versions, polled_at):
-        """The poll just read every environment's version: tell the snapshot cache, so serving
-        threads never find their snapshot stale and never query (SQL in a call thread, behind the
-        snapshot lock and the GIL, halved throughput at 50 concurrent calls). Entries whose version
-        moved were already reloaded by the poll; anything else is left to the normal re-check."""
-        for environment, version in versions.items():
-            entry = snapshot._entries.get(environment)
-            if entry is not None and entry.version == version and entry.checked_at < polled_at:
-                entry.checked_at = polled_at
-        from django.db import connections
-
-        connections.close_all()  # this thread's connections: a stopped watcher holds none
+        connection.close()  # this thread's connection: a stopped watcher holds none
 
     @staticmethod
     def _layer_crosses_processes():
