@@ -79,5 +79,7 @@ class Command(BaseCommand):
                     failed = True  # one worker died: stop the others, let the supervisor restart us
                     forward(signal.SIGTERM, None)
             stopping.wait(0.2)
-        if failed or any(child.returncode != 0 for child in children):
+        # A worker still starting when we forwarded SIGTERM dies by the signal: a clean stop too.
+        clean = (0, -signal.SIGTERM) if stopping.is_set() else (0,)
+        if failed or any(child.returncode not in clean for child in children):
             raise CommandError("a gRPC worker exited with an error")
