@@ -20,7 +20,7 @@ class AuditEntryOutputSerializer(serializers.Serializer):
     after = serializers.JSONField()
     reason = serializers.CharField()
     requestId = serializers.CharField(source="request_id")
-    ip = serializers.IPAddressField()
+    ip = serializers.IPAddressField(allow_null=True)
     prevHash = serializers.CharField(source="prev_hash")
     hash = serializers.CharField()
 
@@ -30,6 +30,7 @@ PAGE_PARAMS = [OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
 
 class _AuditListApi(APIView):
     required_perms = {"GET": ["audit.view_auditentry"]}
+    pagination_class = Pagination  # read by the OpenAPI schema: list answers are paginated
 
     def respond(self, request, entries):
         paginator = Pagination()

@@ -48,6 +48,7 @@ def flag_response(key, environment, status=200):
 
 class FlagListCreateApi(APIView):
     required_perms = {"GET": ["flags.view_flag"], "POST": ["flags.add_flag"]}
+    pagination_class = Pagination  # read by the OpenAPI schema: list answers are paginated
 
     @extend_schema(
         parameters=[

@@ -107,7 +107,7 @@ class FlagStateOutputSerializer(serializers.Serializer):
     killed = serializers.BooleanField()
     killedReason = serializers.CharField(source="killed_reason")
     killedBy = serializers.CharField(source="killed_by")
-    killedAt = serializers.DateTimeField(source="killed_at")
+    killedAt = serializers.DateTimeField(source="killed_at", allow_null=True)
     version = serializers.IntegerField()
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -136,7 +136,7 @@ class FlagOutputSerializer(serializers.Serializer):
     killed = serializers.BooleanField(source="selected_state.killed")
     killedReason = serializers.CharField(source="selected_state.killed_reason")
     killedBy = serializers.CharField(source="selected_state.killed_by")
-    killedAt = serializers.DateTimeField(source="selected_state.killed_at")
+    killedAt = serializers.DateTimeField(source="selected_state.killed_at", allow_null=True)
     version = serializers.IntegerField(source="selected_state.version")
     states = serializers.SerializerMethodField()
 

@@ -6,6 +6,7 @@ urlpatterns = [
     path("api/", include("flags.urls")),
     path("api/", include("segments.urls")),
     path("api/", include("audit.urls")),
+    path("ofrep/", include("flags.ofrep_urls")),
 ]
 
 # /api/ paths answer errors in the API's JSON shape; other paths get Django's pages.

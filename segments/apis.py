@@ -38,6 +38,7 @@ class SegmentInputSerializer(StrictSerializer):
 
 class SegmentListCreateApi(APIView):
     required_perms = {"GET": ["segments.view_segment"], "POST": ["segments.add_segment"]}
+    pagination_class = Pagination  # read by the OpenAPI schema: list answers are paginated
 
     @extend_schema(responses=SegmentOutputSerializer(many=True))
     def get(self, request):

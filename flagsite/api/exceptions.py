@@ -4,7 +4,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -98,6 +98,8 @@ def exception_handler(exc, context):
             fields = flatten(exc.detail)
             return error_response(400, code, _summary(fields) if fields else "Invalid input.", fields)
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+    if isinstance(exc, DataError):  # input the database refuses (PostgreSQL: a NUL byte in a lookup)
+        return error_response(400, "validation_error", "Invalid input: the database refused a value.")
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.exception("database unavailable")
         return error_response(503, "unavailable", "A dependency is unavailable; retry shortly.")
