@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics import counters as analytics_counters
 from flags import selectors, services
 from flags.errors import ValidationFailed
 from flags.models import FlagState
@@ -238,7 +239,9 @@ class EvaluateApi(APIView):
     @env_schema(request=EvaluateInputSerializer, responses=EvaluationOutputSerializer)
     def post(self, request):
         flag_id, user_id, context, environment = parse_evaluation(request.data)
-        return Response(snapshot_for(request, environment).evaluate(flag_id, user_id, context).as_dict())
+        result = snapshot_for(request, environment).evaluate(flag_id, user_id, context)
+        analytics_counters.record(result, user_id, context)
+        return Response(result.as_dict())
 
 
 class EvaluateBulkApi(APIView):
@@ -251,6 +254,7 @@ class EvaluateBulkApi(APIView):
         flag_ids, user_id, context, environment = parse_evaluation(request.data, bulk=True)
         snapshot = snapshot_for(request, environment)
         results = snapshot.evaluate_all(user_id, context, flag_ids)
+        analytics_counters.record_all(results, user_id, context)
         flags = {result.flag_id: result.as_dict() for result in results}
         return Response({"environment": snapshot.environment, "version": snapshot.version, "flags": flags})
 

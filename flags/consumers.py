@@ -41,12 +41,29 @@ def _environment_for(key, query):
     return None, 4403
 
 
+def _staff_session(scope):
+    """A staff user logged in through Django's session (AuthMiddlewareStack in flagsite/asgi.py);
+    browsers only, so the origin check in asgi.py applies to these handshakes."""
+    user = scope.get("user")
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def _session_environment(query):
+    from django.conf import settings
+
+    wanted = (query.get("environment") or [""])[0] or getattr(settings, "FLAGS_DEFAULT_ENVIRONMENT", "development")
+    return wanted, None
+
+
 class FlagConsumer(AsyncWebsocketConsumer):
     environment = None
 
     async def connect(self):
         key, query = _credentials(self.scope)
-        environment, refusal = await database_sync_to_async(_environment_for)(key, query)
+        if not key and _staff_session(self.scope):  # the dashboard: a logged-in staff browser
+            environment, refusal = _session_environment(query)
+        else:
+            environment, refusal = await database_sync_to_async(_environment_for)(key, query)
         await watcher.start()  # before accepting: the baseline must predate anything the client sees
         await self.accept()
         if refusal:

@@ -42,6 +42,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from analytics import counters as analytics_counters
 from flags.snapshot import get_snapshot
 from flagsite.api.authentication import ApiKeyPrincipal
 from flagsite.api.common import environment_for
@@ -379,6 +380,7 @@ class OfrepEvaluateFlagApi(OfrepApi):
         if user_id is None and needs_targeting_key(snapshot, key):
             raise OfrepError(400, "TARGETING_KEY_MISSING", missing_key_details(key))
         result = snapshot.evaluate(key, user_id, attributes)
+        analytics_counters.record(result, user_id, attributes)
         return Response(success(snapshot, result))
 
 
@@ -409,7 +411,9 @@ class OfrepEvaluateBulkApi(OfrepApi):
                 flags.append({"key": key, "errorCode": "TARGETING_KEY_MISSING",
                               "errorDetails": missing_key_details(key)})
                 continue
-            flags.append(success(snapshot, snapshot.evaluate(key, user_id, attributes)))
+            result = snapshot.evaluate(key, user_id, attributes)
+            analytics_counters.record(result, user_id, attributes)
+            flags.append(success(snapshot, result))
         # The ETag hashes the answer itself (environment, version and every evaluated flag for this
         # context): rules that read the clock or draw at random cannot leave a client on a stale 304.
         etag = _etag(snapshot.environment, snapshot.version, flags)

@@ -72,7 +72,7 @@ class FlagUpdateInputSerializer(StrictSerializer):
 
     ignored_fields = frozenset(
         {"id", "kind", "archived", "createdAt", "updatedAt", "states", "killed", "killedReason",
-         "killedBy", "killedAt"}
+         "killedBy", "killedAt", "stale"}
     )
     key = Text(required=False)
     name = Text(max_length=200)
@@ -139,6 +139,16 @@ class FlagOutputSerializer(serializers.Serializer):
     killedAt = serializers.DateTimeField(source="selected_state.killed_at", allow_null=True)
     version = serializers.IntegerField(source="selected_state.version")
     states = serializers.SerializerMethodField()
+    stale = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_stale(self, flag):
+        """Not evaluated in any environment for 30 days (marked by the analytics beat task)."""
+        if not hasattr(self, "_stale_keys"):  # one query per list, not per flag
+            from analytics.selectors import stale_flag_keys
+
+            self._stale_keys = stale_flag_keys()
+        return flag.key in self._stale_keys
 
     @extend_schema_field(serializers.DictField(child=FlagStateOutputSerializer()))
     def get_states(self, flag):

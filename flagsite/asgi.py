@@ -7,6 +7,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (after Django is set up)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
@@ -30,6 +31,7 @@ def browser_origin_validator(app):
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
+        # AuthMiddlewareStack: the dashboard's staff session may follow /ws too (keys work as before)
+        "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

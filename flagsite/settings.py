@@ -27,10 +27,32 @@ def env_list(name, default):
 DEFAULT_SECRET_KEY = "dev-insecure-flagsite-secret-key-change-me"
 DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
-if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY and env_bool("FLAGS_PRODUCTION"):
-    raise RuntimeError("SECRET_KEY must be set when FLAGS_PRODUCTION=true")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Production (FLAGS_PRODUCTION=true): refuse to start when unsafe; HTTPS-only cookies, HSTS, redirect.
+# The embedded run and the tests keep the defaults (plain HTTP on localhost).
+FLAGS_PRODUCTION = env_bool("FLAGS_PRODUCTION")
+if FLAGS_PRODUCTION and DEBUG:
+    raise SystemExit("flagsite: refusing to start: DEBUG must be off when FLAGS_PRODUCTION=true")
+if FLAGS_PRODUCTION and (SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50):
+    raise SystemExit("flagsite: refusing to start: set SECRET_KEY (50+ random characters) when FLAGS_PRODUCTION=true")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=FLAGS_PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^api/health$", r"^metrics$"]  # probes from inside the network speak plain HTTP
+if env_bool("SECURE_PROXY_SSL_HEADER"):  # opt in only behind a proxy that sets (and strips) X-Forwarded-Proto
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000" if FLAGS_PRODUCTION else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=FLAGS_PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")  # a commitment to browsers' lists: opt in
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=FLAGS_PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True  # pages post forms with {% csrf_token %}; no script reads the cookie
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]  # preload off on purpose
 
 INSTALLED_APPS = [
     "daphne",
@@ -49,9 +71,14 @@ INSTALLED_APPS = [
     "audit",
     "analytics",
     "grpc_api",
+    "corsheaders",
+    "flagsite.ops",
 ]
 
 MIDDLEWARE = [
+    "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
+    "corsheaders.middleware.CorsMiddleware",
+    "flagsite.ops.compression.JsonGZipMiddleware",  # large /api/ and /ofrep/ JSON only
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,10 +123,16 @@ def database_from_url(url):
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "CONN_MAX_AGE": int(os.environ.get("DB_CONN_MAX_AGE", "60")),
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": dict(parse_qsl(parts.query)),
+        # DB_POOL=true: psycopg's pool per process (Django 5.1+), which needs CONN_MAX_AGE 0
+        "CONN_MAX_AGE": 0 if env_bool("DB_POOL") else int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        "CONN_HEALTH_CHECKS": not env_bool("DB_POOL"),
+        "OPTIONS": {**dict(parse_qsl(parts.query)), **(db_pool_options() if env_bool("DB_POOL") else {})},
     }
+
+
+def db_pool_options():
+    return {"pool": {"min_size": int(os.environ.get("DB_POOL_MIN", "2")), "max_size": int(os.environ.get("DB_POOL_MAX", "20")),
+                     "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10"))}}
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -172,6 +205,10 @@ FLAGS_WS_PING_SECONDS = float(os.environ.get("FLAGS_WS_PING_SECONDS", "20"))  # 
 FLAGS_DEFAULT_ENVIRONMENT = os.environ.get("FLAGS_DEFAULT_ENVIRONMENT", "development")
 # OFREP (/ofrep/v1/...) requests per API key (else user, else address): "N/s", "N/m", "N/h" or "off".
 FLAGS_OFREP_RATE_LIMIT = os.environ.get("FLAGS_OFREP_RATE_LIMIT", "1000/s")
+# Analytics: evaluation counters flush to the rollup task every N seconds (a background thread per
+# process, started on the first evaluation); AUTOFLUSH off leaves flushing to explicit calls (tests).
+FLAGS_ANALYTICS_FLUSH_SECONDS = float(os.environ.get("FLAGS_ANALYTICS_FLUSH_SECONDS", "5"))
+FLAGS_ANALYTICS_AUTOFLUSH = env_bool("FLAGS_ANALYTICS_AUTOFLUSH", default=True)
 
 # REST framework and OpenAPI: owned by the API layer (flagsite/api/).
 REST_FRAMEWORK = {
@@ -185,7 +222,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "flagsite.api.pagination.Pagination",
     "EXCEPTION_HANDLER": "flagsite.api.exceptions.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": ["flagsite.api.throttling.ApiRateThrottle"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "COERCE_DECIMAL_TO_STRING": False,
 }
@@ -203,10 +240,49 @@ SPECTACULAR_SETTINGS = {
 }
 FLAGS_API_KEY_CACHE_SECONDS = float(os.environ.get("FLAGS_API_KEY_CACHE_SECONDS", "5"))
 FLAGS_BENCH_VIEWS = env_bool("FLAGS_BENCH_VIEWS")
+# Rate limits (flagsite/api/throttling.py) per API key, else user, else address: "N/s|m|h|d" or "off".
+FLAGS_RATE_LIMIT_EVALUATE = os.environ.get("FLAGS_RATE_LIMIT_EVALUATE", "10000/s")  # SDK-callable views
+FLAGS_RATE_LIMIT_MANAGEMENT = os.environ.get("FLAGS_RATE_LIMIT_MANAGEMENT", "6000/m")  # every other /api/ view
+if os.environ.get("NUM_PROXIES"):  # trusted proxies in front: the client address is X-Forwarded-For's Nth from the end
+    REST_FRAMEWORK["NUM_PROXIES"] = int(os.environ["NUM_PROXIES"])
 
+# CORS for browser clients of evaluation, SDK and OFREP paths only (management stays same-origin).
+# FLAGS_CORS_ORIGINS: "https://app.example.com,https://www.example.com" or "*"; empty: no CORS.
+FLAGS_CORS_ORIGINS = env_list("FLAGS_CORS_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(api/evaluate(/bulk)?|api/sdk/.*|ofrep/.*)$"
+CORS_ALLOW_ALL_ORIGINS = "*" in FLAGS_CORS_ORIGINS
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else FLAGS_CORS_ORIGINS
+CORS_ALLOW_CREDENTIALS = env_bool("FLAGS_CORS_CREDENTIALS")  # cookies; API keys travel in headers without it
+if CORS_ALLOW_ALL_ORIGINS and CORS_ALLOW_CREDENTIALS:
+    raise SystemExit("flagsite: refusing to start: FLAGS_CORS_CREDENTIALS cannot be used with FLAGS_CORS_ORIGINS=*")
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "if-none-match", "x-api-key", "x-request-id")
+CORS_EXPOSE_HEADERS = ("etag", "retry-after", "x-request-id")
+CORS_PREFLIGHT_MAX_AGE = 86400
+
+# Prometheus metrics at /metrics (flagsite/ops/metrics.py). With FLAGS_METRICS_TOKEN set, scrapes need
+# "Authorization: Bearer <token>"; without it /metrics is open, except under FLAGS_PRODUCTION (404).
+FLAGS_METRICS = env_bool("FLAGS_METRICS", default=True)
+FLAGS_METRICS_TOKEN = os.environ.get("FLAGS_METRICS_TOKEN", "")
+FLAGS_GZIP = env_bool("FLAGS_GZIP", default=True)  # gzip /api/ and /ofrep/ JSON answers of FLAGS_GZIP_MIN_BYTES+
+FLAGS_GZIP_MIN_BYTES = int(os.environ.get("FLAGS_GZIP_MIN_BYTES", "1024"))
+FLAGS_METRICS_MAX_FLAGS = int(os.environ.get("FLAGS_METRICS_MAX_FLAGS", "200"))  # per environment; the rest: "_other"
+
+# Logs: LOG_FORMAT=json (default under FLAGS_PRODUCTION) prints one JSON object a line; every line
+# carries the request id (X-Request-ID, honoured or generated; also stored in audit entries).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "flagsite.ops.logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "flagsite.ops.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": os.environ.get("LOG_FORMAT", "json" if FLAGS_PRODUCTION else "text"),
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }

@@ -1,12 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from flagsite.ops.metrics import metrics_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("flags.urls")),
     path("api/", include("segments.urls")),
     path("api/", include("audit.urls")),
+    path("api/", include("analytics.urls")),
     path("ofrep/", include("flags.ofrep_urls")),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus (flagsite/ops/metrics.py)
+    path("", include("flags.page_urls")),  # dashboard pages (staff)
 ]
 
 # /api/ paths answer errors in the API's JSON shape; other paths get Django's pages.

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 from feature_flag_client._protojson import fill_struct, fill_value, struct_to_dict
 
+from analytics import counters as analytics_counters
 from flags.errors import ValidationFailed
 from flags.snapshot import get_snapshot
 from flagsite.api.authentication import resolve_api_key
@@ -181,7 +182,9 @@ class FlagService(flags_pb2_grpc.FlagServiceServicer):
         if flag_id not in snapshot:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"flag '{flag_id}' not found in environment '{environment}'")
         response = flags_pb2.EvaluateResponse()
-        fill_evaluation(response.evaluation, snapshot.evaluate(flag_id, user_id, ctx))
+        result = snapshot.evaluate(flag_id, user_id, ctx)
+        analytics_counters.record(result, user_id, ctx)
+        fill_evaluation(response.evaluation, result)
         return response
 
     @handled
@@ -195,7 +198,9 @@ class FlagService(flags_pb2_grpc.FlagServiceServicer):
         user_id, ctx = _user_id(request), _context(request)
         snapshot = _snapshot(environment)
         response = flags_pb2.EvaluateBulkResponse(environment=snapshot.environment, version=snapshot.version)
-        for result in snapshot.evaluate_all(user_id, ctx, flag_ids or None):
+        results = snapshot.evaluate_all(user_id, ctx, flag_ids or None)
+        analytics_counters.record_all(results, user_id, ctx)
+        for result in results:
             message = fill_evaluation(response.evaluations.add(), result)
             if result.reason == "FLAG_NOT_FOUND":
                 message.error.code = "FLAG_NOT_FOUND"

@@ -25,6 +25,17 @@ def _fresh_caches():
     snapshot.reset()
 
 
+@pytest.fixture(autouse=True)
+def _analytics_counters(settings):
+    """Evaluations are counted in memory; no background flush thread: tests that need rollups flush."""
+    from analytics import counters
+
+    settings.FLAGS_ANALYTICS_AUTOFLUSH = False
+    counters.recorder.reset()
+    yield
+    counters.recorder.reset()
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="pw-alice-123")

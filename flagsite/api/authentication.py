@@ -152,7 +152,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if raw_key is None:
             return None
         result = resolve_api_key(raw_key) if raw_key else None
-        if result is None:
+        if result is None:  # logged with a fingerprint (sha256 prefix) of the key, never the key
+            logger.warning("authentication failed: invalid or revoked API key fingerprint=%s path=%s ip=%s",
+                           hash_key(raw_key)[:12], request.path, request.META.get("REMOTE_ADDR"))
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return result
 

@@ -29,6 +29,7 @@ class HealthApi(APIView):
 
     authentication_classes = ()
     permission_classes = ()
+    throttle_classes = ()  # load balancer probes are never rate limited
 
     @extend_schema(
         responses=inline_serializer(

@@ -21,7 +21,7 @@ SEED_CREATE = {
 }
 
 FLAG_FIELDS = {
-    "id", "key", "name", "description", "tags", "kind", "variants", "salt", "stickiness", "archived", "createdAt", "updatedAt",
+    "id", "key", "name", "description", "tags", "kind", "variants", "salt", "stickiness", "archived", "createdAt", "updatedAt", "stale",
     "environment", "enabled", "rules", "killed", "killedReason", "killedBy", "killedAt", "version", "states",
 }
 

@@ -335,3 +335,13 @@ def test_rate_limit_fails_open_when_the_cache_is_down(settings, sdk_api, flags, 
     response = evaluate(sdk_api, "dark-mode", {"targetingKey": "u"})
 
     assert response.status_code == 200 and response.json()["value"] is True
+
+
+def test_ofrep_evaluations__counted_for_analytics_like_rest(sdk_api, flags):
+    from analytics import counters
+
+    before = counters.recorder.pending_evaluations()
+    ok(evaluate(sdk_api, "dark-mode", {"targetingKey": "user-1"}))
+    bulk = ok(sdk_api.post(BULK, {"context": {"targetingKey": "user-1"}}))
+    answered = sum(1 for item in bulk["flags"] if "errorCode" not in item)
+    assert counters.recorder.pending_evaluations() - before == 1 + answered

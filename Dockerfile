@@ -1,0 +1,12 @@
+# One image for every Flagsite process (web, ws, grpc, worker, beat); docker-compose.yml picks the command.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY python-sdk /app/python-sdk
+RUN pip install /app/python-sdk
+COPY . /app
+RUN pip install "/app[prod]" && DJANGO_SETTINGS_MODULE=flagsite.settings python manage.py collectstatic --noinput
+RUN useradd --system --uid 10001 flagsite && chown -R flagsite /app/artifacts
+USER flagsite
+EXPOSE 8000 8001 50051
+CMD ["gunicorn", "flagsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4"]

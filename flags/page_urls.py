@@ -1,0 +1,16 @@
+"""Dashboard page routes (server-rendered; staff only)."""
+
+from django.urls import path
+
+from analytics import pages as analytics_pages
+from flags import pages
+
+urlpatterns = [
+    path("", pages.overview, name="page-overview"),
+    path("flags/<str:key>", pages.flag_detail, name="page-flag"),
+    path("flags/<str:key>/toggle", pages.flag_toggle, name="page-flag-toggle"),
+    path("flags/<str:key>/kill", pages.flag_kill, name="page-flag-kill"),
+    path("flags/<str:key>/restore", pages.flag_restore, name="page-flag-restore"),
+    path("audit/", pages.audit_log, name="page-audit"),
+    path("analytics/", analytics_pages.overview, name="page-analytics"),
+]

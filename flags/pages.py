@@ -1,0 +1,197 @@
+"""Dashboard pages (server-rendered, staff only): the flags x environments overview with live
+status, flag detail, and the audit log. Every action is a POST form (CSRF) calling a service."""
+
+import json
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from analytics import selectors as analytics_selectors
+from audit.actor import Actor
+from audit.models import AuditEntry
+from flags import selectors, services
+from flags.errors import ServiceError
+from flags.models import Flag, FlagState
+from flags.rule_text import describe
+
+AUDIT_PAGE_SIZE = 50
+
+
+def staff_required(view):
+    """Login required; logged-in users who are not staff get a 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not (request.user.is_active and request.user.is_staff):
+            raise PermissionDenied("The dashboard is for staff users.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _flag_or_404(key):
+    flag = Flag.objects.filter(key=key).first()
+    if flag is None:
+        raise Http404(f"No flag '{key}'.")
+    return flag
+
+
+def _status(state):
+    return "killed" if state.killed else ("on" if state.enabled else "off")
+
+
+@staff_required
+def overview(request):
+    environments = selectors.environment_list()
+    search = request.GET.get("q", "").strip()[:200]
+    tag = request.GET.get("tag", "").strip()[:100]
+    flags = Flag.objects.filter(archived=False).order_by("key")
+    if search:
+        keys = set(selectors.flag_state_list(environment=environments[0], search=search)
+                   .values_list("flag__key", flat=True)) if environments else set()
+        flags = flags.filter(key__in=keys)
+    all_tags = sorted({t for tags in Flag.objects.filter(archived=False).values_list("tags", flat=True) for t in tags or []})
+    flags = [f for f in flags if not tag or tag in (f.tags or [])]
+    states = {(s.flag_id, s.environment_id): s for s in FlagState.objects.filter(flag__in=flags).select_related("environment")}
+    stale = analytics_selectors.stale_flag_keys()
+    rows = []
+    for flag in flags:
+        cells = []
+        for env in environments:
+            state = states.get((flag.pk, env.pk))
+            if state is not None:
+                cells.append({"env": env, "state": state, "status": _status(state)})
+        rows.append({"flag": flag, "cells": cells, "stale": flag.key in stale})
+    return render(request, "flags/overview.html", {
+        "environments": environments, "rows": rows, "search": search, "tag": tag, "all_tags": all_tags,
+        "ws_environments": [env.key for env in environments],
+        "next": request.get_full_path(),
+    })
+
+
+def _diff(before, after):
+    """[(field, before, after)] of the keys whose value changed (nested dicts flattened one level)."""
+    before, after = before or {}, after or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return [("value", before, after)] if before != after else []
+    rows = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            rows.extend((f"{key}.{field}", o, n) for field, o, n in _diff(old, new))
+        else:
+            rows.append((key, old, new))
+    return rows
+
+
+def _fmt(value):
+    if value is None:
+        return "—"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def audit_rows(entries):
+    return [{"entry": e, "diff": [(f, _fmt(o), _fmt(n)) for f, o, n in _diff(e.before, e.after)]} for e in entries]
+
+
+@staff_required
+def flag_detail(request, key):
+    flag = _flag_or_404(key)
+    time_range = request.GET.get("range", "24h")
+    if time_range not in analytics_selectors.TIME_RANGES:
+        time_range = "24h"
+    states = list(FlagState.objects.filter(flag=flag).select_related("environment").order_by("environment__sort_order"))
+    env_rows = [{"state": s, "status": _status(s), "sentence": describe(s.rules, s.enabled, s.killed)} for s in states]
+    series = analytics_selectors.flag_series(flag_key=flag.key, time_range=time_range)
+    entries = AuditEntry.objects.filter(target_type="flag", target_key=flag.key).order_by("-id")[:20]
+    activity = analytics_selectors.flag_activity(flag.key)
+    return render(request, "flags/detail.html", {
+        "flag": flag, "env_rows": env_rows, "series": series, "time_range": time_range,
+        "time_ranges": list(analytics_selectors.TIME_RANGES), "audit": audit_rows(entries),
+        "stale": bool(activity and activity.stale), "activity": activity,
+        "next": request.get_full_path(),
+    })
+
+
+def _next(request, fallback):
+    target = request.POST.get("next") or fallback
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = fallback
+    return redirect(target)
+
+
+def _action(request, key, run, success):
+    flag = _flag_or_404(key)
+    environment = request.POST.get("environment", "")
+    try:
+        run(flag, environment, Actor.from_request(request))
+    except ServiceError as exc:
+        messages.error(request, f"{flag.key} in {environment or 'all environments'}: {exc}")
+    else:
+        messages.success(request, success.format(flag=flag.key, env=environment))
+    return _next(request, reverse("page-overview"))
+
+
+@require_POST
+@staff_required
+def flag_toggle(request, key):
+    def run(flag, environment, actor):
+        enabled = {"true": True, "false": False}.get(request.POST.get("enabled", ""))
+        state = services.flag_toggle(actor=actor, flag=flag, environment=environment, enabled=enabled)
+        request._toggled = "on" if state.enabled else "off"
+
+    return _action(request, key, run, "{flag} toggled in {env}.")
+
+
+@require_POST
+@staff_required
+def flag_kill(request, key):
+    def run(flag, environment, actor):
+        services.flag_kill(actor=actor, flag=flag, reason=request.POST.get("reason", "").strip(),
+                           environments=[environment] if environment else None)
+
+    return _action(request, key, run, "{flag} killed in {env}.")
+
+
+@require_POST
+@staff_required
+def flag_restore(request, key):
+    def run(flag, environment, actor):
+        services.flag_restore(actor=actor, flag=flag, reason=request.POST.get("reason", "").strip(),
+                              environments=[environment] if environment else None)
+
+    return _action(request, key, run, "{flag} restored in {env}.")
+
+
+@staff_required
+def audit_log(request):
+    entries = AuditEntry.objects.order_by("-id")
+    filters = {name: request.GET.get(name, "").strip()[:200] for name in ("action", "target", "environment", "actor")}
+    if filters["action"]:
+        entries = entries.filter(action=filters["action"])
+    if filters["target"]:
+        entries = entries.filter(target_key__icontains=filters["target"])
+    if filters["environment"]:
+        entries = entries.filter(environment=filters["environment"])
+    if filters["actor"]:
+        entries = entries.filter(actor__icontains=filters["actor"])
+    page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
+    return render(request, "audit/log.html", {
+        "page": page, "rows": audit_rows(page.object_list), "filters": filters, "query": query,
+        "actions": list(AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()),
+        "environments": selectors.environment_list(),
+    })

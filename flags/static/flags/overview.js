@@ -1,0 +1,66 @@
+// Flags overview: live cell updates over /ws (session auth, one socket per environment) and
+// the kill dialog. Everything still works without JavaScript except the live updates.
+(function () {
+  "use strict";
+  var environments = JSON.parse(document.getElementById("ws-environments").textContent);
+  var statusText = document.getElementById("live-status");
+  var dot = document.getElementById("live-dot");
+  var open = 0;
+
+  function setLive() {
+    dot.classList.toggle("up", open === environments.length);
+    statusText.textContent = open === environments.length ? "Live: changes appear as they happen" : "Reconnecting…";
+  }
+
+  function apply(event) {
+    if (event.type !== "flag.changed" || !event.flag) return;
+    var row = document.querySelector('tr[data-flag="' + CSS.escape(event.flag.key) + '"]');
+    if (!row) return;
+    var cell = row.querySelector('td[data-env="' + CSS.escape(event.environment) + '"]');
+    if (!cell) return;
+    if (event.action === "deleted" || event.flag.archived) { row.remove(); return; }
+    var status = event.flag.killed ? "killed" : (event.flag.enabled ? "on" : "off");
+    if (cell.dataset.status === status) return;
+    cell.dataset.status = status;
+    var badge = cell.querySelector('[data-role="status"]');
+    badge.className = "status " + status;
+    badge.textContent = status.toUpperCase();
+    var toggle = cell.querySelector('[data-role="toggle"]');
+    if (toggle) {
+      toggle.disabled = !!event.flag.killed;
+      toggle.textContent = event.flag.enabled ? "Turn off" : "Turn on";
+      toggle.setAttribute("aria-label", "Turn " + event.flag.key + (event.flag.enabled ? " off" : " on") + " in " + event.environment);
+    }
+    cell.classList.remove("flash"); void cell.offsetWidth; cell.classList.add("flash");
+  }
+
+  function connect(environment, delay) {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + location.host + "/ws?environment=" + encodeURIComponent(environment));
+    var up = false;
+    socket.onmessage = function (message) {
+      var event = JSON.parse(message.data);
+      if (event.type === "hello" && !up) { up = true; open += 1; setLive(); delay = 1000; }
+      apply(event);
+    };
+    socket.onclose = function () {
+      if (up) { open -= 1; setLive(); }
+      setTimeout(function () { connect(environment, Math.min(delay * 2, 15000)); }, delay);
+    };
+  }
+  environments.forEach(function (env) { connect(env, 1000); });
+
+  var dialog = document.getElementById("kill-dialog");
+  var form = document.getElementById("kill-form");
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest('[data-role="kill"]');
+    if (!button) return;
+    form.action = button.dataset.action;
+    document.getElementById("kill-environment").value = button.dataset.env;
+    dialog.querySelector('[data-role="kill-flag"]').textContent = button.dataset.flag;
+    dialog.querySelector('[data-role="kill-env"]').textContent = button.dataset.env;
+    dialog.showModal();
+    document.getElementById("kill-reason").focus();
+  });
+  document.getElementById("kill-cancel").addEventListener("click", function () { dialog.close(); });
+})();

@@ -1,0 +1,18 @@
+"""The Celery app. Broker: Redis with REDIS_URL; without it tasks run eagerly in the calling
+process (settings: CELERY_TASK_ALWAYS_EAGER). Worker: `celery -A flagsite worker`; beat:
+`celery -A flagsite beat` (rollup compaction and stale marking, daily)."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
+
+app = Celery("flagsite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.conf.beat_schedule = {
+    "compact-analytics-rollups": {"task": "analytics.compact_rollups", "schedule": crontab(minute=15, hour=3)},
+    "mark-stale-flags": {"task": "analytics.mark_stale_flags", "schedule": crontab(minute=30, hour=3)},
+}

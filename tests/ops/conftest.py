@@ -1,0 +1,62 @@
+"""Fixtures shared with the REST API tests (keys, clients, fresh caches), plus a settings probe
+that imports flagsite.settings in a fresh interpreter under given environment variables."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import (  # noqa: F401  (fixtures)
+    Client,
+    _fresh_caches,
+    anon,
+    create_flag,
+    editor,
+    editor_api,
+    keys,
+    make_key,
+    reader,
+    reader_api,
+    sdk_api,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION_SECRET = "k9F2-example-production-secret-" + "x7Qp" * 10  # 50+ chars, many distinct
+
+
+def run(args, env=None, timeout=120):
+    """Run python with args in the repository under os.environ + env (None values remove a variable)."""
+    full = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            full.pop(name, None)
+        else:
+            full[name] = value
+    full.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def production_env(**extra):
+    env = {"FLAGS_PRODUCTION": "true", "DEBUG": None, "SECRET_KEY": PRODUCTION_SECRET, "ALLOWED_HOSTS": "flags.example.com"}
+    env.update(extra)
+    return env
+
+
+def settings_under(env, *names):
+    """{name: value} of flagsite.settings imported with env (values JSON-able or repr'd)."""
+    code = (
+        "import json, flagsite.settings as s\n"
+        f"names = {list(names)!r}\n"
+        "print(json.dumps({n: getattr(s, n, None) for n in names}, default=repr))\n"
+    )
+    result = run(["-c", code], env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def ops_settings(settings):
+    return settings

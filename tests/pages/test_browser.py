@@ -1,0 +1,196 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium, never
+a downloaded browser) against a real daphne process. Screenshots of every page go to
+artifacts/screenshots/."""
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.test import Client
+from playwright.sync_api import expect, sync_playwright
+
+from analytics import services as analytics_services
+from analytics.hll import HyperLogLog
+from tests.pages.conftest import PASSWORD, SYSTEM
+from tests.servers import ROOT, start_daphne
+
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture
+def browser():
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs a loop in this thread
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield instance
+        instance.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def site(transactional_db):
+    server = start_daphne(FLAGS_WS_PING_SECONDS="5", FLAGS_ANALYTICS_AUTOFLUSH="false")
+    yield server
+    server.stop()
+
+
+def server_password():
+    """A hash the daphne process can check (the test process hashes with MD5 for speed)."""
+    return PBKDF2PasswordHasher().encode(PASSWORD, "pagetests", iterations=1000)
+
+
+@pytest.fixture
+def staff_user(transactional_db):
+    return get_user_model().objects.create(username="ops", password=server_password(), is_staff=True,
+                                           is_superuser=True)
+
+
+def log_in(page, site, username="ops"):
+    page.goto(f"{site.http_url}/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def cell(page, flag, env):
+    return page.locator(f'tr[data-flag="{flag}"] td[data-env="{env}"]')
+
+
+def shot(page, name):
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_toggle_in_one_page__second_page_updates_live(browser, site, staff_user, page_flag):
+    page_flag("new-checkout", tags=["payments"])
+    page_flag("dark-mode", enabled=False, tags=["ui"])
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    first = context.new_page()
+    log_in(first, site)
+    expect(first.get_by_role("heading", name="Flags")).to_be_visible()
+    second = context.new_page()
+    second.goto(f"{site.http_url}/")
+    for page in (first, second):
+        expect(page.locator("#live-status")).to_have_text("Live: changes appear as they happen", timeout=10_000)
+    expect(cell(second, "new-checkout", "production")).to_have_attribute("data-status", "on")
+
+    cell(first, "new-checkout", "production").get_by_role("button", name="Turn new-checkout off in production").click()
+
+    expect(cell(first, "new-checkout", "production")).to_have_attribute("data-status", "off")  # after the redirect
+    expect(cell(second, "new-checkout", "production")).to_have_attribute("data-status", "off", timeout=5_000)
+    expect(cell(second, "new-checkout", "production").locator('[data-role="status"]')).to_have_text("OFF")
+    expect(cell(second, "new-checkout", "staging")).to_have_attribute("data-status", "on")
+    assert second.evaluate("performance.getEntriesByType('navigation').length") == 1  # never reloaded
+    shot(first, "overview")
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=context.storage_state())
+    phone_page = phone.new_page()
+    phone_page.goto(f"{site.http_url}/")
+    expect(phone_page.get_by_role("heading", name="Flags")).to_be_visible()
+    shot(phone_page, "overview-phone")
+    phone.close()
+    context.close()
+
+
+def test_kill_with_reason__cell_killed_and_audit_entry_found(browser, site, staff_user, page_flag):
+    page_flag("new-checkout")
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, site)
+    cell(page, "new-checkout", "production").get_by_role("button", name="Kill new-checkout in production").click()
+    dialog = page.locator("#kill-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Kill flag").click()  # no reason: the browser refuses (required)
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Reason (recorded in the audit log)").fill("checkout errors spiking")
+    shot(page, "kill-dialog")
+    dialog.get_by_role("button", name="Kill flag").click()
+
+    expect(cell(page, "new-checkout", "production")).to_have_attribute("data-status", "killed")
+    expect(cell(page, "new-checkout", "staging")).to_have_attribute("data-status", "on")
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Action").select_option("flag.killed")
+    page.get_by_role("button", name="Filter").click()
+    entry = page.locator('li.entry[data-action="flag.killed"]')
+    expect(entry).to_have_count(1)
+    expect(entry).to_contain_text("Reason: checkout errors spiking")
+    expect(entry).to_contain_text("by ops")
+    expect(entry.locator("td.after").first).to_be_visible()
+    shot(page, "audit-log")
+    context.close()
+
+
+def test_flag_detail__charts_render_with_data(browser, site, staff_user, page_flag):
+    page_flag("ab-test", kind="multivariate", description="Pricing page A/B test",
+              variants=[{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
+              rules=[{"type": "geo", "operator": "in", "value": ["US", "CA", "UK"]},
+                     {"type": "percentage", "operator": "less_than", "value": 30}])
+    hour = int(__import__("time").time()) // 3600
+    counts, users = [], []
+    for back, (on_a, on_b, off) in enumerate([(120, 118, 40), (90, 95, 30), (60, 61, 22), (30, 33, 9)]):
+        counts += [["production", "ab-test", "control", True, hour - back, on_a],
+                   ["production", "ab-test", "treatment", True, hour - back, on_b],
+                   ["production", "ab-test", None, False, hour - back, off]]
+        sketch = HyperLogLog.of(f"user-{back}-{i}" for i in range(50)).to_bytes()
+        users.append(["production", "ab-test", hour - back, base64.b64encode(sketch).decode()])
+    analytics_services.rollup_apply(batch={"counts": counts, "users": users})
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log_in(page, site)
+    page.goto(f"{site.http_url}/flags/ab-test")
+
+    expect(page.get_by_text("When country is US, CA or UK, then 30% of users.").first).to_be_visible()
+    expect(page.locator("#total-evaluations")).to_have_text("708")
+    page.wait_for_function("window.flagsiteCharts && window.flagsiteCharts.variants")
+    totals = page.evaluate("""() => {
+        const c = window.flagsiteCharts;
+        const sum = (ds) => ds.data.reduce((a, b) => a + b, 0);
+        return {on: sum(c.evaluations.data.datasets[0]), off: sum(c.evaluations.data.datasets[1]),
+                variants: Object.fromEntries(c.variants.data.labels.map((l, i) => [l, c.variants.data.datasets[0].data[i]])),
+                painted: [...document.querySelectorAll('canvas')].every(cv => cv.width > 0 && cv.height > 0)};
+    }""")
+    assert totals == {"on": 607, "off": 101, "variants": {"control": 300, "treatment": 307}, "painted": True}
+    # the evaluations canvas actually has drawn (non-transparent) pixels
+    painted = page.evaluate("""() => {
+        const cv = document.getElementById('chart-evaluations');
+        const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;
+    }""")
+    assert painted > 1000
+    shot(page, "flag-detail")
+    page.goto(f"{site.http_url}/analytics/")
+    expect(page.locator("#evaluations-24h")).to_have_text("708")
+    page.wait_for_function("window.flagsiteCharts && window.flagsiteCharts.all")
+    shot(page, "analytics")
+    context.close()
+
+
+def test_non_staff__cannot_reach_the_pages(browser, site, page_flag):
+    page_flag("new-checkout")
+    member = get_user_model().objects.create(username="member", password=server_password())
+    context = browser.new_context()
+    page = context.new_page()
+    # The login form refuses a non-staff account
+    log_in(page, site, username="member")
+    expect(page.locator(".errornote")).to_contain_text("staff account")
+    for path in ("/", "/flags/new-checkout", "/audit/", "/analytics/"):
+        response = page.goto(f"{site.http_url}{path}")
+        assert "/admin/login/" in page.url and response.status == 200
+        expect(page.get_by_role("heading", name="Flags")).to_have_count(0)
+    # Even with a valid session (logged in elsewhere), the pages answer 403 and show no flags
+    member.refresh_from_db()  # the login attempt upgraded its password hash (and so its session hash)
+    client = Client()
+    client.force_login(member)
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                          "url": site.http_url}])
+    for path in ("/", "/flags/new-checkout", "/audit/", "/analytics/"):
+        response = page.goto(f"{site.http_url}{path}")
+        assert response.status == 403
+        assert "new-checkout" not in page.content()
+    context.close()

@@ -1,0 +1,131 @@
+"""The dashboard pages through Django's test client: access, rendering, and actions via services."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from analytics import counters, services as analytics_services
+from audit.models import AuditEntry
+from flags.models import Flag, FlagState
+from flags.snapshot import get_snapshot
+
+pytestmark = pytest.mark.django_db
+PAGES = ["/", "/flags/checkout", "/audit/", "/analytics/"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_anonymous__redirected_to_login(client, page_flag, path):
+    page_flag("checkout")
+    response = client.get(path)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_non_staff__forbidden(client, member, page_flag, path):
+    page_flag("checkout")
+    client.force_login(member)
+    assert client.get(path).status_code == 403
+
+
+def test_non_staff__cannot_toggle(client, member, page_flag):
+    page_flag("checkout")
+    client.force_login(member)
+    assert client.post("/flags/checkout/toggle", {"environment": "production"}).status_code == 403
+    assert FlagState.objects.get(flag__key="checkout", environment__key="production").enabled is True
+
+
+def test_overview__grid_of_flags_by_environment_with_search_and_tags(staff_client, page_flag):
+    page_flag("new-checkout", tags=["payments"])
+    page_flag("dark-mode", enabled=False, tags=["ui"])
+    body = staff_client.get("/").content.decode()
+    assert body.count('data-status="on"') == 3 and body.count('data-status="off"') == 3
+    assert "dark-mode" in body and "new-checkout" in body
+    tagged = staff_client.get("/?tag=ui").content.decode()
+    assert 'data-flag="dark-mode"' in tagged and 'data-flag="new-checkout"' not in tagged
+    searched = staff_client.get("/?q=checkout").content.decode()
+    assert 'data-flag="new-checkout"' in searched and 'data-flag="dark-mode"' not in searched
+
+
+def test_toggle__through_the_service_with_audit_and_new_snapshot(staff_client, page_flag):
+    page_flag("checkout")
+    response = staff_client.post("/flags/checkout/toggle", {"environment": "staging", "next": "/?q=check"})
+    assert response.status_code == 302 and response["Location"] == "/?q=check"
+    assert FlagState.objects.get(flag__key="checkout", environment__key="staging").enabled is False
+    entry = AuditEntry.objects.get(action="flag.toggled")
+    assert entry.actor == "ops" and entry.environment == "staging"
+    assert get_snapshot("staging").evaluate("checkout", "u1").enabled is False
+
+
+def test_kill__needs_a_reason__then_kills_one_environment(staff_client, page_flag):
+    page_flag("checkout")
+    response = staff_client.post("/flags/checkout/kill", {"environment": "production", "reason": ""}, follow=True)
+    assert response.status_code == 200 and "reason" in response.content.decode().lower()
+    assert not FlagState.objects.filter(killed=True).exists()
+    staff_client.post("/flags/checkout/kill", {"environment": "production", "reason": "checkout errors"})
+    killed = FlagState.objects.get(killed=True)
+    assert killed.environment.key == "production" and killed.killed_reason == "checkout errors"
+    assert AuditEntry.objects.get(action="flag.killed").reason == "checkout errors"
+    staff_client.post("/flags/checkout/restore", {"environment": "production"})
+    assert not FlagState.objects.filter(killed=True).exists()
+
+
+def test_actions__unknown_flag_404_offsite_next_ignored(staff_client, page_flag):
+    page_flag("checkout")
+    assert staff_client.post("/flags/nope/toggle", {"environment": "production"}).status_code == 404
+    response = staff_client.post("/flags/checkout/toggle", {"environment": "moon", "next": "https://evil.example/"})
+    assert response["Location"] == "/"
+    assert staff_client.get("/flags/nope").status_code == 404
+
+
+def test_detail__sentence_stale_badge_series_and_diffs(staff_client, page_flag):
+    flag = page_flag("checkout", description="The new checkout flow", rules=[
+        {"type": "geo", "operator": "in", "value": ["US", "CA", "UK"]},
+        {"type": "custom", "field": "plan", "operator": "equals", "value": "premium"},
+        {"type": "percentage", "operator": "less_than", "value": 30}])
+    Flag.objects.filter(pk=flag.pk).update(created_at=timezone.now() - timedelta(days=60))
+    analytics_services.flags_mark_stale()
+    staff_client.post("/flags/checkout/toggle", {"environment": "staging"})
+    snapshot = get_snapshot("production")
+    for i in range(40):
+        counters.record(snapshot.evaluate("checkout", f"u{i}", {"country": "US", "plan": "premium"}), f"u{i}")
+    counters.flush()
+
+    body = staff_client.get("/flags/checkout").content.decode()
+
+    assert "The new checkout flow" in body
+    assert "When country is US, CA or UK and plan is premium, then 30% of users." in body
+    assert 'class="badge stale"' not in body  # evaluated since the mark: no longer stale
+    assert re.search(r'id="total-evaluations">40<', body)
+    assert "flag.toggled" in body and 'class="before">True<' in body and 'class="after">False<' in body
+
+
+def test_detail__stale_badge_when_marked(staff_client, page_flag):
+    flag = page_flag("old-flag")
+    Flag.objects.filter(pk=flag.pk).update(created_at=timezone.now() - timedelta(days=60))
+    analytics_services.flags_mark_stale()
+    assert 'class="badge stale"' in staff_client.get("/flags/old-flag").content.decode()
+    assert 'class="badge stale"' in staff_client.get("/").content.decode()
+
+
+def test_audit_log__filters(staff_client, page_flag):
+    page_flag("checkout")
+    page_flag("search")
+    staff_client.post("/flags/checkout/kill", {"environment": "production", "reason": "boom"})
+    body = staff_client.get("/audit/?action=flag.killed").content.decode()
+    assert body.count('data-action="flag.killed"') == 1 and "Reason: boom" in body
+    assert 'data-action="flag.created"' not in body
+    by_target = staff_client.get("/audit/?target=search").content.decode()
+    assert by_target.count('data-action="flag.created"') == 1
+
+
+def test_analytics_overview__metrics_and_top_flags(staff_client, page_flag):
+    page_flag("checkout")
+    snapshot = get_snapshot("production")
+    for i in range(7):
+        counters.record(snapshot.evaluate("checkout", f"u{i}"), f"u{i}")
+    counters.flush()
+    body = staff_client.get("/analytics/").content.decode()
+    assert re.search(r'id="evaluations-24h">7<', body)
+    assert "<code>checkout</code></a> <span>7</span>" in body
