@@ -64,4 +64,6 @@ def api_keys(db, settings, _keep_connection):
           suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case, api_keys):
     kind = "sdk" if case.operation.path.startswith(SDK_PATHS) else "management"
-    case.call_and_validate(headers={"Authorization": f"Bearer {api_keys[kind]}"}, checks=CHECKS)
+    # identity: the WSGI transport hands gzip bytes to the checks undecoded (gzip has its own tests)
+    case.call_and_validate(headers={"Authorization": f"Bearer {api_keys[kind]}", "Accept-Encoding": "identity"},
+                           checks=CHECKS)
