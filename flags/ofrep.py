@@ -18,10 +18,8 @@ import hashlib
 import json
 import logging
 import math
-import time
 
 from django.conf import settings
-from django.core.cache import cache
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -39,7 +37,6 @@ from feature_flag_client.reasons import (
 from feature_flag_client.targeting import needs_targeting_key
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from analytics import counters as analytics_counters
@@ -48,11 +45,11 @@ from flagsite.api.authentication import ApiKeyPrincipal
 from flagsite.api.common import environment_for
 from flagsite.api.exceptions import exception_handler
 from flagsite.api.parsers import JSONOnlyNegotiation
+from flagsite.api.throttling import ApiRateThrottle
 
 logger = logging.getLogger(__name__)
 TARGETING_KEY = "targetingKey"
 FLAG_ERROR_CODES = ("PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL")
-DEFAULT_RATE_LIMIT = "1000/s"
 
 
 # ---- errors ------------------------------------------------------------------------------------
@@ -91,59 +88,6 @@ def ofrep_exception_handler(exc, context):
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         response["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     return response
-
-
-# ---- rate limit --------------------------------------------------------------------------------
-
-
-def parse_rate(rate):
-    """"1000/s", "6000/min", "100/h" -> (requests, seconds); None, "", "0", "off" -> None."""
-    if not rate or str(rate).strip().lower() in ("0", "off", "none", "false"):
-        return None
-    count, _, period = str(rate).partition("/")
-    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[(period.strip() or "s")[0].lower()]
-    return int(count), seconds
-
-
-class OfrepRateThrottle(BaseThrottle):
-    """Fixed-window request count per API key (else user, else client address) in the shared cache
-    (Redis with REDIS_URL, so the limit holds across processes). ``FLAGS_OFREP_RATE_LIMIT``: "N/s",
-    "N/m", "N/h" or "off". An atomic add + incr per request; no SQL."""
-
-    def allow_request(self, request, view):
-        rate = parse_rate(getattr(settings, "FLAGS_OFREP_RATE_LIMIT", DEFAULT_RATE_LIMIT))
-        if rate is None:
-            return True
-        limit, period = rate
-        now = time.time()
-        window = int(now // period)
-        key = f"flags:ofrep:rate:{self._ident(request)}:{period}:{window}"
-        try:
-            cache.add(key, 0, timeout=period + 1)
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=period + 1)
-                count = 1
-        except Exception as exc:  # the cache (Redis) is down: evaluation must go on, unlimited
-            logger.warning("OFREP rate limit not applied, cache unavailable: %s", exc)
-            return True
-        if count <= limit:
-            return True
-        self._wait = (window + 1) * period - now
-        return False
-
-    def _ident(self, request):
-        auth = request.auth
-        if isinstance(auth, ApiKeyPrincipal):
-            return f"key:{auth.id}"
-        user = request.user
-        if user is not None and getattr(user, "pk", None) is not None:
-            return f"user:{user.pk}"
-        return f"ip:{self.get_ident(request)}"
-
-    def wait(self):
-        return getattr(self, "_wait", None)
 
 
 # ---- request and result ------------------------------------------------------------------------
@@ -343,7 +287,8 @@ IF_NONE_MATCH = OpenApiParameter(
 
 class OfrepApi(APIView):
     content_negotiation_class = JSONOnlyNegotiation
-    throttle_classes = [OfrepRateThrottle]
+    throttle_classes = [ApiRateThrottle]  # the REST limiter, in its own scope
+    rate_limit_scope = "ofrep"  # FLAGS_OFREP_RATE_LIMIT
     sdk_allowed = True
     required_perms = {"POST": ["flags.view_flag"], "GET": ["flags.view_flag"]}
 

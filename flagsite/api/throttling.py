@@ -5,7 +5,8 @@ in-process, otherwise). Two scopes, each set by an environment variable ("N/s", 
 
 - ``evaluate``: views SDK keys may call (evaluate, bulk, SDK snapshot, SDK reports),
   ``FLAGS_RATE_LIMIT_EVALUATE``;
-- ``management``: every other /api/ view, ``FLAGS_RATE_LIMIT_MANAGEMENT``.
+- ``management``: every other /api/ view, ``FLAGS_RATE_LIMIT_MANAGEMENT``;
+- ``ofrep``: the OFREP views, ``FLAGS_OFREP_RATE_LIMIT``.
 
 A view opts out with ``throttle_classes = ()`` (health) or picks a scope with ``rate_limit_scope``.
 Over the limit: 429 ``{"error": {"code": "throttled", ...}}`` with ``Retry-After`` (seconds, >= 1).
@@ -24,7 +25,8 @@ from flagsite.api.authentication import ApiKeyPrincipal
 
 logger = logging.getLogger(__name__)
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-SETTINGS = {"evaluate": "FLAGS_RATE_LIMIT_EVALUATE", "management": "FLAGS_RATE_LIMIT_MANAGEMENT"}
+SETTINGS = {"evaluate": "FLAGS_RATE_LIMIT_EVALUATE", "management": "FLAGS_RATE_LIMIT_MANAGEMENT",
+            "ofrep": "FLAGS_OFREP_RATE_LIMIT"}
 _parsed = {}
 
 

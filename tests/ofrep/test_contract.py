@@ -323,7 +323,7 @@ def test_a_change_is_seen_by_the_next_evaluation(sdk_api, flags):
 
 
 def test_rate_limit_fails_open_when_the_cache_is_down(settings, sdk_api, flags, monkeypatch):
-    from flags import ofrep
+    from flagsite.api import throttling
 
     settings.FLAGS_OFREP_RATE_LIMIT = "1/m"
     evaluate(sdk_api, "dark-mode")  # warm: the snapshot is compiled, the limit is now spent
@@ -331,7 +331,8 @@ def test_rate_limit_fails_open_when_the_cache_is_down(settings, sdk_api, flags, 
     def down(*args, **kwargs):
         raise ConnectionError("redis down")
 
-    monkeypatch.setattr(ofrep.cache, "add", down)
+    monkeypatch.setattr(throttling.cache, "incr", down)
+    monkeypatch.setattr(throttling.cache, "add", down)
     response = evaluate(sdk_api, "dark-mode", {"targetingKey": "u"})
 
     assert response.status_code == 200 and response.json()["value"] is True
