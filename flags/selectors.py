@@ -1,6 +1,7 @@
 """Every read query shared by the API, admin, pages, commands and the snapshot builder."""
 
 from django.db.models import Q
+from feature_flag_client.engine import prerequisite_refs, segment_refs
 
 from audit.models import AuditEntry
 from flags.errors import NotFound, ValidationFailed
@@ -115,26 +116,10 @@ def flags_referencing(*, flag_key=None, segment_key=None, exclude=None):
     for state in FlagState.objects.select_related("flag").exclude(rules=[]):
         if exclude is not None and state.flag.key == exclude:
             continue
-        for rule in iter_rules(state.rules):
-            if flag_key and rule.get("type") == "flag" and rule.get("field") == flag_key:
-                found.add(state.flag.key)
-            if segment_key and rule.get("type") == "segment" and segment_key in (rule.get("value") or []):
-                found.add(state.flag.key)
+        if (flag_key and flag_key in prerequisite_refs(state.rules)) or (
+                segment_key and segment_key in segment_refs(state.rules)):
+            found.add(state.flag.key)
     return sorted(found)
-
-
-def iter_rules(rules):
-    """Every rule dict in a rule list, nested ones included."""
-    stack = list(rules or []) if isinstance(rules, list) else []
-    while stack:
-        rule = stack.pop()
-        if not isinstance(rule, dict):
-            continue
-        yield rule
-        if isinstance(rule.get("rules"), list):
-            stack.extend(rule["rules"])
-        if isinstance(rule.get("rule"), dict):
-            stack.append(rule["rule"])
 
 
 def audit_list(*, limit=100, target_type=None, target_key=None, environment=None):

@@ -1,11 +1,12 @@
 """Every write to segments. Segments are global: a change bumps every environment's version."""
 
 from django.db import transaction
+from feature_flag_client.engine import segment_refs
 
 from audit.services import audit_record
 from flags.errors import Conflict, ValidationFailed
 from flags.models import Environment
-from flags.selectors import flags_referencing, iter_rules
+from flags.selectors import flags_referencing
 from flags.services import _after_commit, _bump, prerequisite_map
 from flags.validation import add, check_key, check_rules, check_text
 from segments.models import Segment
@@ -85,8 +86,7 @@ def segment_delete(*, actor, segment):
     """Delete a segment; refused (Conflict) while a flag's rules reference it."""
     referrers = flags_referencing(segment_key=segment.key) + [
         f"segment {key}" for key, rules in segment_rules_map().items()
-        if key != segment.key and any(r.get("type") == "segment" and segment.key in (r.get("value") or [])
-                                      for r in iter_rules(rules))
+        if key != segment.key and segment.key in segment_refs(rules)
     ]
     if referrers:
         raise Conflict(f"Segment '{segment.key}' is used by {', '.join(referrers)}; remove it from their rules first.",

@@ -4,7 +4,16 @@ Pure Python, no framework, no I/O at evaluation time. See docs/rules.md for the 
 """
 
 from .bucketing import bucket, variant_bucket
-from .compiler import CompiledFlag, Snapshot, compile_flag, compile_snapshot, segment_rules
+from .compiler import (
+    CompiledFlag,
+    Snapshot,
+    compile_flag,
+    compile_snapshot,
+    iter_rules,
+    prerequisite_refs,
+    segment_refs,
+    segment_rules,
+)
 from .model import Evaluation, Reason
 from .unleash import import_unleash, unleash_context
 from .validation import validate_rules, validate_variants
@@ -18,6 +27,9 @@ __all__ = [
     "compile_flag",
     "compile_snapshot",
     "import_unleash",
+    "iter_rules",
+    "prerequisite_refs",
+    "segment_refs",
     "unleash_context",
     "segment_rules",
     "validate_rules",

@@ -476,20 +476,31 @@ class _FlagCompiler:
         return evaluate_with_plans
 
 
-def _prerequisites(rules):
-    """Flag keys referenced by prerequisite rules anywhere in a rule tree."""
-    found = set()
-    stack = list(rules or ())
+def iter_rules(rules):
+    """Every rule object in a rule list, nested ones (all/any/not) included; anything else skipped."""
+    stack = list(rules) if isinstance(rules, list) else []
     while stack:
         rule = stack.pop()
         if not isinstance(rule, dict):
             continue
-        if rule.get("type") == "flag" and isinstance(rule.get("field"), str):
-            found.add(rule["field"])
-        stack.extend(rule.get("rules") or ())
+        yield rule
+        if isinstance(rule.get("rules"), list):
+            stack.extend(rule["rules"])
         if isinstance(rule.get("rule"), dict):
             stack.append(rule["rule"])
-    return found
+
+
+def prerequisite_refs(rules):
+    """Flag keys referenced by prerequisite rules anywhere in a rule tree."""
+    return {rule["field"] for rule in iter_rules(rules)
+            if rule.get("type") == "flag" and isinstance(rule.get("field"), str)}
+
+
+def segment_refs(rules):
+    """Segment keys referenced anywhere in a rule tree."""
+    return {key for rule in iter_rules(rules)
+            if rule.get("type") == "segment" and isinstance(rule.get("value"), list)
+            for key in rule["value"] if isinstance(key, str)}
 
 
 def _cyclic_edges(graph):
@@ -551,7 +562,7 @@ class Snapshot:
         self._segment_predicates = {}
         self._compiling_segments = set()
         states = [state for state in flags if isinstance(state, dict) and "key" in state]
-        graph = {state["key"]: _prerequisites(state.get("rules")) for state in states}
+        graph = {state["key"]: prerequisite_refs(state.get("rules")) for state in states}
         self.broken_prerequisites = _cyclic_edges(graph)
         for state in states:
             evaluate = _FlagCompiler(state, self).flag(state)  # a function, or an Evaluation if constant

@@ -5,7 +5,7 @@ The server refuses a write when this returns anything, so the compiler never mee
 
 import re
 
-from .compiler import _prerequisites, segment_rules
+from .compiler import prerequisite_refs, segment_refs, segment_rules
 from .lookups import DEVICES
 from .operators import CASE_INSENSITIVE_OPERATORS, OPERATORS, check_regex
 
@@ -194,7 +194,7 @@ class _Validator:
             if key in seen or self.segments is None or key not in self.segments:
                 continue
             seen.add(key)
-            stack.extend(_segment_refs(segment_rules(self.segments[key])))
+            stack.extend(segment_refs(segment_rules(self.segments[key])))
         return False
 
     def _flag(self, rule, path, depth):
@@ -222,23 +222,8 @@ class _Validator:
             if key in seen:
                 continue
             seen.add(key)
-            stack.extend(_prerequisites(self.flags.get(key) or ()))
+            stack.extend(prerequisite_refs(self.flags.get(key) or ()))
         return False
-
-
-def _segment_refs(rules):
-    refs = set()
-    stack = list(rules)
-    while stack:
-        rule = stack.pop()
-        if not isinstance(rule, dict):
-            continue
-        if rule.get("type") == "segment" and isinstance(rule.get("value"), list):
-            refs.update(key for key in rule["value"] if isinstance(key, str))
-        stack.extend(rule.get("rules") or () if isinstance(rule.get("rules"), list) else ())
-        if isinstance(rule.get("rule"), dict):
-            stack.append(rule["rule"])
-    return refs
 
 
 def validate_rules(rules, *, segments=None, flags=None, flag_key=None, segment_key=None, path="rules"):
