@@ -41,7 +41,6 @@ from rest_framework.views import APIView
 
 from analytics import counters as analytics_counters
 from flags.snapshot import get_snapshot
-from flagsite.api.authentication import ApiKeyPrincipal
 from flagsite.api.common import environment_for
 from flagsite.api.exceptions import exception_handler
 from flagsite.api.parsers import JSONOnlyNegotiation

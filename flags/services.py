@@ -365,34 +365,27 @@ def _refuse_if_referenced(flag, verb):
 def flag_archive(*, actor, flag):
     """Hide a flag: it disappears from snapshots (evaluates FLAG_NOT_FOUND) but keeps its history."""
     _refuse_if_referenced(flag, "archive")
-    with transaction.atomic():
-        flag = Flag.objects.select_for_update().get(pk=flag.pk)
-        if flag.archived:
-            return flag
-        before = flag_data(flag)
-        flag.archived = True
-        flag.save(update_fields=["archived", "updated_at"])
-        FlagState.objects.filter(flag=flag).update(version=F("version") + 1)
-        versions = _bump(list(Environment.objects.all()))
-        audit_record(actor=actor, action="flag.archived", target_type="flag", target_key=flag.key,
-                     before=before, after=flag_data(flag))
-        _after_commit(versions, "deleted", flag_key=flag.key)
-    return flag
+    return _flag_set_archived(actor=actor, flag=flag, archived=True)
 
 
 def flag_unarchive(*, actor, flag):
+    return _flag_set_archived(actor=actor, flag=flag, archived=False)
+
+
+def _flag_set_archived(*, actor, flag, archived):
+    """Archive or bring back a flag in every environment (clients hear deleted / created)."""
     with transaction.atomic():
         flag = Flag.objects.select_for_update().get(pk=flag.pk)
-        if not flag.archived:
+        if flag.archived == archived:
             return flag
         before = flag_data(flag)
-        flag.archived = False
+        flag.archived = archived
         flag.save(update_fields=["archived", "updated_at"])
         FlagState.objects.filter(flag=flag).update(version=F("version") + 1)
         versions = _bump(list(Environment.objects.all()))
-        audit_record(actor=actor, action="flag.unarchived", target_type="flag", target_key=flag.key,
-                     before=before, after=flag_data(flag))
-        _after_commit(versions, "created", flag_key=flag.key)
+        audit_record(actor=actor, action="flag.archived" if archived else "flag.unarchived",
+                     target_type="flag", target_key=flag.key, before=before, after=flag_data(flag))
+        _after_commit(versions, "deleted" if archived else "created", flag_key=flag.key)
     return flag
 
 

@@ -5,7 +5,6 @@ and eager Celery. With them: PostgreSQL (psycopg 3) and Redis.
 """
 
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 

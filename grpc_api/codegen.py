@@ -9,7 +9,6 @@ protoc writes `from flags.v1 import flags_pb2`, which would resolve to the Djang
 the import is rewritten to a relative one so the stubs import as a package.
 """
 
-import shutil
 import sys
 import tempfile
 from importlib import resources
