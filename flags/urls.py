@@ -6,6 +6,10 @@ from flags import apis
 from flagsite.api.health import HealthApi
 
 urlpatterns = [
+    # the hot paths first: Django tries patterns in order
+    path("evaluate", apis.EvaluateApi.as_view(), name="evaluate"),
+    path("evaluate/bulk", apis.EvaluateBulkApi.as_view(), name="evaluate-bulk"),
+    path("sdk/snapshot", apis.SdkSnapshotApi.as_view(), name="sdk-snapshot"),
     path("health", HealthApi.as_view(), name="api-health"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -15,12 +19,9 @@ urlpatterns = [
     path("flags/<str:key>/kill-switch", apis.FlagKillApi.as_view(), name="flag-kill"),
     path("flags/<str:key>/restore", apis.FlagRestoreApi.as_view(), name="flag-restore"),
     path("flags/<str:key>/unarchive", apis.FlagUnarchiveApi.as_view(), name="flag-unarchive"),
-    path("evaluate", apis.EvaluateApi.as_view(), name="evaluate"),
-    path("evaluate/bulk", apis.EvaluateBulkApi.as_view(), name="evaluate-bulk"),
-    path("sdk/snapshot", apis.SdkSnapshotApi.as_view(), name="sdk-snapshot"),
 ]
 
 if getattr(settings, "FLAGS_BENCH_VIEWS", False):
     from flagsite.api.health import BareBenchApi
 
-    urlpatterns.append(path("bench/bare", BareBenchApi.as_view(), name="bench-bare"))
+    urlpatterns.insert(0, path("bench/bare", BareBenchApi.as_view(), name="bench-bare"))

@@ -4,8 +4,8 @@ from django.urls import include, path
 from flagsite.ops.metrics import metrics_view
 
 urlpatterns = [
+    path("api/", include("flags.urls")),  # first: it holds the evaluation hot paths
     path("admin/", admin.site.urls),
-    path("api/", include("flags.urls")),
     path("api/", include("segments.urls")),
     path("api/", include("audit.urls")),
     path("api/", include("analytics.urls")),
