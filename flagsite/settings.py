@@ -80,11 +80,11 @@ MIDDLEWARE = [
     "flagsite.ops.compression.JsonGZipMiddleware",  # large /api/ and /ofrep/ JSON only
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "flagsite.ops.browser.SessionMiddleware",  # these three skip FLAGS_KEY_ONLY_PATHS
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "flagsite.ops.browser.AuthenticationMiddleware",
+    "flagsite.ops.browser.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -239,6 +239,8 @@ SPECTACULAR_SETTINGS = {
 }
 FLAGS_API_KEY_CACHE_SECONDS = float(os.environ.get("FLAGS_API_KEY_CACHE_SECONDS", "5"))
 FLAGS_BENCH_VIEWS = env_bool("FLAGS_BENCH_VIEWS")
+# Machine endpoints: API keys only, no session/user/messages middleware (flagsite/ops/browser.py).
+FLAGS_KEY_ONLY_PATHS = ("/api/evaluate", "/api/sdk/", "/ofrep/", "/api/bench/")
 # Rate limits (flagsite/api/throttling.py) per API key, else user, else address: "N/s|m|h|d" or "off".
 FLAGS_RATE_LIMIT_EVALUATE = os.environ.get("FLAGS_RATE_LIMIT_EVALUATE", "10000/s")  # SDK-callable views
 FLAGS_RATE_LIMIT_MANAGEMENT = os.environ.get("FLAGS_RATE_LIMIT_MANAGEMENT", "6000/m")  # every other /api/ view
