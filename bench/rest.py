@@ -2,10 +2,11 @@
 
 Measures POST /api/evaluate and POST /api/evaluate/bulk (20 flags) beside a bare DRF APIView JSON
 endpoint (/api/bench/bare, routed only with FLAGS_BENCH_VIEWS=1) on the same server in the same
-run, at concurrency 1 and 50, under daphne (the embedded ASGI server) and gunicorn (WSGI workers,
-the production HTTP path). Load generator: wrk (Debian package `wrk`) with a Lua script per body.
+run, at concurrency 1 and 50, under daphne (the embedded ASGI server) and granian (WSGI workers,
+the production HTTP path; gunicorn's sync workers on request, as the comparison). Load
+generator: wrk (Debian package `wrk`) with a Lua script per body.
 
-    .venv/bin/python bench/rest.py [--duration 5] [--rounds 3] [--workers N] [--servers daphne,gunicorn]
+    .venv/bin/python bench/rest.py [--duration 5] [--rounds 3] [--workers N] [--servers daphne,granian,gunicorn]
 
 Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 """
@@ -145,7 +146,7 @@ def main():
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is shown")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--servers", default="daphne,gunicorn")
+    parser.add_argument("--servers", default="daphne,granian", help="daphne, granian, gunicorn")
     parser.add_argument("--concurrency", default="1,50")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -184,6 +185,10 @@ def main():
 
     servers = {
         "daphne": [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "{port}", "flagsite.asgi:application"],
+        # production (README "Deployment"): granian WSGI workers, one blocking thread each (FIFO)
+        "granian": [str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads", "1",
+                    "--host", "127.0.0.1", "--port", "{port}", "--no-ws", "--log-level", "warning", "flagsite.wsgi:application"],
+        # the comparison that chose granian: sync workers close the connection after each response
         "gunicorn": [str(BIN / "gunicorn"), "-w", str(args.workers), "-b", "127.0.0.1:{port}",
                      "--log-level", "warning", "flagsite.wsgi:application"],
     }
@@ -212,13 +217,12 @@ def main():
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    label = f"gunicorn x{args.workers}"
     print(f"\nREST evaluation benchmark: wrk, median of {args.rounds} interleaved {args.duration}s runs, {os.cpu_count()} CPUs, "
           f"database {os.environ['DATABASE_URL'].split(':')[0]}")
     print(f"{'server':<13}{'c':>4}  {'endpoint':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}{'non-2xx':>9}")
     for (server, c, name), r in results.items():
         bare = results[(server, c, "bare DRF")]["rps"]
-        shown = label if server == "gunicorn" else server
+        shown = server if server == "daphne" else f"{server} x{args.workers}"
         print(f"{shown:<13}{c:>4}  {name:<11}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
               f"{r['rps'] / bare:>8.0%}{r['errors']:>9}")
     print("goals: evaluate >= 80% and bulk >= 70% of bare DRF; p99 < 25 ms at c=50")

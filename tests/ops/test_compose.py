@@ -55,7 +55,7 @@ def test_compose__services_healthchecks_and_dependencies():
         assert deps["postgres"]["condition"] == "service_healthy"
         assert deps["redis"]["condition"] == "service_healthy"
         assert deps["migrate"]["condition"] == "service_completed_successfully"
-    assert "daphne" in services["ws"]["command"] and "gunicorn" in services["web"]["command"]
+    assert "daphne" in services["ws"]["command"] and "granian" in services["web"]["command"]
     assert "grpcserver" in services["grpc"]["command"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "flagsite", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "flagsite", "beat"]
