@@ -221,9 +221,19 @@ class Recorder:
 
 
 def _merge_batches(old, new):
+    """One batch with both: counts summed and sketches merged per key, so a batch kept through a
+    long broker outage stays one row per key instead of growing by a row per failed flush."""
     if new is None:
         return old
-    return {"counts": old["counts"] + new["counts"], "users": old["users"] + new["users"]}
+    counts = Counter()
+    for *key, n in old["counts"] + new["counts"]:
+        counts[tuple(key)] += n
+    sketches = {}
+    for *key, data in old["users"] + new["users"]:
+        key, sketch = tuple(key), HyperLogLog.from_bytes(base64.b64decode(data))
+        sketches[key] = sketches[key].merge(sketch) if key in sketches else sketch
+    return {"counts": [[*key, n] for key, n in counts.items()],
+            "users": [[*key, base64.b64encode(sketch.to_bytes()).decode("ascii")] for key, sketch in sketches.items()]}
 
 
 recorder = Recorder()

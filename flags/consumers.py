@@ -2,18 +2,32 @@
 
 Close codes: 4401 bad or missing key, 4403 a key that may not subscribe (management tokens must
 name an environment they can view with ?environment=).
+
+A refused handshake is logged like a failed REST authentication: one WARNING on the
+``flagsite.api.authentication`` logger, "authentication failed: ..." with the key's fingerprint
+(sha256 prefix, the REST API's too, so guesses can be correlated across transports), the client
+address and, as structured fields (``extra``, printed by LOG_FORMAT=json), ``transport``,
+``reason``, ``key_fingerprint``, ``key_prefix`` (at most 8 characters and a quarter of the key) and
+``client_ip``. Never the key itself.
 """
 
 import json
+import logging
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from flagsite.api.authentication import resolve_api_key
+from flagsite.api.authentication import hash_key, resolve_api_key
 from flags.live import watcher
 
 MAX_CLIENT_MESSAGE = 4096
+auth_logger = logging.getLogger("flagsite.api.authentication")  # where REST logs failed authentications
+REASONS = {
+    "missing_key": "no API key",
+    "invalid_key": "invalid or revoked API key",
+    "not_permitted": "API key may not follow flag changes",
+}
 
 
 def _credentials(scope):
@@ -27,18 +41,36 @@ def _credentials(scope):
     return key, query
 
 
-def _environment_for(key, query):
-    """The environment this key may follow, or an error close code."""
+def _check_key(key, query):
+    """The environment this key may follow: (environment, None, None), or (None, close code,
+    reason) for a refused key."""
     resolved = resolve_api_key(key) if key else None
     if resolved is None:
-        return None, 4401
+        return None, 4401, "invalid_key" if key else "missing_key"
     user, principal = resolved
     if principal.kind == "sdk":
-        return principal.environment, None
+        return principal.environment, None, None
     wanted = (query.get("environment") or [""])[0]
     if wanted and user.has_perm("flags.view_flag"):
-        return wanted, None
-    return None, 4403
+        return wanted, None, None
+    return None, 4403, "not_permitted"
+
+
+def _client_ip(scope):
+    client = scope.get("client") or ()
+    return client[0] if client else None
+
+
+def log_refusal(scope, key, reason):
+    """The failed-authentication record (module docstring): never the key, at most a short prefix."""
+    fingerprint = hash_key(key)[:12] if key else ""
+    ip = _client_ip(scope)
+    auth_logger.warning(
+        "authentication failed: %s transport=websocket fingerprint=%s path=%s ip=%s",
+        REASONS[reason], fingerprint or "-", scope.get("path", "/ws"), ip,
+        extra={"transport": "websocket", "reason": reason, "key_fingerprint": fingerprint,
+               "key_prefix": key[:min(8, len(key) // 4)] if key else "", "client_ip": ip},
+    )
 
 
 def _staff_session(scope):
@@ -56,6 +88,9 @@ def _session_environment(query):
 
 
 class FlagConsumer(AsyncWebsocketConsumer):
+    # No channel-layer channel per socket: events come from this process's watcher (flags/live.py).
+    # With one, every socket would also wait on Redis, and a Redis outage would close them all.
+    channel_layer_alias = None
     environment = None
 
     async def connect(self):
@@ -63,7 +98,9 @@ class FlagConsumer(AsyncWebsocketConsumer):
         if not key and _staff_session(self.scope):  # the dashboard: a logged-in staff browser
             environment, refusal = _session_environment(query)
         else:
-            environment, refusal = await database_sync_to_async(_environment_for)(key, query)
+            environment, refusal, reason = await database_sync_to_async(_check_key)(key, query)
+            if refusal:
+                log_refusal(self.scope, key, reason)
         await watcher.start()  # before accepting: the baseline must predate anything the client sees
         await self.accept()
         if refusal:
@@ -108,7 +145,7 @@ class FlagConsumer(AsyncWebsocketConsumer):
             return
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # "[[[[..." nested past the recursion limit fits in 4 KiB
             await self.send_error("bad_message", "messages must be JSON")
             return
         if isinstance(message, dict) and message.get("type") == "ping":

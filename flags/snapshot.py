@@ -98,25 +98,30 @@ def _entry(environment_key):
         if entry is not None and now - entry.checked_at < _staleness():
             return entry
         try:
-            version = Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+            return _reload(environment_key, entry, now)
         except DatabaseError:
             if entry is None:
                 raise  # nothing to serve yet: the API answers 503
             logger.warning("database unavailable: serving %s at version %s", environment_key, entry.version)
             entry.checked_at = now  # try again after one staleness interval, not on every request
             return entry
-        if version is None:
-            _entries.pop(environment_key, None)
-            raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
-        if entry is not None and entry.version == version:
-            entry.checked_at = now
-            return entry
-        payload = _cached_payload(environment_key)
-        if not payload or payload.get("version") != version:
-            payload = store_payload(environment_key)
-        entry = _Entry(payload["version"], payload, compile_payload(payload), now)
-        _entries[environment_key] = entry
+
+
+def _reload(environment_key, entry, now):
+    """The entry at the database's current version (caller holds _lock)."""
+    version = Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+    if version is None:
+        _entries.pop(environment_key, None)
+        raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
+    if entry is not None and entry.version == version:
+        entry.checked_at = now
         return entry
+    payload = _cached_payload(environment_key)
+    if not payload or payload.get("version") != version:
+        payload = store_payload(environment_key)
+    entry = _Entry(payload["version"], payload, compile_payload(payload), now)
+    _entries[environment_key] = entry
+    return entry
 
 
 def get_snapshot(environment_key):
@@ -134,11 +139,11 @@ def snapshot_version(environment_key):
 
 
 def environment_changed(environment_key):
-    """After a committed write: cache the new payload and re-check this process's copy now."""
-    store_payload(environment_key)
+    """After a committed write: re-check this process's copy now and cache the new payload."""
     entry = _entries.get(environment_key)
     if entry is not None:
         entry.checked_at = float("-inf")
+    store_payload(environment_key)
 
 
 def refresh(environment_key):

@@ -112,7 +112,10 @@ def database_from_url(url):
     """postgres://user:pass@host:port/name?opt=v -> Django DATABASES entry (psycopg 3)."""
     parts = urlparse(url)
     if parts.scheme in {"sqlite", "sqlite3"}:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path[1:]) or BASE_DIR / "db.sqlite3"}
+        # as the default below: wait for locks and take the write lock at BEGIN (a deferred
+        # transaction that reads, then writes, fails at once with "database is locked" under load)
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path[1:]) or BASE_DIR / "db.sqlite3",
+                "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"}}
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise RuntimeError(f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres:// or sqlite:///)")
     return {
@@ -156,13 +159,27 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "flagsite"),
-            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                # A thread waits (up to 2 s) for a free connection instead of failing with "Too many
+                # connections": daphne runs each sync request in its own thread (bench/soak.py saw
+                # >100 at once, redis-py's default cap, and the rate limiter skipped).
+                "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+                # Redis answers in well under a millisecond; a hung one must not hold requests for long
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+                "CONNECTION_POOL_KWARGS": {"max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", "100")),
+                                           "timeout": 2},
+            },
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("CACHE_KEY_PREFIX", "flagsite")},
+            # socket_timeout above channels_redis's 5 s blocking read: at redis-py's default (5 s too)
+            # an idle notice listener times out every few seconds and misses notices while it rejoins
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                       "prefix": os.environ.get("CACHE_KEY_PREFIX", "flagsite")},
         }
     }
     CELERY_BROKER_URL = REDIS_URL

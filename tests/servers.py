@@ -40,7 +40,8 @@ def wait_for_port(port, process, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()}")
+            output = process.stdout.read() if process.stdout else "(see its log file)"
+            raise RuntimeError(f"server exited with {process.returncode}: {output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -50,10 +51,13 @@ def wait_for_port(port, process, timeout=20.0):
 
 
 class ServerProcess:
-    def __init__(self, args, port, **env):
+    """output: an open file for the server's stdout + stderr (default: a pipe nobody reads, fine
+    for quiet servers; a server that logs a lot, e.g. while a dependency is down, needs a file)."""
+
+    def __init__(self, args, port, output=None, **env):
         self.port = port
         self.process = subprocess.Popen(
-            args, cwd=ROOT, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            args, cwd=ROOT, env=child_env(**env), stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True,
         )
         wait_for_port(port, self.process)
@@ -67,14 +71,28 @@ class ServerProcess:
             self.process.wait()
 
 
-def start_daphne(port=None, **env):
+def start_daphne(port=None, output=None, **env):
     port = port or free_port()
     server = ServerProcess(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "flagsite.asgi:application"],
-        port, **env,
+        port, output, **env,
     )
     server.http_url = f"http://127.0.0.1:{port}"
     server.ws_url = f"ws://127.0.0.1:{port}/ws"
+    return server
+
+
+def start_grpcserver(port=None, output=None, **env):
+    """`manage.py grpcserver` on 127.0.0.1:<port>, returned once its health service says SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = port or free_port()
+    server = ServerProcess([sys.executable, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(port)],
+                           port, output, **env)
+    server.target = f"127.0.0.1:{port}"
+    with grpc.insecure_channel(server.target) as channel:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20, wait_for_ready=True)
     return server
 
 

@@ -5,6 +5,11 @@ stored; the lookup result (or the fact that it failed) is kept in a small in-pro
 ``FLAGS_API_KEY_CACHE_SECONDS`` (default 5 s), so a warm evaluation does no SQL at all. A revoked
 key therefore stops working within that TTL in every process, and at once in the process that
 revoked it when the revoke path calls ``forget_api_key``.
+
+When the database is unreachable, a key this process resolved before keeps working (its last good
+lookup, re-tried every TTL) so evaluations go on answering from the snapshot; a key never seen
+here answers 503, never 401. The price: a key revoked on another node just before an outage
+stays valid in this process until the database answers again (revoking needs the database too).
 """
 
 import hashlib
@@ -63,6 +68,7 @@ class SdkKeyUser:
 
 
 _cache = {}  # key hash -> (expires_at, (user, principal) | None)
+_last_good = {}  # key hash -> (user, principal): served while the database is unreachable
 _last_used = {}  # api key id -> monotonic time of the last last_used_at write
 _lock = threading.Lock()
 
@@ -76,9 +82,11 @@ def forget_api_key(key_hash=None):
     with _lock:
         if key_hash is None:
             _cache.clear()
+            _last_good.clear()
             _last_used.clear()
         else:
             _cache.pop(key_hash, None)
+            _last_good.pop(key_hash, None)
 
 
 def _load(key_hash):
@@ -114,11 +122,22 @@ def resolve_api_key(raw_key):
     if hit is not None and hit[0] > now:
         result = hit[1]
     else:
-        result = _load(key_hash)
+        try:
+            result = _load(key_hash)
+        except DatabaseError:
+            result = _last_good.get(key_hash)
+            if result is None:
+                raise  # never seen here: 503 (the API's handler), not a wrong 401
+            logger.warning("database unavailable: serving API key %s from its last good lookup", result[1].prefix)
         with _lock:
             if len(_cache) >= _MAX_CACHED:
                 _cache.clear()
+                _last_good.clear()
             _cache[key_hash] = (now + getattr(settings, "FLAGS_API_KEY_CACHE_SECONDS", 5), result)
+            if result is None:
+                _last_good.pop(key_hash, None)
+            else:
+                _last_good[key_hash] = result
     if result is not None:
         _touch(result[1].id, now)
     return result

@@ -101,9 +101,27 @@ def exception_handler(exc, context):
     if isinstance(exc, DataError):  # input the database refuses (PostgreSQL: a NUL byte in a lookup)
         return error_response(400, "validation_error", "Invalid input: the database refused a value.")
     if isinstance(exc, (OperationalError, InterfaceError)):
-        logger.exception("database unavailable")
-        return error_response(503, "unavailable", "A dependency is unavailable; retry shortly.")
+        return database_unavailable(exc, context)
     return None
+
+
+DATABASE_RETRY_AFTER = 5  # seconds: a restarting PostgreSQL is usually back by then
+
+
+def database_unavailable(exc, context):
+    """503 with Retry-After when PostgreSQL is down or restarting (evaluations keep answering from
+    the snapshot meanwhile). A write runs in one transaction with its audit entry and version bump,
+    so a write that failed here left nothing behind; only when the database vanishes in the instant
+    between a write's commit and reading its answer back did the write land (its audit entry shows it)."""
+    request = context.get("request")
+    logger.warning("database unavailable: %s %s: %s", getattr(request, "method", ""), getattr(request, "path", ""),
+                   str(exc).strip() or type(exc).__name__)
+    writes = request is not None and request.method not in ("GET", "HEAD", "OPTIONS")
+    if writes and not getattr(context.get("view"), "sdk_allowed", False):  # evaluations POST, write nothing
+        message = "The database is unavailable; nothing was changed. Retry shortly."
+    else:
+        message = "The database is unavailable. Retry shortly."
+    return error_response(503, "unavailable", message, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
 
 
 def api_not_found(request, exception=None):

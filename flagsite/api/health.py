@@ -25,7 +25,15 @@ CHECKS = {"database": _check_database, "cache": _check_cache}
 
 
 class HealthApi(APIView):
-    """Liveness and dependencies: 200 when the database and the cache answer, else 503."""
+    """Liveness and dependencies, ``checks`` naming each one's state:
+
+    - 200 ``ok``: the database and the cache answer;
+    - 200 ``degraded``: only the cache (Redis) fails. The node still answers evaluations from its
+      snapshot and takes writes (PostgreSQL is the source of truth); only cross-node notices wait
+      for the version poll. A load balancer must keep it: every node shares the one Redis, so
+      pulling degraded nodes would take the whole fleet out over a cache outage;
+    - 503 ``unavailable``: the database fails (writes answer 503; evaluations still answer from
+      the snapshot, but a node that cannot take writes is not healthy)."""
 
     authentication_classes = ()
     permission_classes = ()
@@ -44,8 +52,8 @@ class HealthApi(APIView):
                 checks[name] = "ok"
             except Exception as exc:  # any failure of a dependency is a 503, never a 500
                 checks[name] = f"error: {type(exc).__name__}: {exc}"
-        if all(value == "ok" for value in checks.values()):
-            return Response({"status": "ok", "checks": checks})
+        if checks["database"] == "ok":
+            return Response({"status": "ok" if checks["cache"] == "ok" else "degraded", "checks": checks})
         failed = ", ".join(name for name, value in checks.items() if value != "ok")
         error = {"code": "unavailable", "message": f"Unavailable: {failed}.", "fields": {}}
         return Response({"status": "unavailable", "checks": checks, "error": error}, status=503)

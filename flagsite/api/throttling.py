@@ -11,7 +11,9 @@ in-process, otherwise). Two scopes, each set by an environment variable ("N/s", 
 A view opts out with ``throttle_classes = ()`` (health) or picks a scope with ``rate_limit_scope``.
 Over the limit: 429 ``{"error": {"code": "throttled", ...}}`` with ``Retry-After`` (seconds, >= 1).
 Cost: one cache ``incr`` per request (plus an ``add`` at the start of each window); no SQL. When
-the cache is down, requests pass unlimited (a flag server must keep answering)."""
+the cache is down, requests pass unlimited (a flag server must keep answering), and for
+``CACHE_RETRY_SECONDS`` after a failure the limiter does not touch the cache at all: a hung Redis
+costs one socket timeout per retry interval, not one per request (and one log line, not one each)."""
 
 import logging
 import math
@@ -28,6 +30,8 @@ PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SETTINGS = {"evaluate": "FLAGS_RATE_LIMIT_EVALUATE", "management": "FLAGS_RATE_LIMIT_MANAGEMENT",
             "ofrep": "FLAGS_OFREP_RATE_LIMIT"}
 _parsed = {}
+CACHE_RETRY_SECONDS = 5.0
+_cache_down_until = 0.0
 
 
 def parse_rate(rate):
@@ -58,12 +62,15 @@ def scope_for(view):
 
 class ApiRateThrottle(BaseThrottle):
     def allow_request(self, request, view):
+        global _cache_down_until
         scope = scope_for(view)
         rate = rate_for(scope)
         if rate is None:
             return True
         limit, period = rate
         now = time.time()
+        if now < _cache_down_until:
+            return True
         window = int(now // period)
         key = f"flags:rate:{scope}:{self.ident(request)}:{period}:{window}"
         try:
@@ -72,7 +79,8 @@ class ApiRateThrottle(BaseThrottle):
             except ValueError:  # first request of the window
                 count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
         except Exception as exc:  # the cache is down: answer unlimited rather than fail
-            logger.warning("rate limit not applied, cache unavailable: %s", exc)
+            _cache_down_until = now + CACHE_RETRY_SECONDS
+            logger.warning("rate limits not applied for %.0f s, cache unavailable: %s", CACHE_RETRY_SECONDS, exc)
             return True
         if count <= limit:
             return True

@@ -108,7 +108,7 @@ def test_health__ok(anon):
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok"}}
 
 
-def test_health__cache_down__503_with_detail(anon, monkeypatch):
+def test_health__cache_down__200_degraded_with_detail(anon, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("cache is down")
 
@@ -116,12 +116,29 @@ def test_health__cache_down__503_with_detail(anon, monkeypatch):
 
     response = anon.get("/api/health")
 
-    assert response.status_code == 503
+    assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "unavailable"
+    assert body["status"] == "degraded"
     assert body["checks"]["database"] == "ok"
     assert "cache is down" in body["checks"]["cache"]
-    assert body["error"]["code"] == "unavailable"
+
+
+def test_health__database_down__503_with_detail(anon, monkeypatch):
+    from django.db import OperationalError
+
+    from flagsite.api import health
+
+    def broken():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setitem(health.CHECKS, "database", broken)
+
+    response = anon.get("/api/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["checks"]["cache"], body["error"]["code"]) == ("unavailable", "ok", "unavailable")
+    assert "connection refused" in body["checks"]["database"]
 
 
 def test_schema_and_docs(anon):

@@ -60,16 +60,30 @@ def test_health__never_throttled(settings, anon):
     assert {anon.get("/api/health").status_code for _ in range(5)} == {200}
 
 
-def test_cache_down__requests_pass(settings, keys, monkeypatch):
+def test_cache_down__requests_pass_and_the_cache_is_left_alone_for_a_while(settings, keys, monkeypatch):
+    """A hung Redis would cost a socket timeout per request: after one failure the limiter skips
+    the cache until CACHE_RETRY_SECONDS pass, then tries again."""
+    from flagsite.api import throttling
+
     settings.FLAGS_RATE_LIMIT_EVALUATE = "1/h"
+    calls = []
 
     def broken(*args, **kwargs):
+        calls.append(args)
         raise ConnectionError("redis down")
 
     monkeypatch.setattr(cache, "incr", broken)
     monkeypatch.setattr(cache, "add", broken)
+    monkeypatch.setattr(throttling, "_cache_down_until", 0.0)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(throttling.time, "time", lambda: clock[0])
     sdk = Client(keys["sdk"])
+
     assert [sdk.post("/api/evaluate", EVAL).status_code for _ in range(3)] == [200] * 3
+    assert len(calls) == 1
+    clock[0] += throttling.CACHE_RETRY_SECONDS + 0.1
+    assert sdk.post("/api/evaluate", EVAL).status_code == 200
+    assert len(calls) == 2
 
 
 def test_warm_evaluation__throttled_path_adds_no_sql(settings, keys, django_assert_num_queries):
