@@ -24,7 +24,10 @@ _ALPHA_INF = 1 / (2 * math.log(2))
 
 
 def hash_user(user_id):
-    return mmh3.hash64(str(user_id), signed=False)[0]
+    text = str(user_id)
+    if not text.isascii():  # mmh3 segfaults on a lone surrogate ("\ud800", a valid JSON escape)
+        return mmh3.hash64(text.encode("utf-8", "surrogatepass"), signed=False)[0]
+    return mmh3.hash64(text, signed=False)[0]
 
 
 def _register(h):

@@ -12,6 +12,7 @@ from flags import selectors, services
 from flags.errors import ValidationFailed
 from flags.models import FlagState
 from flags.serializers import (
+    EmptyInputSerializer,
     EvaluateBulkInputSerializer,
     EvaluateBulkOutputSerializer,
     EvaluateInputSerializer,
@@ -162,11 +163,12 @@ class FlagKillApi(APIView):
     @env_schema(request=KillInputSerializer, responses=FlagOutputSerializer)
     def post(self, request, key):
         data = validate(KillInputSerializer, request.data)
+        environment = environment_for(request)  # before the write: a bad ?environment= must not answer 400 after it
         flag = selectors.flag_get(key)
         services.flag_kill(
             actor=actor_for(request), flag=flag, reason=data["reason"], environments=data.get("environments")
         )
-        return flag_response(key, environment_for(request))
+        return flag_response(key, environment)
 
 
 class FlagRestoreApi(APIView):
@@ -175,11 +177,12 @@ class FlagRestoreApi(APIView):
     @env_schema(request=RestoreInputSerializer, responses=FlagOutputSerializer)
     def post(self, request, key):
         data = validate(RestoreInputSerializer, request.data)
+        environment = environment_for(request)  # validated before the write, as for kill-switch
         flag = selectors.flag_get(key)
         services.flag_restore(
             actor=actor_for(request), flag=flag, environments=data.get("environments"), reason=data["reason"]
         )
-        return flag_response(key, environment_for(request))
+        return flag_response(key, environment)
 
 
 class FlagUnarchiveApi(APIView):
@@ -189,8 +192,10 @@ class FlagUnarchiveApi(APIView):
 
     @env_schema(request=None, responses=FlagOutputSerializer)
     def post(self, request, key):
+        validate(EmptyInputSerializer, request.data)  # no fields; a body over the limit answers 413
+        environment = environment_for(request)  # validated before the write, as for kill-switch
         services.flag_unarchive(actor=actor_for(request), flag=selectors.flag_get(key))
-        return flag_response(key, environment_for(request))
+        return flag_response(key, environment)
 
 
 # Evaluation: the hot path. Validation by hand (no serializer), the in-process snapshot only.

@@ -4,6 +4,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 KEY_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+MAX_DESCRIPTION = 10_000  # characters: stored, audited before and after each change, listed with every flag
+MAX_TAGS = 100
 
 
 class Text(serializers.CharField):
@@ -55,8 +57,8 @@ class StateInputSerializer(StrictSerializer):
 class FlagCreateInputSerializer(StrictSerializer):
     key = serializers.RegexField(KEY_REGEX, required=False)
     name = Text(max_length=200)
-    description = Text(required=False, allow_blank=True, default="")
-    tags = serializers.ListField(child=Text(max_length=64), required=False, default=list)
+    description = Text(required=False, allow_blank=True, default="", max_length=MAX_DESCRIPTION)
+    tags = serializers.ListField(child=Text(max_length=64), required=False, default=list, max_length=MAX_TAGS)
     kind = serializers.ChoiceField(["boolean", "multivariate"], required=False, default="boolean")
     variants = VariantSerializer(many=True, required=False, default=list)
     salt = Text(max_length=128, required=False, allow_blank=True)
@@ -76,8 +78,8 @@ class FlagUpdateInputSerializer(StrictSerializer):
     )
     key = Text(required=False)
     name = Text(max_length=200)
-    description = Text(allow_blank=True, default="")
-    tags = serializers.ListField(child=Text(max_length=64), default=list)
+    description = Text(allow_blank=True, default="", max_length=MAX_DESCRIPTION)
+    tags = serializers.ListField(child=Text(max_length=64), default=list, max_length=MAX_TAGS)
     variants = VariantSerializer(many=True, default=list)
     salt = Text(max_length=128, allow_blank=True, default="")
     stickiness = Text(max_length=128, allow_blank=True, default="")
@@ -94,6 +96,10 @@ class ToggleInputSerializer(StrictSerializer):
 class KillInputSerializer(StrictSerializer):
     reason = Text(max_length=2000)
     environments = serializers.ListField(child=Text(), required=False, allow_empty=False)
+
+
+class EmptyInputSerializer(StrictSerializer):
+    """No fields: an empty body or {} (read anyway, so an oversized or broken body answers 413 / 400)."""
 
 
 class RestoreInputSerializer(StrictSerializer):

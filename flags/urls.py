@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from flags import apis
+from flagsite.api.docs import DocsPage, SchemaApi
 from flagsite.api.health import HealthApi
 
 urlpatterns = [
@@ -11,8 +11,8 @@ urlpatterns = [
     path("evaluate/bulk", apis.EvaluateBulkApi.as_view(), name="evaluate-bulk"),
     path("sdk/snapshot", apis.SdkSnapshotApi.as_view(), name="sdk-snapshot"),
     path("health", HealthApi.as_view(), name="api-health"),
-    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema", SchemaApi.as_view(), name="api-schema"),
+    path("docs", DocsPage.as_view(url_name="api-schema"), name="api-docs"),
     path("flags", apis.FlagListCreateApi.as_view(), name="flag-list"),
     path("flags/<str:key>", apis.FlagDetailApi.as_view(), name="flag-detail"),
     path("flags/<str:key>/toggle", apis.FlagToggleApi.as_view(), name="flag-toggle"),

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flags.serializers import KEY_REGEX, StrictSerializer, Text
+from flags.serializers import KEY_REGEX, MAX_DESCRIPTION, StrictSerializer, Text
 from flagsite.api.common import actor_for, key_from, validate
 from flagsite.api.pagination import Pagination
 from segments import selectors, services
@@ -27,7 +27,7 @@ class SegmentInputSerializer(StrictSerializer):
     ignored_fields = frozenset({"id", "createdAt", "updatedAt"})
     key = serializers.RegexField(KEY_REGEX, required=False)
     name = Text(max_length=200)
-    description = Text(allow_blank=True, default="")
+    description = Text(allow_blank=True, default="", max_length=MAX_DESCRIPTION)
     conditions = serializers.JSONField()
 
     def validate_conditions(self, value):

@@ -1,10 +1,14 @@
 """Small helpers every API view shares: input validation, environment, actor, If-Match."""
 
+import re
+
 from django.utils.text import slugify
 
 from flags.errors import ValidationFailed
 from flags.selectors import environment_get
 from flagsite.api.permissions import request_environment
+
+_VERSION = re.compile(r"[0-9]{1,20}")
 
 
 def validate(serializer_class, data, **kwargs):
@@ -37,7 +41,9 @@ def expected_version(request, body_version=None):
     if not header or header == "*":
         return None
     token = header.removeprefix("W/").strip('"')
-    if not token.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" (int() then raises) and a 5,000-digit number
+    # exceeds int()'s limit; both were 500s.
+    if not _VERSION.fullmatch(token):
         raise ValidationFailed(fields={"If-Match": ["Expected the flag state's version, e.g. \"3\"."]})
     return int(token)
 

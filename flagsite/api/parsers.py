@@ -1,7 +1,19 @@
 """JSON parser that enforces DATA_UPLOAD_MAX_MEMORY_SIZE (DRF reads the raw stream, so Django's
-own check on request.body never runs) and answers 413 for bodies above it."""
+own check on request.body never runs) and answers 413 for bodies above it.
+
+Nesting deeper than MAX_JSON_DEPTH (64) levels is refused with 400 whatever the stack depth at
+parse time (json.loads' own limit is the interpreter's recursion limit minus the frames already in
+use, so the same body parsed on one endpoint and not on another, and values hundreds of levels deep
+were stored). Rules nest at most 16 levels, about 35 levels of JSON in a body.
+
+It also refuses (400, like any other unparsable body) text that is not Unicode: bytes that are not
+valid in their encoding and lone surrogates. Python's json module lets both through (it decodes
+bytes with "surrogatepass" and turns an unpaired "\\ud800" escape into a lone surrogate), and a lone
+surrogate then failed every database write (500) and crashed the process in mmh3's hashing.
+"""
 
 import json
+import re
 
 from django.conf import settings
 from rest_framework import parsers
@@ -26,9 +38,53 @@ class JSONParser(parsers.JSONParser):
         if limit is not None and len(raw) > limit:
             raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
         try:
-            return json.loads(raw)
-        except (ValueError, RecursionError) as exc:
+            text = raw.decode(json.detect_encoding(raw)) if isinstance(raw, bytes) else raw
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise ParseError(f"Request body is not valid JSON: {exc}") from None
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
+            raise ParseError("Request body is not valid JSON: a string holds a lone surrogate "
+                             "(a \\uD800-\\uDFFF escape that is not half of a pair).")
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(data, MAX_JSON_DEPTH):
+            raise ParseError(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels.")
+        return data
+
+
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep(data, limit):
+    """Whether containers nest deeper than ``limit`` levels (the top-level value is level 1)."""
+    stack = [(data, 1)] if isinstance(data, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(data):
+    """Any str (key or value) in parsed JSON holding a lone surrogate. Iterative: JSON nests deep."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class JSONOnlyNegotiation(BaseContentNegotiation):

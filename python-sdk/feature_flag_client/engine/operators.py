@@ -11,13 +11,15 @@ import re
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from . import regex_safety
+
 MAX_REGEX_LENGTH = 256
-MAX_MATCHED_LENGTH = 4096  # a regex never scans more than this much of a context value
+# A regex never scans more than this much of a context value (512 for a pattern whose worst case
+# grows with the square of the length: regex_safety.scan_length).
+MAX_MATCHED_LENGTH = regex_safety.FULL_SCAN
 MAX_LIST_LENGTH = 10000
 
 _SCALARS = (str, int, float, bool)
-# Nested quantifiers such as (a+)+ or (a*)* backtrack exponentially: refuse them outright.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*(?:[+*]|\{\d*,?\d*\})")
 
 
 class Operator:
@@ -86,18 +88,19 @@ def _check_cidrs(value):
     return None
 
 
-def check_regex(value):
+def check_regex(value, case_insensitive=True):
+    """Why a `matches` pattern is refused, or None: not a string, over 256 characters, invalid, or
+    able to stall a worker (regex_safety: exponential or worse than quadratic backtracking).
+    ``case_insensitive``: the rule's caseInsensitive (the default, True, is the stricter check)."""
     if not isinstance(value, str):
         return "must be a regular expression string"
     if len(value) > MAX_REGEX_LENGTH:
         return f"is longer than {MAX_REGEX_LENGTH} characters"
-    if _NESTED_QUANTIFIER.search(value):
-        return "has a nested quantifier such as (a+)+, which can take exponential time"
     try:
         re.compile(value)
-    except re.error as exc:
+    except (re.error, RecursionError, OverflowError) as exc:
         return f"is not a valid regular expression: {exc}"
-    return None
+    return regex_safety.problem(value, case_insensitive)
 
 
 def _check_nothing(value):
@@ -255,11 +258,14 @@ def _string_builder(method):
 
 def _build_matches(pattern, case_insensitive):
     search = re.compile(pattern, re.IGNORECASE if case_insensitive else 0).search
+    length = regex_safety.scan_length(pattern, case_insensitive)
+    if length is None:  # stored before the stall checks existed: never run it (matches nobody)
+        return lambda v: None
 
     def test(v):
         if v.__class__ is not str:
             return None
-        return search(v[:MAX_MATCHED_LENGTH]) is not None
+        return search(v[:length]) is not None
 
     return test
 

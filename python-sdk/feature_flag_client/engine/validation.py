@@ -7,7 +7,7 @@ import re
 
 from .compiler import prerequisite_refs, segment_refs, segment_rules
 from .lookups import DEVICES
-from .operators import CASE_INSENSITIVE_OPERATORS, OPERATORS, check_regex
+from .operators import CASE_INSENSITIVE_OPERATORS, MAX_LIST_LENGTH, OPERATORS, check_regex
 
 MAX_DEPTH = 16
 MAX_RULES = 1000
@@ -102,6 +102,9 @@ class _Validator:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             self.error(f"{path}.value", f"must be a non-empty list of {what}")
             return []
+        if len(value) > MAX_LIST_LENGTH:
+            self.error(f"{path}.value", f"must have at most {MAX_LIST_LENGTH} items")
+            return []
         if check is not None:
             for index, item in enumerate(value):
                 message = check(item)
@@ -154,7 +157,10 @@ class _Validator:
             if "value" not in rule:
                 self.error(f"{path}.value", f"is required for operator {name!r}")
             else:
-                message = operator.check(rule["value"])
+                if name == "matches":  # the stall analysis depends on case folding
+                    message = check_regex(rule["value"], case_insensitive=rule.get("caseInsensitive") is True)
+                else:
+                    message = operator.check(rule["value"])
                 if message:
                     self.error(f"{path}.value", message)
         elif rule.get("value") is not None:
