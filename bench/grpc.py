@@ -1,14 +1,17 @@
 """gRPC evaluation benchmark (prints numbers; not a test).
 
-Unary flags.v1.FlagService/Evaluate against `manage.py grpcserver`, beside a do-nothing servicer of
-the same shape (same grpcio sync server, thread pool and options, answering a prebuilt response:
-the grpcio floor) and REST POST /api/evaluate under gunicorn (WSGI, the production HTTP path), all
-in the same run, at concurrency 1 and 50. Clients: grpc.aio (one channel) for gRPC, a minimal
-asyncio HTTP/1.1 keep-alive client (one connection per concurrent caller) for REST, both in this
-process, so each target pays the same client cost. Same body everywhere: one flag, a 6-field
-context. Rounds are interleaved and the median round is shown.
+Unary flags.v1.FlagService/Evaluate against `manage.py grpcserver`, beside a do-nothing servicer on
+the same server construction (grpc_api.transport: grpcio sync server, thread pools, options, health
+and reflection; answering a prebuilt response: the grpcio floor) and REST POST /api/evaluate under
+granian (WSGI workers, the production HTTP path), all in the same run, at concurrency 1 and 50.
+Clients: grpc.aio (one channel) for gRPC, a minimal asyncio HTTP/1.1 keep-alive client (one
+connection per concurrent caller) for REST, both in this process, so each target pays the same
+client cost. Same body everywhere: one flag, a 6-field context. Rounds are interleaved and the
+median round is shown. The gRPC server runs as deployed: metrics on (--metrics-port), analytics
+counting, its watcher polling.
 
     .venv/bin/python bench/grpc.py [--duration 5] [--rounds 3] [--workers 1] [--concurrency 1,50]
+                                   [--threads 64] [--unary-threads 4]
 
 Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 """
@@ -19,7 +22,6 @@ import importlib.util
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -41,11 +43,11 @@ def _stubs():
     return flags_pb2, flags_pb2_grpc
 
 
-def floor_server(port, threads, reuse_port):
-    """The do-nothing servicer: same server shape as grpc_api.server.FlagServer, no work."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
+def floor_server(port, threads, unary_threads, reuse_port):
+    """The do-nothing servicer on the very server grpc_api.server.FlagServer builds (grpc_api.transport:
+    thread pool, options, health and reflection, heap settled after start), answering a prebuilt
+    response with no work."""
+    from grpc_api.transport import SERVICE_NAME, add_flag_service, add_standard_services, build_server, settle_heap
 
     flags_pb2, flags_pb2_grpc = _stubs()
     response = flags_pb2.EvaluateResponse(evaluation=flags_pb2.Evaluation(
@@ -56,13 +58,12 @@ def floor_server(port, threads, reuse_port):
         def Evaluate(self, request, context):
             return response
 
-    server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=[
-        ("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 1024 * 1024),
-        ("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000), ("grpc.keepalive_permit_without_calls", 1)])
-    flags_pb2_grpc.add_FlagServiceServicer_to_server(Nothing(), server)
+    server, _executor, unary = build_server(threads, reuse_port, unary_threads)
+    add_flag_service(server, Nothing(), unary)
+    add_standard_services(server, (SERVICE_NAME,))
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
+    settle_heap()
     signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
     server.wait_for_termination()
 
@@ -169,14 +170,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="processes per server (gRPC, floor, gunicorn)")
-    parser.add_argument("--threads", type=int, default=64, help="call threads per gRPC process")
+    parser.add_argument("--workers", type=int, default=1, help="processes per server (gRPC, floor, granian)")
+    parser.add_argument("--threads", type=int, default=64, help="stream threads per gRPC process")
+    parser.add_argument("--unary-threads", type=int, default=4, help="unary call threads per gRPC process")
     parser.add_argument("--concurrency", default="1,50")
     parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
-        return floor_server(args.floor_server, args.threads, args.reuse_port)
+        return floor_server(args.floor_server, args.threads, args.unary_threads, args.reuse_port)
 
     (ROOT / "artifacts").mkdir(exist_ok=True)
     if not os.environ.get("DATABASE_URL"):
@@ -188,14 +190,15 @@ def main():
 
     python = sys.executable
     reuse = ["--reuse-port"] if args.workers > 1 else []
+    pools = ["--threads", str(args.threads), "--unary-threads", str(args.unary_threads)]  # the same for both
     floor, ours, rest = free_port(), free_port(), free_port()
     servers = {
-        "gRPC floor (no-op)": (floor, [[python, __file__, "--floor-server", str(floor), "--threads", str(args.threads),
-                                        *reuse] for _ in range(args.workers)]),
-        "gRPC Evaluate": (ours, [[python, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(ours),
-                                  "--threads", str(args.threads), "--workers", str(args.workers)]]),
-        "REST /api/evaluate": (rest, [[str(BIN / "gunicorn"), "-w", str(args.workers), "-k", "gthread", "--threads", "8",
-                                       "--keep-alive", "30", "-b", f"127.0.0.1:{rest}",
+        "gRPC floor (no-op)": (floor, [[python, __file__, "--floor-server", str(floor), *pools, *reuse]
+                                       for _ in range(args.workers)]),
+        "gRPC Evaluate": (ours, [[python, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(ours), *pools,
+                                  "--metrics-port", "0", "--workers", str(args.workers)]]),
+        "REST /api/evaluate": (rest, [[str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers),
+                                       "--blocking-threads", "1", "--host", "127.0.0.1", "--port", str(rest), "--no-ws",
                                        "--log-level", "warning", "flagsite.wsgi:application"]]),
     }
     procs = []

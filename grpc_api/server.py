@@ -1,47 +1,36 @@
 """Build, start and gracefully stop the gRPC server (used by `manage.py grpcserver` and tests)."""
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2
 
 from flags.live import ThreadWatcher
 from flags.models import Environment
 from flags.snapshot import get_snapshot
+from grpc_api import metrics
 from grpc_api.servicer import FlagService, release_connection
-from grpc_api.stubs import flags_pb2, flags_pb2_grpc
+from grpc_api.transport import SERVICE_NAME, UNARY_THREADS, add_flag_service, add_standard_services, build_server
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = flags_pb2.DESCRIPTOR.services_by_name["FlagService"].full_name
-MAX_MESSAGE_BYTES = 1024 * 1024
-UNARY_RESERVE = 16  # pool threads WatchFlags streams may never take, so evaluations keep flowing
+UNARY_RESERVE = 16  # threads of the server's pool WatchFlags streams leave to health and reflection
 
 
 class FlagServer:
     """A grpc.Server with FlagService, health and reflection on one port."""
 
-    def __init__(self, address="0.0.0.0:50051", *, threads=64, reuse_port=False, watcher=None):
+    def __init__(self, address="0.0.0.0:50051", *, threads=64, unary_threads=UNARY_THREADS, reuse_port=False,
+                 watcher=None):
         if threads <= UNARY_RESERVE:
             raise ValueError(f"threads must be more than {UNARY_RESERVE}")
+        if unary_threads < 1:
+            raise ValueError("unary threads must be at least 1")
         self.watcher = watcher or ThreadWatcher()
         self.service = FlagService(self.watcher, max_streams=threads - UNARY_RESERVE)
-        self.health = health.HealthServicer()
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-call")
-        self.server = grpc.server(self.executor, options=[
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", 30_000),  # pings keep idle WatchFlags streams (and proxies) alive
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ])
-        flags_pb2_grpc.add_FlagServiceServicer_to_server(self.service, self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.server, self.executor, self.unary_executor = build_server(threads, reuse_port, unary_threads)
+        add_flag_service(self.server, self.service, self.unary_executor)
+        metrics.collector.unary_pools.add(self.unary_executor)
+        self.health = add_standard_services(self.server, (SERVICE_NAME,))
         self.port = self.server.add_insecure_port(address)
         if not self.port:
             raise OSError(f"could not bind {address}")
@@ -64,3 +53,4 @@ class FlagServer:
         self.server.stop(grace).wait()
         self.watcher.stop()
         self.executor.shutdown(wait=False)
+        self.unary_executor.shutdown(wait=False)

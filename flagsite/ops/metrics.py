@@ -157,3 +157,47 @@ def metrics_view(request):
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+# -- the same endpoint outside Django's URLconf (the gRPC process: `manage.py grpcserver --metrics-port`)
+
+
+def scrape(authorization_header):
+    """(status, headers, body) of one scrape, by metrics_view's rules: 404 when FLAGS_METRICS is
+    off or under FLAGS_PRODUCTION without FLAGS_METRICS_TOKEN; 401 without the token when set."""
+    if not settings.FLAGS_METRICS or (settings.FLAGS_PRODUCTION and not settings.FLAGS_METRICS_TOKEN):
+        return 404, {"Content-Type": "text/plain"}, b"not found\n"
+    token = settings.FLAGS_METRICS_TOKEN
+    if token:
+        scheme, _, given = (authorization_header or "").partition(" ")
+        if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())):
+            return 401, {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer realm="metrics"'}, \
+                b"metrics token required\n"
+    return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest(REGISTRY)
+
+
+def start_metrics_server(host, port):
+    """Serve GET /metrics on host:port from a daemon thread; returns the (started) HTTP server,
+    whose ``server_address[1]`` is the bound port and ``shutdown()`` stops it."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class MetricsHandler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.split("?", 1)[0] != "/metrics":
+                status, headers, body = 404, {"Content-Type": "text/plain"}, b"not found: GET /metrics\n"
+            else:
+                status, headers, body = scrape(self.headers.get("Authorization"))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):  # scrapes are not news
+            pass
+
+    server = ThreadingHTTPServer((host, port), MetricsHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

@@ -1,9 +1,14 @@
-"""`manage.py grpcserver [--port 50051] [--workers N]`: flags.v1.FlagService with plain grpcio.
+"""`manage.py grpcserver [--port 50051] [--workers N] [--metrics-port M]`: flags.v1.FlagService
+with plain grpcio.
 
 With --workers N, N processes share the port (SO_REUSEPORT; the kernel spreads connections), so
 every core serves: this process supervises them and forwards SIGTERM / SIGINT. Each worker keeps
 its own in-memory snapshot and watcher. SIGTERM: health turns NOT_SERVING, new calls are refused,
 WatchFlags streams end (clients reconnect), in-flight calls finish within --grace seconds.
+
+--metrics-port M serves Prometheus metrics (grpc_api/metrics.py) at http://--metrics-host:M/metrics
+(127.0.0.1 unless told otherwise; FLAGS_METRICS / FLAGS_METRICS_TOKEN apply as for HTTP /metrics).
+Metrics are per process: with --workers N, worker i (0-based) serves them on M + i.
 """
 
 import os
@@ -23,45 +28,81 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("GRPC_PORT", "50051")))
         parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
         parser.add_argument("--threads", type=int, default=64,
-                            help="call threads per process; WatchFlags streams may use all but 16")
+                            help="threads per process for WatchFlags streams (all but 16), health and reflection")
+        parser.add_argument("--unary-threads", type=int, default=None,
+                            help="threads per process for Evaluate / EvaluateBulk (default 4: one GIL)")
         parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
         parser.add_argument("--reuse-port", action="store_true", help="(set for workers) share the port")
+        metrics_port = os.environ.get("GRPC_METRICS_PORT")
+        parser.add_argument("--metrics-port", type=int, default=int(metrics_port) if metrics_port else None,
+                            help="serve Prometheus /metrics on this port (worker i of --workers: port + i)")
+        parser.add_argument("--metrics-host", default=os.environ.get("GRPC_METRICS_HOST", "127.0.0.1"))
 
-    def handle(self, *args, host, port, workers, threads, grace, reuse_port, **options):
+    def handle(self, *args, host, port, workers, threads, unary_threads, grace, reuse_port, metrics_port, metrics_host,
+               **options):
+        from grpc_api.transport import UNARY_THREADS
+
+        unary_threads = UNARY_THREADS if unary_threads is None else unary_threads
         if workers < 1:
             raise CommandError("--workers must be at least 1")
         if not 0 < port < 65536:
             raise CommandError("--port must be 1-65535")
+        if metrics_port is not None and not 0 <= metrics_port <= 65536 - workers:
+            raise CommandError("--metrics-port (+ workers - 1) must be 0-65535")
+        if metrics_port and metrics_port <= port < metrics_port + workers:
+            raise CommandError("--metrics-port (one per worker) must not take the gRPC --port")
+        metrics = (metrics_host, metrics_port) if metrics_port is not None else None
         if workers > 1:
-            return self.supervise(host, port, workers, threads, grace)
-        return self.serve(host, port, threads, grace, reuse_port)
+            return self.supervise(host, port, workers, threads, unary_threads, grace, metrics)
+        return self.serve(host, port, threads, unary_threads, grace, reuse_port, metrics)
 
-    def serve(self, host, port, threads, grace, reuse_port):
+    def serve(self, host, port, threads, unary_threads, grace, reuse_port, metrics=None):
         from django.db import DatabaseError
 
         from grpc_api.server import FlagServer
+        from grpc_api.transport import settle_heap
 
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        metrics_server = None
         try:
-            server = FlagServer(f"{host}:{port}", threads=threads, reuse_port=reuse_port).start()
+            if metrics is not None:
+                import grpc_api.metrics  # noqa: F401 (registers the gRPC collector)
+                from flagsite.ops.metrics import start_metrics_server
+
+                metrics_server = start_metrics_server(*metrics)
+            server = FlagServer(f"{host}:{port}", threads=threads, unary_threads=unary_threads,
+                                reuse_port=reuse_port).start()
         except (OSError, ValueError, RuntimeError) as exc:
             raise CommandError(str(exc))
         except DatabaseError as exc:
             raise CommandError(f"database not ready ({exc}); run `manage.py migrate`")
+        settle_heap()
         self.stdout.write(f"gRPC flags.v1.FlagService on {host}:{server.port} (pid {os.getpid()})")
+        if metrics_server is not None:
+            self.stdout.write(f"metrics on http://{metrics[0]}:{metrics_server.server_address[1]}/metrics")
         self.stdout.flush()
         stop.wait()
         server.stop(grace)
+        if metrics_server is not None:
+            metrics_server.shutdown()
         self.stdout.write(f"gRPC server {os.getpid()} stopped")
 
-    def supervise(self, host, port, workers, threads, grace):
+    def supervise(self, host, port, workers, threads, unary_threads, grace, metrics=None):
         from django.conf import settings
 
         argv = [sys.executable, str(settings.BASE_DIR / "manage.py"), "grpcserver", "--host", host, "--port", str(port),
-                "--threads", str(threads), "--grace", str(grace), "--reuse-port"]
-        children = [subprocess.Popen(argv) for _ in range(workers)]
+                "--threads", str(threads), "--unary-threads", str(unary_threads), "--grace", str(grace), "--reuse-port"]
+
+        def worker_argv(index):
+            if metrics is None:
+                return argv
+            metrics_host, metrics_port = metrics
+            worker_port = metrics_port + index if metrics_port else 0  # 0: any free port
+            return [*argv, "--metrics-host", metrics_host, "--metrics-port", str(worker_port)]
+
+        children = [subprocess.Popen(worker_argv(index)) for index in range(workers)]
         stopping = threading.Event()
 
         def forward(signum, _frame):
