@@ -39,22 +39,37 @@ _entries = {}
 _lock = threading.Lock()
 
 
+def _version(environment_key):
+    return Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+
+
 def build_payload(environment_key):
-    """The snapshot payload from the database: what /api/sdk/snapshot serves and the engine compiles."""
-    version = Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
-    if version is None:
-        raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
-    states = (
-        FlagState.objects.select_related("flag")
-        .filter(environment__key=environment_key, flag__archived=False)
-        .order_by("flag__key")
-    )
-    return {
-        "environment": environment_key,
-        "version": version,
-        "flags": [engine_state(state) for state in states],
-        "segments": segment_rules_map(),
-    }
+    """The snapshot payload from the database: what /api/sdk/snapshot serves and the engine compiles.
+
+    The version and the rows are separate queries (each its own snapshot under READ COMMITTED), so
+    a write committed between them would label newer rows with the older version; every write bumps
+    the version in its own transaction, so an unchanged version after the rows proves they match it.
+    """
+    version = _version(environment_key)
+    for _attempt in range(5):
+        if version is None:
+            raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
+        states = (
+            FlagState.objects.select_related("flag")
+            .filter(environment__key=environment_key, flag__archived=False)
+            .order_by("flag__key")
+        )
+        payload = {
+            "environment": environment_key,
+            "version": version,
+            "flags": [engine_state(state) for state in states],
+            "segments": segment_rules_map(),
+        }
+        version_after = _version(environment_key)
+        if version_after == version:
+            return payload
+        version = version_after  # writes landed meanwhile: read again
+    return payload  # a write storm: serve these rows; the next poll sees the newer version
 
 
 def compile_payload(payload):
