@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
 
 from flagsite.api.authentication import hash_key, resolve_api_key
 from flags.live import watcher
@@ -98,7 +99,13 @@ class FlagConsumer(AsyncWebsocketConsumer):
         if not key and _staff_session(self.scope):  # the dashboard: a logged-in staff browser
             environment, refusal = _session_environment(query)
         else:
-            environment, refusal, reason = await database_sync_to_async(_check_key)(key, query)
+            try:
+                environment, refusal, reason = await database_sync_to_async(_check_key)(key, query)
+            except DatabaseError:  # a key this process never resolved, with PostgreSQL down
+                await self.accept()
+                await self.send_error("unavailable", "The database is unavailable; reconnect shortly.")
+                await self.close(code=1013)  # "try again later": SDKs reconnect with backoff
+                return
             if refusal:
                 log_refusal(self.scope, key, reason)
         await watcher.start()  # before accepting: the baseline must predate anything the client sees
