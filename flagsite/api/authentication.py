@@ -172,8 +172,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         result = resolve_api_key(raw_key) if raw_key else None
         if result is None:  # logged with a fingerprint (sha256 prefix) of the key, never the key
+            fingerprint, ip = hash_key(raw_key)[:12], request.META.get("REMOTE_ADDR")
+            # the same structured fields as the WebSocket and gRPC refusals (JSON logs)
             logger.warning("authentication failed: invalid or revoked API key fingerprint=%s path=%s ip=%s",
-                           hash_key(raw_key)[:12], request.path, request.META.get("REMOTE_ADDR"))
+                           fingerprint, request.path, ip,
+                           extra={"transport": "rest", "reason": "invalid_key", "key_fingerprint": fingerprint,
+                                  "client_ip": ip})
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return result
 

@@ -109,6 +109,7 @@ def test_failed_api_key__logged_without_the_key(keys, caplog):
     assert len(records) == 1
     message = records[0].getMessage()
     assert "fingerprint=" in message and "ip=203.0.113.9" in message and "/api/evaluate" in message
+    assert (records[0].transport, records[0].reason, records[0].client_ip) == ("rest", "invalid_key", "203.0.113.9")
     assert bad not in caplog.text and "S3CRETguess" not in caplog.text
     # the fingerprint is stable, so repeated guesses with one key can be correlated
     caplog.clear()
