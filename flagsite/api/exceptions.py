@@ -125,10 +125,13 @@ def database_unavailable(exc, context):
 
 
 def api_not_found(request, exception=None):
-    """handler404 for /api/ paths (wire in flagsite/urls.py): the JSON error shape, not HTML."""
+    """handler404 for /api/ and /ofrep/ paths (wire in flagsite/urls.py): each API's JSON error
+    shape, not HTML."""
     from django.http import JsonResponse
     from django.views.defaults import page_not_found
 
+    if request.path.startswith("/ofrep/"):
+        return JsonResponse({"errorCode": "GENERAL", "errorDetails": "Not found."}, status=404)
     if not request.path.startswith("/api/"):
         return page_not_found(request, exception)
     body = {"error": {"code": "not_found", "message": "Not found.", "fields": {}}}

@@ -346,3 +346,10 @@ def test_ofrep_evaluations__counted_for_analytics_like_rest(sdk_api, flags):
     bulk = ok(sdk_api.post(BULK, {"context": {"targetingKey": "user-1"}}))
     answered = sum(1 for item in bulk["flags"] if "errorCode" not in item)
     assert counters.recorder.pending_evaluations() - before == 1 + answered
+
+
+def test_unknown_ofrep_path__404_in_the_ofrep_error_shape(sdk_api):
+    response = sdk_api.get("/ofrep/v2/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"errorCode": "GENERAL", "errorDetails": "Not found."}
