@@ -26,6 +26,17 @@ def _fresh_caches():
 
 
 @pytest.fixture(autouse=True)
+def _rate_limiter_trusts_the_cache():
+    """After a cache failure the limiter skips the cache for a while (flagsite/api/throttling.py):
+    one test's broken cache must not switch rate limits off for the next."""
+    from flagsite.api import throttling
+
+    throttling._cache_down_until = 0.0
+    yield
+    throttling._cache_down_until = 0.0
+
+
+@pytest.fixture(autouse=True)
 def _analytics_counters(settings):
     """Evaluations are counted in memory; no background flush thread: tests that need rollups flush."""
     from analytics import counters
