@@ -3,6 +3,7 @@ serialize. Errors are raised (flags.errors, DRF exceptions) and shaped by the on
 flagsite/api/exceptions.py."""
 
 from django.db.models import Prefetch, prefetch_related_objects
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +12,7 @@ from analytics import counters as analytics_counters
 from flags import selectors, services
 from flags.errors import ValidationFailed
 from flags.models import FlagState
+from flags.results import bulk_json, evaluation_json
 from flags.serializers import (
     EmptyInputSerializer,
     EvaluateBulkInputSerializer,
@@ -198,7 +200,8 @@ class FlagUnarchiveApi(APIView):
         return flag_response(key, environment)
 
 
-# Evaluation: the hot path. Validation by hand (no serializer), the in-process snapshot only.
+# Evaluation: the hot path. Validation by hand (no serializer), the in-process snapshot only, the
+# JSON of each result made once (flags/results.py).
 
 
 def parse_evaluation(data, bulk=False):
@@ -246,7 +249,7 @@ class EvaluateApi(APIView):
         flag_id, user_id, context, environment = parse_evaluation(request.data)
         result = snapshot_for(request, environment).evaluate(flag_id, user_id, context)
         analytics_counters.record(result, user_id, context)
-        return Response(result.as_dict())
+        return HttpResponse(evaluation_json(result), content_type="application/json")
 
 
 class EvaluateBulkApi(APIView):
@@ -260,8 +263,7 @@ class EvaluateBulkApi(APIView):
         snapshot = snapshot_for(request, environment)
         results = snapshot.evaluate_all(user_id, context, flag_ids)
         analytics_counters.record_all(results, user_id, context)
-        flags = {result.flag_id: result.as_dict() for result in results}
-        return Response({"environment": snapshot.environment, "version": snapshot.version, "flags": flags})
+        return HttpResponse(bulk_json(snapshot.environment, snapshot.version, results), content_type="application/json")
 
 
 class SdkSnapshotApi(APIView):

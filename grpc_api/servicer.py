@@ -5,9 +5,9 @@ A warm call does no SQL: the API key lookup and the compiled snapshot are cached
 snapshot re-checks its environment's version at most every FLAGS_MAX_STALENESS_MS).
 
 The unary path is measured against a do-nothing servicer on the same server (bench/grpc.py), so
-it stays lean: responses are prebuilt per engine result, the context converts with a scalar fast
-path, the database connection is only looked at when this thread opened one, and metrics are
-per-thread tallies (grpc_api/metrics.py).
+it stays lean: responses are built once per engine result (flags/results.py), the context
+converts with a scalar fast path, the database connection is only looked at when this thread
+opened one, and metrics are per-thread tallies (grpc_api/metrics.py).
 """
 
 import logging
@@ -24,6 +24,7 @@ from feature_flag_client._protojson import _number, fill_struct, fill_value, val
 
 from analytics import counters as analytics_counters
 from flags.errors import ValidationFailed
+from flags.results import PerResult
 from flags.snapshot import get_snapshot
 from flagsite.api.authentication import hash_key, resolve_api_key
 from grpc_api import metrics
@@ -39,7 +40,6 @@ MAX_CONTEXT_DEPTH = 16
 MAX_USER_ID_LENGTH = 1024
 MAX_BULK_FLAGS = 1000
 STREAM_QUEUE = 10_000
-RESPONSE_CACHE = 4096  # prebuilt EvaluateResponses (engine results of every live snapshot fit)
 _CLOSE = object()
 _RESYNC = object()
 _OK = grpc.StatusCode.OK.name
@@ -134,10 +134,13 @@ def _context(request):
     if context.ByteSize() > MAX_CONTEXT_BYTES:
         raise _bad("context", f"larger than {MAX_CONTEXT_BYTES} bytes")
     # feature_flag_client._protojson.struct_to_dict, with the top level's scalars inline (most
-    # contexts are flat): ~20% less time on the largest part of a call (~4 us for 6 fields).
+    # contexts are flat) and keys indexed rather than items() (a Python-level view over the map):
+    # this conversion is the largest part of a call (~3 us for 6 fields, 40% less than before).
     converted = {}
+    fields = context.fields
     try:
-        for key, item in context.fields.items():
+        for key in fields:
+            item = fields[key]
             kind = item.WhichOneof("kind")
             if kind == "string_value":
                 converted[key] = item.string_value
@@ -205,6 +208,12 @@ def fill_evaluation(message, result):
     return message
 
 
+def evaluate_response(result):
+    response = flags_pb2.EvaluateResponse()
+    fill_evaluation(response.evaluation, result)
+    return response
+
+
 def event_message(event):
     message = flags_pb2.WatchFlagsEvent(type=event["type"], environment=event["environment"],
                                         version=event.get("version") or 0)
@@ -257,7 +266,7 @@ class FlagService(flags_pb2_grpc.FlagServiceServicer):
         self._streams = {}  # stream queue -> None (the open WatchFlags calls)
         self._streams_lock = threading.Lock()
         self._closing = False
-        self._responses = {}  # id(engine result) -> (result, EvaluateResponse)
+        self._response = PerResult(evaluate_response)  # shared, never mutated (flags/results.py)
         metrics.collector.services.add(self)
 
     @handled
@@ -271,24 +280,6 @@ class FlagService(flags_pb2_grpc.FlagServiceServicer):
         result = snapshot.evaluate(flag_id, user_id, ctx)
         analytics_counters.record(result, user_id, ctx)
         return self._response(result)
-
-    def _response(self, result):
-        """The EvaluateResponse of an engine result, built once per result.
-
-        The engine prebuilds every result a snapshot can return (a handful per flag) and shares
-        them; their responses are shared the same way and never mutated after they are cached.
-        The identity check keeps a reused id() from answering for another result; results of
-        replaced snapshots are dropped with the rest when the cache fills up.
-        """
-        cached = self._responses.get(id(result))
-        if cached is not None and cached[0] is result:
-            return cached[1]
-        response = flags_pb2.EvaluateResponse()
-        fill_evaluation(response.evaluation, result)
-        if len(self._responses) >= RESPONSE_CACHE:
-            self._responses = {}
-        self._responses[id(result)] = (result, response)
-        return response
 
     @handled
     def EvaluateBulk(self, request, context):

@@ -1,0 +1,61 @@
+"""Answers built once per engine result, not once per request.
+
+A compiled snapshot prebuilds every result it can return (a handful per flag) and hands out the
+same objects on every evaluation, so what a transport makes of a result (REST's JSON bytes, gRPC's
+EvaluateResponse) can be made once and shared. Shared answers are never mutated.
+"""
+
+from rest_framework.renderers import JSONRenderer
+
+
+class PerResult:
+    """`build(result)`, remembered per result object.
+
+    Keyed by id() with an identity check, so a reused id() never answers for another result;
+    results of replaced snapshots are dropped with the rest when the table fills up (results
+    made per call, such as FLAG_NOT_FOUND for an unknown key, just pass through it).
+    """
+
+    def __init__(self, build, size=4096):
+        self._build = build
+        self._size = size
+        self._items = {}  # id(result) -> (result, built)
+
+    def __call__(self, result):
+        cached = self._items.get(id(result))
+        if cached is not None and cached[0] is result:
+            return cached[1]
+        built = self._build(result)
+        if len(self._items) >= self._size:
+            self._items = {}
+        self._items[id(result)] = (result, built)
+        return built
+
+
+_render = JSONRenderer().render  # the bytes DRF's Response would send, made once
+
+
+def _json(result):
+    body = _render(result.as_dict())
+    return body, _render(result.flag_id) + b":" + body
+
+
+_json_per_result = PerResult(_json)
+
+
+def evaluation_json(result):
+    """The REST body of one evaluation: {"flagId": ..., "enabled": ..., ...}."""
+    return _json_per_result(result)[0]
+
+
+def bulk_json(environment, version, results):
+    """The REST body of a bulk evaluation: {"environment", "version", "flags": {key: evaluation}};
+    a key listed twice appears once."""
+    seen = set()
+    members = []
+    for result in results:
+        if result.flag_id not in seen:
+            seen.add(result.flag_id)
+            members.append(_json_per_result(result)[1])
+    head = _render({"environment": environment, "version": version})[:-1]
+    return b"".join((head, b',"flags":{', b",".join(members), b"}}"))
