@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
 from django.db import DatabaseError
+from django.dispatch import receiver
 from feature_flag_client import engine
 
 from flags.errors import ValidationFailed
@@ -99,18 +101,29 @@ def _cached_payload(environment_key):
         return None
 
 
-def _staleness():
+def _read_staleness():
     return getattr(settings, "FLAGS_MAX_STALENESS_MS", 100) / 1000.0
+
+
+# Read once, not on every evaluation: a settings lookup was ~5% of a warm gRPC Evaluate.
+_staleness = _read_staleness()
+
+
+@receiver(setting_changed, dispatch_uid="flags.snapshot.staleness")
+def _staleness_changed(setting, **kwargs):
+    global _staleness
+    if setting == "FLAGS_MAX_STALENESS_MS":
+        _staleness = _read_staleness()
 
 
 def _entry(environment_key):
     entry = _entries.get(environment_key)
     now = time.monotonic()
-    if entry is not None and now - entry.checked_at < _staleness():
+    if entry is not None and now - entry.checked_at < _staleness:
         return entry
     with _lock:
         entry = _entries.get(environment_key)
-        if entry is not None and now - entry.checked_at < _staleness():
+        if entry is not None and now - entry.checked_at < _staleness:
             return entry
         try:
             return _reload(environment_key, entry, now)
