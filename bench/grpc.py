@@ -11,7 +11,7 @@ median round is shown. The gRPC server runs as deployed: metrics on (--metrics-p
 counting, its watcher polling.
 
     .venv/bin/python bench/grpc.py [--duration 5] [--rounds 3] [--workers 1] [--concurrency 1,50]
-                                   [--threads 64] [--unary-threads 4]
+                                   [--threads 64] [--unary-threads 4] [--channels N]
 
 Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 """
@@ -19,6 +19,7 @@ Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 import argparse
 import asyncio
 import importlib.util
+import itertools
 import json
 import os
 import signal
@@ -75,7 +76,9 @@ def setup_data():
     return rest.setup_data()  # 20 flags through services and a production SDK key
 
 
-async def grpc_load(port, key, concurrency, duration):
+async def grpc_load(port, key, concurrency, duration, channels=1):
+    """`channels` channels, each its own TCP connection (SO_REUSEPORT spreads connections, not
+    calls, over a server's worker processes); concurrent callers take them in turn."""
     import grpc
 
     from feature_flag_client._protojson import to_struct
@@ -83,16 +86,23 @@ async def grpc_load(port, key, concurrency, duration):
     flags_pb2, flags_pb2_grpc = _stubs()
     request = flags_pb2.EvaluateRequest(flag_id=FLAG, user_id="user-123", context=to_struct(CONTEXT))
     metadata = (("authorization", f"Bearer {key}"),)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = flags_pb2_grpc.FlagServiceStub(channel)
-        for _ in range(200):  # warm up: connection, key cache, snapshot
-            await stub.Evaluate(request, metadata=metadata)
+    opened = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+              for _ in range(channels)]
+    stubs = [flags_pb2_grpc.FlagServiceStub(channel) for channel in opened]
+    try:
+        for stub in stubs:
+            for _ in range(200):  # warm up: connection, key cache, snapshot
+                await stub.Evaluate(request, metadata=metadata)
+        turn = itertools.count()
 
         async def call():
-            response = await stub.Evaluate(request, metadata=metadata)
+            response = await stubs[next(turn) % channels].Evaluate(request, metadata=metadata)
             assert response.evaluation.flag_id == FLAG
 
         return await _drive(call, concurrency, duration)
+    finally:
+        for channel in opened:
+            await channel.close()
 
 
 async def rest_load(port, key, concurrency, duration):
@@ -174,11 +184,15 @@ def main():
     parser.add_argument("--threads", type=int, default=64, help="stream threads per gRPC process")
     parser.add_argument("--unary-threads", type=int, default=4, help="unary call threads per gRPC process")
     parser.add_argument("--concurrency", default="1,50")
+    parser.add_argument("--channels", type=int, help="gRPC client channels (connections); default 2 per worker, "
+                                                      "1 with one worker")
     parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
         return floor_server(args.floor_server, args.threads, args.unary_threads, args.reuse_port)
+    if args.channels is None:
+        args.channels = 1 if args.workers == 1 else 2 * args.workers
 
     (ROOT / "artifacts").mkdir(exist_ok=True)
     if not os.environ.get("DATABASE_URL"):
@@ -210,15 +224,18 @@ def main():
         time.sleep(1.0)
         concurrencies = [int(c) for c in args.concurrency.split(",")]
         print(f"flags.v1 Evaluate, {args.duration:g}s x {args.rounds} interleaved rounds (median shown), "
-              f"{args.workers} process(es) per server, {os.cpu_count()} cores, "
+              f"{args.workers} process(es) per server, {args.channels} gRPC channel(s), {os.cpu_count()} cores, "
               f"grpcio {__import__('grpc').__version__}, python client in one process")
         print(f"{'target':<22} {'c':>3} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         for c in concurrencies:
             runs = {name: [] for name in servers}
             for _ in range(args.rounds):
                 for name, (port, _) in servers.items():
-                    load = rest_load if name.startswith("REST") else grpc_load
-                    runs[name].append(asyncio.run(load(port, key, c, args.duration)))
+                    if name.startswith("REST"):
+                        load = rest_load(port, key, c, args.duration)
+                    else:
+                        load = grpc_load(port, key, c, args.duration, channels=min(c, args.channels))
+                    runs[name].append(asyncio.run(load))
             results = {}
             for name, rounds in runs.items():
                 median = sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
