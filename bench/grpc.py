@@ -4,11 +4,13 @@ Unary flags.v1.FlagService/Evaluate against `manage.py grpcserver`, beside a do-
 the same server construction (grpc_api.transport: grpcio sync server, thread pools, options, health
 and reflection; answering a prebuilt response: the grpcio floor) and REST POST /api/evaluate under
 granian (WSGI workers, the production HTTP path), all in the same run, at concurrency 1 and 50.
-Clients: grpc.aio (one channel) for gRPC, a minimal asyncio HTTP/1.1 keep-alive client (one
-connection per concurrent caller) for REST, both in this process, so each target pays the same
-client cost. Same body everywhere: one flag, a 6-field context. Rounds are interleaved and the
-median round is shown. The gRPC server runs as deployed: metrics on (--metrics-port), analytics
-counting, its watcher polling.
+Clients: grpc.aio for gRPC (one channel; 2 per worker with --workers), a minimal asyncio HTTP/1.1
+keep-alive client (one connection per concurrent caller) for REST, both in this process. A gRPC
+call costs a Python client more than that raw HTTP request, so at c=1, where the client's time is
+most of a round trip, latency favours REST; "server CPU us/call" (the server's process tree, from
+/proc) is the comparison no client skews. Same body everywhere: one flag, a 6-field context.
+Rounds are interleaved and the median round is shown. The gRPC server runs as deployed: metrics
+on (--metrics-port), analytics counting, its watcher polling.
 
     .venv/bin/python bench/grpc.py [--duration 5] [--rounds 3] [--workers 1] [--concurrency 1,50]
                                    [--threads 64] [--unary-threads 4] [--channels N]
@@ -18,6 +20,7 @@ Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import itertools
 import json
@@ -76,7 +79,7 @@ def setup_data():
     return rest.setup_data()  # 20 flags through services and a production SDK key
 
 
-async def grpc_load(port, key, concurrency, duration, channels=1):
+async def grpc_load(port, key, concurrency, duration, cpu, channels=1):
     """`channels` channels, each its own TCP connection (SO_REUSEPORT spreads connections, not
     calls, over a server's worker processes); concurrent callers take them in turn."""
     import grpc
@@ -99,13 +102,13 @@ async def grpc_load(port, key, concurrency, duration, channels=1):
             response = await stubs[next(turn) % channels].Evaluate(request, metadata=metadata)
             assert response.evaluation.flag_id == FLAG
 
-        return await _drive(call, concurrency, duration)
+        return await _drive(call, concurrency, duration, cpu)
     finally:
         for channel in opened:
             await channel.close()
 
 
-async def rest_load(port, key, concurrency, duration):
+async def rest_load(port, key, concurrency, duration, cpu):
     body = json.dumps({"flagId": FLAG, "userId": "user-123", "context": CONTEXT}).encode()
     head = (f"POST /api/evaluate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
@@ -128,14 +131,16 @@ async def rest_load(port, key, concurrency, duration):
     for _ in range(200):
         await call()
     try:
-        return await _drive(call, concurrency, duration)
+        return await _drive(call, concurrency, duration, cpu)
     finally:
         for _, writer in connections:
             writer.close()
 
 
-async def _drive(call, concurrency, duration):
+async def _drive(call, concurrency, duration, cpu):
+    """Calls/s, p50/p99 ms, and the server's CPU time per call (`cpu()`: its CPU seconds so far)."""
     latencies = []
+    cpu_before = cpu()
     deadline = time.perf_counter() + duration
 
     async def worker():
@@ -150,9 +155,31 @@ async def _drive(call, concurrency, duration):
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_per_call = (cpu() - cpu_before) / len(latencies)
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    return {"rps": len(latencies) / elapsed, "p50": pick(0.50), "p99": pick(0.99)}
+    return {"rps": len(latencies) / elapsed, "p50": pick(0.50), "p99": pick(0.99), "cpu_us": cpu_per_call * 1e6}
+
+
+def cpu_seconds(pids):
+    """User + system CPU seconds of these processes and all their descendants (Linux /proc): the
+    server's own cost per call, whatever the client costs."""
+    tree = {}  # pid -> (parent pid, CPU ticks)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        tree[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    children = {}
+    for pid, (parent, _) in tree.items():
+        children.setdefault(parent, []).append(pid)
+    total, pending = 0, list(pids)
+    while pending:
+        pid = pending.pop()
+        total += tree.get(pid, (0, 0))[1]
+        pending.extend(children.get(pid, ()))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -215,36 +242,41 @@ def main():
                                        "--blocking-threads", "1", "--host", "127.0.0.1", "--port", str(rest), "--no-ws",
                                        "--log-level", "warning", "flagsite.wsgi:application"]]),
     }
-    procs = []
+    procs, pids = [], {}
     try:
-        for port, commands in servers.values():
+        for name, (port, commands) in servers.items():
             for command in commands:
                 procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL))
+                pids.setdefault(name, []).append(procs[-1].pid)
             wait_port(port)
         time.sleep(1.0)
         concurrencies = [int(c) for c in args.concurrency.split(",")]
         print(f"flags.v1 Evaluate, {args.duration:g}s x {args.rounds} interleaved rounds (median shown), "
               f"{args.workers} process(es) per server, {args.channels} gRPC channel(s), {os.cpu_count()} cores, "
               f"grpcio {__import__('grpc').__version__}, python client in one process")
-        print(f"{'target':<22} {'c':>3} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{'target':<22} {'c':>3} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/call':>19}")
         for c in concurrencies:
             runs = {name: [] for name in servers}
             for _ in range(args.rounds):
                 for name, (port, _) in servers.items():
+                    cpu = functools.partial(cpu_seconds, pids[name])
                     if name.startswith("REST"):
-                        load = rest_load(port, key, c, args.duration)
+                        load = rest_load(port, key, c, args.duration, cpu)
                     else:
-                        load = grpc_load(port, key, c, args.duration, channels=min(c, args.channels))
+                        load = grpc_load(port, key, c, args.duration, cpu, channels=min(c, args.channels))
                     runs[name].append(asyncio.run(load))
             results = {}
             for name, rounds in runs.items():
                 median = sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
                 results[name] = median
-                print(f"{name:<22} {c:>3} {median['rps']:>9.0f} {median['p50']:>8.2f} {median['p99']:>8.2f}")
+                print(f"{name:<22} {c:>3} {median['rps']:>9.0f} {median['p50']:>8.2f} {median['p99']:>8.2f} "
+                      f"{median['cpu_us']:>19.0f}")
             floor = results["gRPC floor (no-op)"]["rps"]
             ours = results["gRPC Evaluate"]["rps"]
             rest = results["REST /api/evaluate"]["rps"]
-            print(f"{'':<22} {c:>3}  Evaluate = {ours / floor:.0%} of the floor, {ours / rest:.2f}x REST evaluate")
+            cpu = {name: result["cpu_us"] for name, result in results.items()}
+            print(f"{'':<22} {c:>3}  Evaluate = {ours / floor:.0%} of the floor, {ours / rest:.2f}x REST evaluate; "
+                  f"server CPU per call {cpu['gRPC Evaluate'] / cpu['REST /api/evaluate']:.2f}x REST's")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
