@@ -21,7 +21,6 @@ Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 import argparse
 import asyncio
 import functools
-import importlib.util
 import itertools
 import json
 import os
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # this file is named grpc.py: keep its own directory off the path so `import grpc` finds grpcio
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
+from bench import _common  # noqa: E402
 BIN = Path(sys.executable).parent
 FLAG = "bench-flag-01"
 CONTEXT = {"country": "US", "device": "mobile", "plan": "premium", "appVersion": "1.4.0",
@@ -73,10 +73,9 @@ def floor_server(port, threads, unary_threads, reuse_port):
 
 
 def setup_data():
-    spec = importlib.util.spec_from_file_location("bench_rest", ROOT / "bench" / "rest.py")
-    rest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rest)
-    return rest.setup_data()  # 20 flags through services and a production SDK key
+    _common.django_setup()
+    _common.create_flags("bench-flag", 20)  # the flags bench/rest.py evaluates
+    return _common.sdk_key("production", "bench")
 
 
 async def grpc_load(port, key, concurrency, duration, cpu, channels=1):
@@ -137,6 +136,11 @@ async def rest_load(port, key, concurrency, duration, cpu):
             writer.close()
 
 
+def server_cpu_seconds(pids):
+    """CPU seconds of these server processes and their descendants (workers) so far."""
+    return sum(_common.cpu_seconds(pid, tree=True) for pid in pids)
+
+
 async def _drive(call, concurrency, duration, cpu):
     """Calls/s, p50/p99 ms, and the server's CPU time per call (`cpu()`: its CPU seconds so far)."""
     latencies = []
@@ -161,48 +165,6 @@ async def _drive(call, concurrency, duration, cpu):
     return {"rps": len(latencies) / elapsed, "p50": pick(0.50), "p99": pick(0.99), "cpu_us": cpu_per_call * 1e6}
 
 
-def cpu_seconds(pids):
-    """User + system CPU seconds of these processes and all their descendants (Linux /proc): the
-    server's own cost per call, whatever the client costs."""
-    tree = {}  # pid -> (parent pid, CPU ticks)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        tree[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-    children = {}
-    for pid, (parent, _) in tree.items():
-        children.setdefault(parent, []).append(pid)
-    total, pending = 0, list(pids)
-    while pending:
-        pid = pending.pop()
-        total += tree.get(pid, (0, 0))[1]
-        pending.extend(children.get(pid, ()))
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    import socket
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5)
@@ -221,18 +183,13 @@ def main():
     if args.channels is None:
         args.channels = 1 if args.workers == 1 else 2 * args.workers
 
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    if not os.environ.get("DATABASE_URL"):
-        db = ROOT / "artifacts" / "bench-grpc.sqlite3"
-        db.unlink(missing_ok=True)
-        os.environ["DATABASE_URL"] = f"sqlite:///{db}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
+    _common.use_own_database("bench-grpc")
     key = setup_data()
 
     python = sys.executable
     reuse = ["--reuse-port"] if args.workers > 1 else []
     pools = ["--threads", str(args.threads), "--unary-threads", str(args.unary_threads)]  # the same for both
-    floor, ours, rest = free_port(), free_port(), free_port()
+    floor, ours, rest = _common.free_port(), _common.free_port(), _common.free_port()
     servers = {
         "gRPC floor (no-op)": (floor, [[python, __file__, "--floor-server", str(floor), *pools, *reuse]
                                        for _ in range(args.workers)]),
@@ -248,7 +205,7 @@ def main():
             for command in commands:
                 procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL))
                 pids.setdefault(name, []).append(procs[-1].pid)
-            wait_port(port)
+            _common.wait_port(port)
         time.sleep(1.0)
         concurrencies = [int(c) for c in args.concurrency.split(",")]
         print(f"flags.v1 Evaluate, {args.duration:g}s x {args.rounds} interleaved rounds (median shown), "
@@ -259,7 +216,7 @@ def main():
             runs = {name: [] for name in servers}
             for _ in range(args.rounds):
                 for name, (port, _) in servers.items():
-                    cpu = functools.partial(cpu_seconds, pids[name])
+                    cpu = functools.partial(server_cpu_seconds, pids[name])
                     if name.startswith("REST"):
                         load = rest_load(port, key, c, args.duration, cpu)
                     else:

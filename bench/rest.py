@@ -26,49 +26,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+from bench import _common  # noqa: E402
 
 
 def setup_data():
     """Migrate and create 20 flags (every rule type) and an SDK key, through services."""
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from audit.actor import Actor
-    from flags import services
-    from flags.models import Environment, Flag
-    from segments import services as segment_services
-    from segments.models import Segment
-
-    actor = Actor.system("bench")
-    if not Segment.objects.filter(key="bench-premium").exists():
-        segment_services.segment_create(actor=actor, key="bench-premium", name="Premium", conditions={"plan": "premium"})
-    rule_sets = [
-        [],
-        [{"type": "geo", "operator": "in", "value": ["US", "CA"]}],
-        [{"type": "percentage", "operator": "less_than", "value": 50}],
-        [{"type": "device", "operator": "in", "value": ["mobile", "desktop"]}],
-        [{"type": "user", "operator": "not_in", "value": ["blocked-1", "blocked-2"]}],
-        [{"type": "custom", "field": "plan", "operator": "in", "value": ["premium", "gold"]}],
-        [{"type": "custom", "field": "appVersion", "operator": "semver_gt", "value": "1.2.0"}],
-        [{"type": "segment", "operator": "in", "value": ["bench-premium"]}],
-        [{"type": "any", "rules": [{"type": "geo", "operator": "in", "value": ["DE"]},
-                                   {"type": "custom", "field": "email", "operator": "ends_with", "value": "@example.com"}]}],
-        [{"type": "custom", "field": "age", "operator": "gte", "value": 18},
-         {"type": "percentage", "operator": "less_than", "value": 80}],
-    ]
-    for i in range(20):
-        key = f"bench-flag-{i:02d}"
-        if not Flag.objects.filter(key=key).exists():
-            services.flag_create(actor=actor, key=key, name=key, states={
-                "production": {"enabled": True, "rules": rule_sets[i % len(rule_sets)]}})
-    _, raw_key = services.api_key_create(
-        actor=actor, name="bench", kind="sdk", environment=Environment.objects.get(key="production"))
-    return raw_key
+    _common.django_setup()
+    _common.create_flags("bench-flag", 20)
+    return _common.sdk_key("production", "bench")
 
 
 BODY = {"userId": "user-123", "context": {"country": "US", "device": "mobile", "plan": "premium",
@@ -164,11 +130,7 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
 
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    if not os.environ.get("DATABASE_URL"):
-        db = ROOT / "artifacts" / "bench.sqlite3"
-        db.unlink(missing_ok=True)
-        os.environ["DATABASE_URL"] = f"sqlite:///{db}"
+    _common.use_own_database("bench")
     os.environ["FLAGS_BENCH_VIEWS"] = "1"
     # measure the endpoints, not the limiter refusing one key's load (a production default)
     os.environ.setdefault("FLAGS_RATE_LIMIT_EVALUATE", "off")
