@@ -208,6 +208,26 @@ def test_bulk__all_flags_or_listed_ones(sdk_api):
     assert {k: v["reason"] for k, v in listed.json()["flags"].items()} == {"b": "DISABLED", "ghost": "FLAG_NOT_FOUND"}
 
 
+def test_bulk__listed_twice__once_in_request_order_as_json_with_unicode_values_intact(sdk_api):
+    # The answers are JSON bytes made once per engine result (flags/results.py): they must decode to
+    # the same JSON the DRF renderer gives, whatever the values hold.
+    value = {"text": "Grüße \u2028 \"quoted\" </script>", "n": [1, 2.5, None, True]}
+    create_flag("mv", kind="multivariate", variants=[{"key": "only", "weight": 100, "value": value}],
+                states={"production": {"enabled": True}})
+    create_flag("b")
+
+    response = sdk_api.post("/api/evaluate/bulk", {"flagIds": ["mv", "b", "mv", "ghost"], "userId": "u"})
+    single = sdk_api.post("/api/evaluate", {"flagId": "mv", "userId": "u"})
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    flags = response.json()["flags"]
+    assert list(flags) == ["mv", "b", "ghost"] and response.content.count(b'"mv":{') == 1
+    assert (flags["mv"]["variant"], flags["mv"]["value"]) == ("only", value)
+    assert single.status_code == 200 and single["Content-Type"] == "application/json"
+    assert single.json() == flags["mv"]
+    assert b"\\u2028" in single.content  # escaped as DRF's renderer does (JSON embedded in HTML/JS)
+
+
 @pytest.mark.parametrize("body, field", [
     ({"flagIds": "a", "userId": "u"}, "flagIds"),
     ({"flagIds": [1], "userId": "u"}, "flagIds"),
