@@ -192,7 +192,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "flagsite"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CELERY_BROKER_URL = "memory://"
+    # eager tasks still take a producer from the broker pool; a host in the URL keeps kombu from
+    # warning "No hostname was supplied" on every analytics flush
+    CELERY_BROKER_URL = "memory://localhost/"
     CELERY_TASK_ALWAYS_EAGER = True
 
 AUTH_PASSWORD_VALIDATORS = [
