@@ -134,8 +134,8 @@ def _context(request):
     if context.ByteSize() > MAX_CONTEXT_BYTES:
         raise _bad("context", f"larger than {MAX_CONTEXT_BYTES} bytes")
     # feature_flag_client._protojson.struct_to_dict, with the top level's scalars inline (most
-    # contexts are flat) and keys indexed rather than items() (a Python-level view over the map):
-    # this conversion is the largest part of a call (~3 us for 6 fields, 40% less than before).
+    # contexts are flat) and keys indexed rather than items() (a Python-level view over the map,
+    # ~20% slower): still the largest part of a warm call (~4 us of ~8 for 6 fields).
     converted = {}
     fields = context.fields
     try:
