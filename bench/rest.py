@@ -152,7 +152,7 @@ def main():
         scripts[name] = str(script)
 
     cost = in_process(key, targets)
-    print(f"\nIn-process WSGI (one core, no network; best of 15 x 200 requests):")
+    print("\nIn-process WSGI (one core, no network; best of 15 x 200 requests):")
     for name, seconds in cost.items():
         print(f"  {name:<11}{seconds * 1e6:7.0f} us/request  {1 / seconds:7.0f} req/s  "
               f"{cost['bare DRF'] / seconds:5.0%} of bare DRF")
