@@ -57,5 +57,5 @@ def bulk_json(environment, version, results):
         if result.flag_id not in seen:
             seen.add(result.flag_id)
             members.append(_json_per_result(result)[1])
-    head = _render({"environment": environment, "version": version})[:-1]
+    head = _render({"environment": environment, "version": version})[:-1]  # open: "flags" follows
     return b"".join((head, b',"flags":{', b",".join(members), b"}}"))
