@@ -8,12 +8,15 @@ Clients: grpc.aio for gRPC (one channel; 2 per worker with --workers), a minimal
 keep-alive client (one connection per concurrent caller) for REST, both in this process. A gRPC
 call costs a Python client more than that raw HTTP request, so at c=1, where the client's time is
 most of a round trip, latency favours REST; "server CPU us/call" (the server's process tree, from
-/proc) is the comparison no client skews. Same body everywhere: one flag, a 6-field context.
-Rounds are interleaved and the median round is shown. The gRPC server runs as deployed: metrics
+/proc) is the comparison no client skews. Then one caller through the SDK's own clients, as a
+Python service calls (GrpcFlagClient, grpcio; FeatureFlagClient, httpx): the latency a service
+sees per evaluation. Same body everywhere: one flag, a 6-field context. Rounds are interleaved
+and the median round is shown. --pin-cpus pins each gRPC worker (ours and the floor's) to a CPU,
+as `grpcserver --pin-cpus` does; granian has no such option. The gRPC server runs as deployed: metrics
 on (--metrics-port), analytics counting, its watcher polling.
 
     .venv/bin/python bench/grpc.py [--duration 5] [--rounds 3] [--workers 1] [--concurrency 1,50]
-                                   [--threads 64] [--unary-threads 4] [--channels N]
+                                   [--threads 64] [--unary-threads 4] [--channels N] [--pin-cpus]
 
 Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 """
@@ -47,12 +50,15 @@ def _stubs():
     return flags_pb2, flags_pb2_grpc
 
 
-def floor_server(port, threads, unary_threads, reuse_port):
+def floor_server(port, threads, unary_threads, reuse_port, pin_index=None):
     """The do-nothing servicer on the very server grpc_api.server.FlagServer builds (grpc_api.transport:
-    thread pool, options, health and reflection, heap settled after start), answering a prebuilt
-    response with no work."""
-    from grpc_api.transport import SERVICE_NAME, add_flag_service, add_standard_services, build_server, settle_heap
+    thread pool, options, health and reflection, heap settled after start, pinned as `grpcserver
+    --pin-cpus` pins), answering a prebuilt response with no work."""
+    from grpc_api.transport import (SERVICE_NAME, add_flag_service, add_standard_services, build_server, pin_to_cpu,
+                                    settle_heap)
 
+    if pin_index is not None:
+        pin_to_cpu(pin_index)
     flags_pb2, flags_pb2_grpc = _stubs()
     response = flags_pb2.EvaluateResponse(evaluation=flags_pb2.Evaluation(
         flag_id=FLAG, enabled=True, reason="TARGETING_MATCH", environment="production", version=1))
@@ -136,6 +142,30 @@ async def rest_load(port, key, concurrency, duration, cpu):
             writer.close()
 
 
+def sdk_load(transport, port, key, duration, cpu):
+    """One caller through the SDK's own clients, what a Python service calls: GrpcFlagClient (grpcio,
+    sync) for gRPC, FeatureFlagClient (httpx, sync) for REST. Returns what _drive returns."""
+    from feature_flag_client import FeatureFlagClient
+    from feature_flag_client.grpc import GrpcFlagClient
+
+    if transport == "gRPC":
+        client = GrpcFlagClient(f"127.0.0.1:{port}", key)
+        evaluate = functools.partial(client.evaluate, FLAG, "user-123", CONTEXT)
+    else:
+        client = FeatureFlagClient(f"http://127.0.0.1:{port}/api", key, retries=0)
+        evaluate = functools.partial(client.evaluate_flag, FLAG, "user-123", CONTEXT)
+    try:
+        for _ in range(200):
+            evaluate()
+
+        async def call():
+            assert evaluate()["flagId"] == FLAG
+
+        return asyncio.run(_drive(call, 1, duration, cpu))
+    finally:
+        client.close()
+
+
 def server_cpu_seconds(pids):
     """CPU seconds of these server processes and their descendants (workers) so far."""
     return sum(_common.cpu_seconds(pid, tree=True) for pid in pids)
@@ -175,11 +205,15 @@ def main():
     parser.add_argument("--concurrency", default="1,50")
     parser.add_argument("--channels", type=int, help="gRPC client channels (connections); default 2 per worker, "
                                                       "1 with one worker")
+    parser.add_argument("--no-sdk", action="store_true", help="skip the one-caller run through the SDK's clients")
+    parser.add_argument("--pin-cpus", action="store_true",
+                        help="gRPC servers (ours and the floor) pin worker i to CPU i, as grpcserver --pin-cpus")
     parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pin-index", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
-        return floor_server(args.floor_server, args.threads, args.unary_threads, args.reuse_port)
+        return floor_server(args.floor_server, args.threads, args.unary_threads, args.reuse_port, args.pin_index)
     if args.channels is None:
         args.channels = 1 if args.workers == 1 else 2 * args.workers
 
@@ -189,12 +223,14 @@ def main():
     python = sys.executable
     reuse = ["--reuse-port"] if args.workers > 1 else []
     pools = ["--threads", str(args.threads), "--unary-threads", str(args.unary_threads)]  # the same for both
+    pin = lambda index: ["--pin-index", str(index)] if args.pin_cpus else []  # noqa: E731
     floor, ours, rest = _common.free_port(), _common.free_port(), _common.free_port()
     servers = {
-        "gRPC floor (no-op)": (floor, [[python, __file__, "--floor-server", str(floor), *pools, *reuse]
-                                       for _ in range(args.workers)]),
+        "gRPC floor (no-op)": (floor, [[python, __file__, "--floor-server", str(floor), *pools, *reuse, *pin(index)]
+                                       for index in range(args.workers)]),
         "gRPC Evaluate": (ours, [[python, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(ours), *pools,
-                                  "--metrics-port", "0", "--workers", str(args.workers)]]),
+                                  "--metrics-port", "0", "--workers", str(args.workers),
+                                  *(["--pin-cpus"] if args.pin_cpus else [])]]),
         "REST /api/evaluate": (rest, [[str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers),
                                        "--blocking-threads", "1", "--host", "127.0.0.1", "--port", str(rest), "--no-ws",
                                        "--log-level", "warning", "flagsite.wsgi:application"]]),
@@ -209,7 +245,8 @@ def main():
         time.sleep(1.0)
         concurrencies = [int(c) for c in args.concurrency.split(",")]
         print(f"flags.v1 Evaluate, {args.duration:g}s x {args.rounds} interleaved rounds (median shown), "
-              f"{args.workers} process(es) per server, {args.channels} gRPC channel(s), {os.cpu_count()} cores, "
+              f"{args.workers} process(es) per server{' (gRPC ones pinned to a CPU each)' if args.pin_cpus else ''}, "
+              f"{args.channels} gRPC channel(s), {os.cpu_count()} cores, "
               f"grpcio {__import__('grpc').__version__}, python client in one process")
         print(f"{'target':<22} {'c':>3} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/call':>19}")
         for c in concurrencies:
@@ -234,6 +271,20 @@ def main():
             cpu = {name: result["cpu_us"] for name, result in results.items()}
             print(f"{'':<22} {c:>3}  Evaluate = {ours / floor:.0%} of the floor, {ours / rest:.2f}x REST evaluate; "
                   f"server CPU per call {cpu['gRPC Evaluate'] / cpu['REST /api/evaluate']:.2f}x REST's")
+        if not args.no_sdk:
+            sdk = {"SDK GrpcFlagClient": ("gRPC", "gRPC Evaluate"), "SDK REST client": ("REST", "REST /api/evaluate")}
+            runs = {name: [] for name in sdk}
+            for _ in range(args.rounds):
+                for name, (transport, server) in sdk.items():
+                    cpu = functools.partial(server_cpu_seconds, pids[server])
+                    runs[name].append(sdk_load(transport, servers[server][0], key, args.duration, cpu))
+            results = {name: sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2] for name, rounds in runs.items()}
+            for name, median in results.items():
+                print(f"{name:<22} {1:>3} {median['rps']:>9.0f} {median['p50']:>8.2f} {median['p99']:>8.2f} "
+                      f"{median['cpu_us']:>19.0f}")
+            grpc_sdk, rest_sdk = results["SDK GrpcFlagClient"], results["SDK REST client"]
+            print(f"{'':<22} {1:>3}  through the SDK's clients, one caller: gRPC p50 "
+                  f"{grpc_sdk['p50'] / rest_sdk['p50']:.2f}x REST's, {grpc_sdk['rps'] / rest_sdk['rps']:.2f}x its calls/s")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

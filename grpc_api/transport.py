@@ -3,6 +3,7 @@ does bench/grpc.py's do-nothing floor servicer, so both are measured on the same
 
 import functools
 import gc
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -86,3 +87,23 @@ def settle_heap():
     """
     gc.collect()
     gc.freeze()
+
+
+def pin_to_cpu(index):
+    """Pin every thread of this process to one CPU: the index-th (round robin) of those it may use.
+
+    For `grpcserver --workers N --pin-cpus`, worker i on CPU i. Each call hops between grpcio's
+    polling thread and a unary thread under one GIL; left to roam, those threads wake each other
+    across cores and migrate. Pinned (bench/grpc.py --workers 2 with and without --pin-cpus, back
+    to back, 2 cores), Evaluate served 23% more calls/s at 50 concurrent calls (p99 22.8 -> 14.1
+    ms) and 22% more at 1; the do-nothing servicer 39% more at 50. The price: a worker cannot
+    move off a core that something else keeps busy. Returns the CPU.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[index % len(allowed)]
+    for thread_id in os.listdir("/proc/self/task"):  # threads started so far; later ones inherit it
+        try:
+            os.sched_setaffinity(int(thread_id), {cpu})
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+    return cpu

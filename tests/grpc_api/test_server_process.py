@@ -1,6 +1,7 @@
 """`manage.py grpcserver` as a real process: health, reflection, evaluation, live changes from this
 (other) process, graceful SIGTERM, and --workers sharing one port."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -115,6 +116,32 @@ def test_workers__share_one_port_and_stop_together(sdk_key):
         assert process.wait(20) == 0
         for pid in children:
             assert subprocess.run(["kill", "-0", pid], capture_output=True).returncode != 0  # gone
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_workers__pin_cpus_puts_worker_i_on_cpu_i(sdk_key):
+    create_flag("checkout", states={"production": {"enabled": True, "rules": []}})
+    process, port = start("--workers", "2", "--pin-cpus")
+    try:
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        allowed = sorted(os.sched_getaffinity(0))
+        expected = [{allowed[0]}, {allowed[1 % len(allowed)]}]
+        pinned = []
+        for pid in children:  # every thread of the worker (grpcio's, the watcher's), not just its main thread
+            cpus = {frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")}
+            assert len(cpus) == 1, cpus
+            pinned.append(set(cpus.pop()))
+        assert sorted(pinned, key=min) == sorted(expected, key=min)
+        assert not os.sched_getaffinity(process.pid) < set(allowed)  # the supervisor itself stays free
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = flags_pb2_grpc.FlagServiceStub(channel)
+            assert stub.Evaluate(flags_pb2.EvaluateRequest(flag_id="checkout"), metadata=auth(sdk_key)).evaluation.enabled
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert process.stdout.read().count(", cpu ") == 2
     finally:
         if process.poll() is None:
             process.kill()

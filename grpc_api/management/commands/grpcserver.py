@@ -6,11 +6,17 @@ every core serves: this process supervises them and forwards SIGTERM / SIGINT. E
 its own in-memory snapshot and watcher. SIGTERM: health turns NOT_SERVING, new calls are refused,
 WatchFlags streams end (clients reconnect), in-flight calls finish within --grace seconds.
 
+--pin-cpus (or GRPC_PIN_CPUS=1) pins worker i to CPU i (of those the process may use, round robin):
+more calls per core and a shorter tail when the workers have the cores to themselves
+(grpc_api.transport.pin_to_cpu). Off by default: a pinned worker cannot move away from a core that
+something else on the machine keeps busy.
+
 --metrics-port M serves Prometheus metrics (grpc_api/metrics.py) at http://--metrics-host:M/metrics
 (127.0.0.1 unless told otherwise; FLAGS_METRICS / FLAGS_METRICS_TOKEN apply as for HTTP /metrics).
 Metrics are per process: with --workers N, worker i (0-based) serves them on M + i.
 """
 
+import argparse
 import os
 import signal
 import subprocess
@@ -33,13 +39,16 @@ class Command(BaseCommand):
                             help="threads per process for Evaluate / EvaluateBulk (default 4: one GIL)")
         parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
         parser.add_argument("--reuse-port", action="store_true", help="(set for workers) share the port")
+        parser.add_argument("--pin-cpus", action="store_true", default=os.environ.get("GRPC_PIN_CPUS") == "1",
+                            help="pin worker i to CPU i (round robin over the CPUs this process may use)")
+        parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
         metrics_port = os.environ.get("GRPC_METRICS_PORT")
         parser.add_argument("--metrics-port", type=int, default=int(metrics_port) if metrics_port else None,
                             help="serve Prometheus /metrics on this port (worker i of --workers: port + i)")
         parser.add_argument("--metrics-host", default=os.environ.get("GRPC_METRICS_HOST", "127.0.0.1"))
 
-    def handle(self, *args, host, port, workers, threads, unary_threads, grace, reuse_port, metrics_port, metrics_host,
-               **options):
+    def handle(self, *args, host, port, workers, threads, unary_threads, grace, reuse_port, pin_cpus, worker_index,
+               metrics_port, metrics_host, **options):
         from grpc_api.transport import UNARY_THREADS
 
         unary_threads = UNARY_THREADS if unary_threads is None else unary_threads
@@ -53,10 +62,15 @@ class Command(BaseCommand):
             raise CommandError("--metrics-port (one per worker) must not take the gRPC --port")
         metrics = (metrics_host, metrics_port) if metrics_port is not None else None
         if workers > 1:
-            return self.supervise(host, port, workers, threads, unary_threads, grace, metrics)
-        return self.serve(host, port, threads, unary_threads, grace, reuse_port, metrics)
+            return self.supervise(host, port, workers, threads, unary_threads, grace, pin_cpus, metrics)
+        cpu = None
+        if pin_cpus:
+            from grpc_api.transport import pin_to_cpu
 
-    def serve(self, host, port, threads, unary_threads, grace, reuse_port, metrics=None):
+            cpu = pin_to_cpu(worker_index)  # before the server's threads start: they inherit it
+        return self.serve(host, port, threads, unary_threads, grace, reuse_port, metrics, cpu)
+
+    def serve(self, host, port, threads, unary_threads, grace, reuse_port, metrics=None, cpu=None):
         from django.db import DatabaseError
 
         from grpc_api.server import FlagServer
@@ -79,7 +93,8 @@ class Command(BaseCommand):
         except DatabaseError as exc:
             raise CommandError(f"database not ready ({exc}); run `manage.py migrate`")
         settle_heap()
-        self.stdout.write(f"gRPC flags.v1.FlagService on {host}:{server.port} (pid {os.getpid()})")
+        pinned = "" if cpu is None else f", cpu {cpu}"
+        self.stdout.write(f"gRPC flags.v1.FlagService on {host}:{server.port} (pid {os.getpid()}{pinned})")
         if metrics_server is not None:
             self.stdout.write(f"metrics on http://{metrics[0]}:{metrics_server.server_address[1]}/metrics")
         self.stdout.flush()
@@ -89,18 +104,19 @@ class Command(BaseCommand):
             metrics_server.shutdown()
         self.stdout.write(f"gRPC server {os.getpid()} stopped")
 
-    def supervise(self, host, port, workers, threads, unary_threads, grace, metrics=None):
+    def supervise(self, host, port, workers, threads, unary_threads, grace, pin_cpus, metrics=None):
         from django.conf import settings
 
         argv = [sys.executable, str(settings.BASE_DIR / "manage.py"), "grpcserver", "--host", host, "--port", str(port),
                 "--threads", str(threads), "--unary-threads", str(unary_threads), "--grace", str(grace), "--reuse-port"]
 
         def worker_argv(index):
+            worker = [*argv, "--pin-cpus", "--worker-index", str(index)] if pin_cpus else argv
             if metrics is None:
-                return argv
+                return worker
             metrics_host, metrics_port = metrics
             worker_port = metrics_port + index if metrics_port else 0  # 0: any free port
-            return [*argv, "--metrics-host", metrics_host, "--metrics-port", str(worker_port)]
+            return [*worker, "--metrics-host", metrics_host, "--metrics-port", str(worker_port)]
 
         children = [subprocess.Popen(worker_argv(index)) for index in range(workers)]
         stopping = threading.Event()
