@@ -12,11 +12,14 @@ most of a round trip, latency favours REST; "server CPU us/call" (the server's p
 Python service calls (GrpcFlagClient, grpcio; FeatureFlagClient, httpx): the latency a service
 sees per evaluation. Same body everywhere: one flag, a 6-field context. Rounds are interleaved
 and the median round is shown. --pin-cpus pins each gRPC worker (ours and the floor's) to a CPU,
-as `grpcserver --pin-cpus` does; granian has no such option. The gRPC server runs as deployed: metrics
+as `grpcserver --pin-cpus` does; granian has no such option. --breakdown adds a server whose
+Evaluate only evaluates (no auth, validation, context conversion, counting or metrics): how much
+of the gap to the floor is the evaluation itself. The gRPC server runs as deployed: metrics
 on (--metrics-port), analytics counting, its watcher polling.
 
     .venv/bin/python bench/grpc.py [--duration 5] [--rounds 3] [--workers 1] [--concurrency 1,50]
                                    [--threads 64] [--unary-threads 4] [--channels N] [--pin-cpus]
+                                   [--breakdown] [--no-sdk]
 
 Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 """
@@ -30,6 +33,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,6 +80,33 @@ def floor_server(port, threads, unary_threads, reuse_port, pin_index=None):
     settle_heap()
     signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
     server.wait_for_termination()
+
+
+def evaluate_only_server(port, threads, unary_threads, reuse_port, pin_index=None):
+    """(--breakdown) `grpcserver`'s FlagServer with Evaluate cut down to the evaluation itself: the
+    snapshot's answer for the flag, user and the bench's context (prebuilt, not converted), as the
+    shared per-result response. No auth, validation, context conversion, counting or metrics: the
+    part of Evaluate's cost that is the evaluation, beside the floor's and the full handler's."""
+    _common.django_setup(migrate=False)
+    from flags.snapshot import get_snapshot
+    from grpc_api.server import FlagServer
+    from grpc_api.servicer import FlagService
+    from grpc_api.transport import pin_to_cpu, settle_heap
+
+    if pin_index is not None:
+        pin_to_cpu(pin_index)
+
+    def evaluate_only(self, request, context):
+        return self._response(get_snapshot("production").evaluate(request.flag_id, request.user_id, CONTEXT))
+
+    FlagService.Evaluate = evaluate_only
+    server = FlagServer(f"127.0.0.1:{port}", threads=threads, unary_threads=unary_threads, reuse_port=reuse_port)
+    server.start()
+    settle_heap()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    server.stop(0)
 
 
 def setup_data():
@@ -208,12 +239,18 @@ def main():
     parser.add_argument("--no-sdk", action="store_true", help="skip the one-caller run through the SDK's clients")
     parser.add_argument("--pin-cpus", action="store_true",
                         help="gRPC servers (ours and the floor) pin worker i to CPU i, as grpcserver --pin-cpus")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also serve an Evaluate that only evaluates (no auth, validation, conversion, counting)")
     parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--evaluate-only-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pin-index", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
         return floor_server(args.floor_server, args.threads, args.unary_threads, args.reuse_port, args.pin_index)
+    if args.evaluate_only_server:
+        return evaluate_only_server(args.evaluate_only_server, args.threads, args.unary_threads, args.reuse_port,
+                                    args.pin_index)
     if args.channels is None:
         args.channels = 1 if args.workers == 1 else 2 * args.workers
 
@@ -228,6 +265,12 @@ def main():
     servers = {
         "gRPC floor (no-op)": (floor, [[python, __file__, "--floor-server", str(floor), *pools, *reuse, *pin(index)]
                                        for index in range(args.workers)]),
+    }
+    if args.breakdown:
+        only = _common.free_port()
+        servers["gRPC evaluate only"] = (only, [[python, __file__, "--evaluate-only-server", str(only), *pools, *reuse,
+                                                 *pin(index)] for index in range(args.workers)])
+    servers |= {
         "gRPC Evaluate": (ours, [[python, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(ours), *pools,
                                   "--metrics-port", "0", "--workers", str(args.workers),
                                   *(["--pin-cpus"] if args.pin_cpus else [])]]),
@@ -271,6 +314,8 @@ def main():
             cpu = {name: result["cpu_us"] for name, result in results.items()}
             print(f"{'':<22} {c:>3}  Evaluate = {ours / floor:.0%} of the floor, {ours / rest:.2f}x REST evaluate; "
                   f"server CPU per call {cpu['gRPC Evaluate'] / cpu['REST /api/evaluate']:.2f}x REST's")
+            if args.breakdown:
+                print(f"{'':<22} {c:>3}  evaluate only = {results['gRPC evaluate only']['rps'] / floor:.0%} of the floor")
         if not args.no_sdk:
             sdk = {"SDK GrpcFlagClient": ("gRPC", "gRPC Evaluate"), "SDK REST client": ("REST", "REST /api/evaluate")}
             runs = {name: [] for name in sdk}
