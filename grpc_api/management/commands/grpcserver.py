@@ -67,7 +67,10 @@ class Command(BaseCommand):
         if pin_cpus:
             from grpc_api.transport import pin_to_cpu
 
-            cpu = pin_to_cpu(worker_index)  # before the server's threads start: they inherit it
+            try:
+                cpu = pin_to_cpu(worker_index)  # before the server's threads start: they inherit it
+            except (AttributeError, OSError) as exc:  # no sched_setaffinity / no /proc: not Linux
+                raise CommandError(f"--pin-cpus needs Linux CPU affinity ({exc})")
         return self.serve(host, port, threads, unary_threads, grace, reuse_port, metrics, cpu)
 
     def serve(self, host, port, threads, unary_threads, grace, reuse_port, metrics=None, cpu=None):
