@@ -131,7 +131,12 @@ def test_workers__pin_cpus_puts_worker_i_on_cpu_i(sdk_key):
         expected = [{allowed[0]}, {allowed[1 % len(allowed)]}]
         pinned = []
         for pid in children:  # every thread of the worker (grpcio's, the watcher's), not just its main thread
-            cpus = {frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")}
+            cpus = set()
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    cpus.add(frozenset(os.sched_getaffinity(int(tid))))
+                except ProcessLookupError:  # a thread that ended since the listing
+                    pass
             assert len(cpus) == 1, cpus
             pinned.append(set(cpus.pop()))
         assert sorted(pinned, key=min) == sorted(expected, key=min)
