@@ -5,6 +5,7 @@ same objects on every evaluation, so what a transport makes of a result (REST's 
 EvaluateResponse) can be made once and shared. Shared answers are never mutated.
 """
 
+from feature_flag_client.engine.model import FLAG_NOT_FOUND
 from rest_framework.renderers import JSONRenderer
 
 
@@ -12,8 +13,9 @@ class PerResult:
     """`build(result)`, remembered per result object.
 
     Keyed by id() with an identity check, so a reused id() never answers for another result;
-    results of replaced snapshots are dropped with the rest when the table fills up (results
-    made per call, such as FLAG_NOT_FOUND for an unknown key, just pass through it).
+    results of replaced snapshots are dropped with the rest when the table fills up. FLAG_NOT_FOUND
+    is the one result the engine makes per call (an unknown key): it is built and not kept, or a
+    bulk call listing 1,000 unknown keys would empty the table for every other caller.
     """
 
     def __init__(self, build, size=4096):
@@ -26,6 +28,8 @@ class PerResult:
         if cached is not None and cached[0] is result:
             return cached[1]
         built = self._build(result)
+        if result.reason == FLAG_NOT_FOUND:
+            return built
         if len(self._items) >= self._size:
             self._items = {}
         self._items[id(result)] = (result, built)
