@@ -105,7 +105,8 @@ def evaluate_only_server(port, threads, unary_threads, reuse_port, pin_index=Non
     settle_heap()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(0.2):  # timed: SIGTERM may land on another thread (see grpcserver)
+        pass
     server.stop(0)
 
 

@@ -101,7 +101,11 @@ class Command(BaseCommand):
         if metrics_server is not None:
             self.stdout.write(f"metrics on http://{metrics[0]}:{metrics_server.server_address[1]}/metrics")
         self.stdout.flush()
-        stop.wait()
+        # Timed waits: the kernel may deliver SIGTERM to any thread (grpcio's, the watcher's), and
+        # the main thread's handler then runs only once it next executes Python; an untimed wait
+        # could sleep through the signal and never stop (seen with the workers pinned to CPUs).
+        while not stop.wait(0.2):
+            pass
         server.stop(grace)
         if metrics_server is not None:
             metrics_server.shutdown()
