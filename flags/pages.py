@@ -1,5 +1,10 @@
 """Dashboard pages (server-rendered, staff only): the flags x environments overview with live
-status, flag detail, and the audit log. Every action is a POST form (CSRF) calling a service."""
+status, flag detail, and the audit log. Every action is a POST form (CSRF) calling a service.
+
+Each page and action needs the same model permission as its REST call (flags/apis.py, audit/apis.py):
+reading flags `flags.view_flag`, the audit log `audit.view_auditentry`, toggle / kill / restore
+`flags.change_flag`. Staff status alone only lets a user in; a missing permission is a 403 before
+anything is read or written."""
 
 import json
 from functools import wraps
@@ -8,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,21 +24,30 @@ from analytics import selectors as analytics_selectors
 from audit.actor import Actor
 from audit.models import AuditEntry
 from flags import selectors, services
-from flags.errors import ServiceError
+from flags.errors import Conflict, ServiceError, ValidationFailed
 from flags.models import Flag, FlagState
 from flags.rule_text import describe
 
 AUDIT_PAGE_SIZE = 50
 
 
-def staff_required(view):
-    """Login required; logged-in users who are not staff get a 403."""
+VIEW_FLAGS = ("flags.view_flag",)
+CHANGE_FLAGS = ("flags.change_flag",)  # what REST's toggle, kill-switch and restore require
+
+
+def staff_required(view=None, *, perms=VIEW_FLAGS):
+    """Login required; logged-in users who are not staff, or lack `perms`, get a 403.
+    Bare @staff_required means "may view flags" (the analytics page)."""
+    if view is None:
+        return lambda view: staff_required(view, perms=perms)
 
     @login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not (request.user.is_active and request.user.is_staff):
             raise PermissionDenied("The dashboard is for staff users.")
+        if not request.user.has_perms(perms):
+            raise PermissionDenied(f"This needs the permission {', '.join(perms)}.")
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -116,7 +131,9 @@ def flag_detail(request, key):
     states = list(FlagState.objects.filter(flag=flag).select_related("environment").order_by("environment__sort_order"))
     env_rows = [{"state": s, "status": _status(s), "sentence": describe(s.rules, s.enabled, s.killed)} for s in states]
     series = analytics_selectors.flag_series(flag_key=flag.key, time_range=time_range)
-    entries = AuditEntry.objects.filter(target_type="flag", target_key=flag.key).order_by("-id")[:20]
+    entries = []
+    if request.user.has_perm("audit.view_auditentry"):  # as /api/audit/flag/<key>
+        entries = AuditEntry.objects.filter(target_type="flag", target_key=flag.key).order_by("-id")[:20]
     activity = analytics_selectors.flag_activity(flag.key)
     return render(request, "flags/detail.html", {
         "flag": flag, "env_rows": env_rows, "series": series, "time_range": time_range,
@@ -145,19 +162,45 @@ def _action(request, key, run, success):
     return _next(request, reverse("page-overview"))
 
 
+def set_enabled(*, actor, flag, environment, enabled, seen_version=None):
+    """Turn a flag on or off as a page or admin action that was decided on what the operator saw:
+    a state already `enabled`, or no longer at `seen_version`, is a Conflict and nothing is written
+    (a stale "Turn on" must not flip a flag someone else just turned on). The check runs under
+    the service's own row locks (flag, then state: services' lock order), so no write slips in
+    between the check and the toggle."""
+    if not isinstance(enabled, bool):
+        raise ValidationFailed({"enabled": ["Must be true or false: reload the page."]})
+    if seen_version is not None and not str(seen_version).isdigit():
+        raise ValidationFailed({"version": ["Must be a positive integer: reload the page."]})
+    env = selectors.environment_get(environment)
+    with transaction.atomic():
+        state = services._locked_state(flag, env)
+        now = "on" if state.enabled else "off"
+        if seen_version is not None and int(seen_version) != state.version:
+            raise Conflict(f"it changed since you loaded the page (now {'KILLED, ' if state.killed else ''}{now}, "
+                           f"version {state.version}, you saw {seen_version}): nothing changed, "
+                           "check the current state and try again.")
+        if state.enabled == enabled:
+            raise Conflict(f"it is already {now}: nothing changed.")
+        return services.flag_toggle(actor=actor, flag=flag, environment=env, enabled=enabled)
+
+
 @require_POST
-@staff_required
+@staff_required(perms=CHANGE_FLAGS)
 def flag_toggle(request, key):
-    def run(flag, environment, actor):
-        enabled = {"true": True, "false": False}.get(request.POST.get("enabled", ""))
-        state = services.flag_toggle(actor=actor, flag=flag, environment=environment, enabled=enabled)
-        request._toggled = "on" if state.enabled else "off"
+    """Sets the state the button showed ("Turn on" posts enabled=true) at the version the page saw."""
 
-    return _action(request, key, run, "{flag} toggled in {env}.")
+    def run(flag, environment, actor):
+        enabled = {"true": True, "false": False}.get(request.POST.get("enabled", ""), "")
+        set_enabled(actor=actor, flag=flag, environment=environment, enabled=enabled,
+                    seen_version=request.POST.get("version") or None)
+
+    state = "on" if request.POST.get("enabled") == "true" else "off"
+    return _action(request, key, run, "{flag} turned " + state + " in {env}.")
 
 
 @require_POST
-@staff_required
+@staff_required(perms=CHANGE_FLAGS)
 def flag_kill(request, key):
     def run(flag, environment, actor):
         services.flag_kill(actor=actor, flag=flag, reason=request.POST.get("reason", "").strip(),
@@ -166,17 +209,25 @@ def flag_kill(request, key):
     return _action(request, key, run, "{flag} killed in {env}.")
 
 
+def restore_reason(raw):
+    """The optional reason a restore records (the same limit as REST's and the kill reason)."""
+    reason = (raw or "").strip()
+    if len(reason) > 2000:
+        raise ValidationFailed({"reason": ["At most 2000 characters."]})
+    return reason
+
+
 @require_POST
-@staff_required
+@staff_required(perms=CHANGE_FLAGS)
 def flag_restore(request, key):
     def run(flag, environment, actor):
-        services.flag_restore(actor=actor, flag=flag, reason=request.POST.get("reason", "").strip(),
+        services.flag_restore(actor=actor, flag=flag, reason=restore_reason(request.POST.get("reason")),
                               environments=[environment] if environment else None)
 
     return _action(request, key, run, "{flag} restored in {env}.")
 
 
-@staff_required
+@staff_required(perms=("audit.view_auditentry",))
 def audit_log(request):
     entries = AuditEntry.objects.order_by("-id")
     filters = {name: request.GET.get(name, "").strip()[:200] for name in ("action", "target", "environment", "actor")}

@@ -50,7 +50,8 @@ def test_overview__grid_of_flags_by_environment_with_search_and_tags(staff_clien
 
 def test_toggle__through_the_service_with_audit_and_new_snapshot(staff_client, page_flag):
     page_flag("checkout")
-    response = staff_client.post("/flags/checkout/toggle", {"environment": "staging", "next": "/?q=check"})
+    response = staff_client.post("/flags/checkout/toggle", {"environment": "staging", "enabled": "false",
+                                                             "next": "/?q=check"})
     assert response.status_code == 302 and response["Location"] == "/?q=check"
     assert FlagState.objects.get(flag__key="checkout", environment__key="staging").enabled is False
     entry = AuditEntry.objects.get(action="flag.toggled")
@@ -74,7 +75,8 @@ def test_kill__needs_a_reason__then_kills_one_environment(staff_client, page_fla
 def test_actions__unknown_flag_404_offsite_next_ignored(staff_client, page_flag):
     page_flag("checkout")
     assert staff_client.post("/flags/nope/toggle", {"environment": "production"}).status_code == 404
-    response = staff_client.post("/flags/checkout/toggle", {"environment": "moon", "next": "https://evil.example/"})
+    response = staff_client.post("/flags/checkout/toggle", {"environment": "moon", "enabled": "false",
+                                                             "next": "https://evil.example/"})
     assert response["Location"] == "/"
     assert staff_client.get("/flags/nope").status_code == 404
 
@@ -86,7 +88,7 @@ def test_detail__sentence_stale_badge_series_and_diffs(staff_client, page_flag):
         {"type": "percentage", "operator": "less_than", "value": 30}])
     Flag.objects.filter(pk=flag.pk).update(created_at=timezone.now() - timedelta(days=60))
     analytics_services.flags_mark_stale()
-    staff_client.post("/flags/checkout/toggle", {"environment": "staging"})
+    staff_client.post("/flags/checkout/toggle", {"environment": "staging", "enabled": "false"})
     snapshot = get_snapshot("production")
     for i in range(40):
         counters.record(snapshot.evaluate("checkout", f"u{i}", {"country": "US", "plan": "premium"}), f"u{i}")

@@ -19,6 +19,10 @@
     var cell = row.querySelector('td[data-env="' + CSS.escape(event.environment) + '"]');
     if (!cell) return;
     if (event.action === "deleted" || event.flag.archived) { row.remove(); return; }
+    // The toggle form posts the version it shows and the state its label promises: keep both in
+    // step with what this page displays, or the server refuses the click as stale.
+    var version = cell.querySelector('[data-role="version"]');
+    if (version && event.flag.version !== undefined) version.value = event.flag.version;
     var status = event.flag.killed ? "killed" : (event.flag.enabled ? "on" : "off");
     if (cell.dataset.status === status) return;
     cell.dataset.status = status;
@@ -30,7 +34,12 @@
       toggle.disabled = !!event.flag.killed;
       toggle.textContent = event.flag.enabled ? "Turn off" : "Turn on";
       toggle.setAttribute("aria-label", "Turn " + event.flag.key + (event.flag.enabled ? " off" : " on") + " in " + event.environment);
+      cell.querySelector('[data-role="toggle-enabled"]').value = event.flag.enabled ? "false" : "true";
     }
+    var restore = cell.querySelector('[data-role="restore-form"]');
+    if (restore) restore.hidden = !event.flag.killed;
+    var kill = cell.querySelector('[data-role="kill"]');
+    if (kill) kill.hidden = !!event.flag.killed;
     cell.classList.remove("flash"); void cell.offsetWidth; cell.classList.add("flash");
   }
 
