@@ -5,14 +5,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
 from django.db.models import Exists, OuterRef
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from audit.actor import Actor
 from flags import services
-from flags.errors import ServiceError
+from flags.errors import Conflict, ServiceError
 from flags.models import ApiKey, Environment, Flag, FlagState
+from flags.pages import restore_reason, set_enabled
 from flags.selectors import audit_list
 
 
@@ -35,17 +37,47 @@ def environment_choices():
 
 class FlagActionForm(ActionForm):
     environment = forms.ChoiceField(choices=environment_choices, required=False,
-                                    help_text="Toggle needs one environment; kill and restore default to all.")
+                                    help_text="Turn on / off needs one environment; kill and restore default to all.")
+
+
+def state_versions(flag, *, lock=False):
+    """"production:4,staging:2,...": every state's version. Any change to the flag (its fields bump
+    every state) or to one of its states moves it, so it is the change form's optimistic lock.
+    lock=True locks the flag row, then its states (the services' lock order) until commit."""
+    if lock:
+        Flag.objects.select_for_update().filter(pk=flag.pk).first()
+    states = FlagState.objects.filter(flag_id=flag.pk)
+    if lock:
+        states = states.select_for_update(of=("self",))
+    rows = sorted(states.values_list("environment__key", "version"))
+    return ",".join(f"{env}:{version}" for env, version in rows)
+
+
+def stale_form_message(seen, now):
+    return (f"Not saved: this flag was changed by someone else after you opened this form (versions {seen or '?'} "
+            f"-> {now}). Reload the page to see the current values, then redo your edit.")
 
 
 class FlagForm(forms.ModelForm):
+    # The versions this form was loaded at; saving is refused once they moved (REST, dashboard, admin).
+    seen_versions = forms.CharField(widget=forms.HiddenInput, required=False)
+
     class Meta:
         model = Flag
         fields = ["key", "name", "description", "tags", "kind", "variants", "salt", "stickiness"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["seen_versions"].initial = state_versions(self.instance)
+
     def clean(self):
         data = super().clean()
         flag = self.instance if self.instance.pk else None
+        if flag is not None:
+            now = state_versions(flag)
+            if data.get("seen_versions") != now:
+                raise forms.ValidationError(stale_form_message(data.get("seen_versions"), now), code="stale")
         payload = {k: data[k] for k in services.FLAG_FIELDS if k in data}
         payload["tags"] = payload.get("tags") or []
         payload["variants"] = payload.get("variants") or []
@@ -133,7 +165,7 @@ class FlagAdmin(admin.ModelAdmin):
     form = FlagForm
     inlines = [FlagStateInline]
     action_form = FlagActionForm
-    actions = ["toggle", "kill", "restore", "archive"]
+    actions = ["turn_on", "turn_off", "kill", "restore", "archive"]
     list_display = ["key", "name", "kind", "tag_list", "status", "archived", "updated_at"]
     list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
     search_fields = ["key", "name", "description"]
@@ -147,7 +179,7 @@ class FlagAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["key", "name", "description", "tags", "kind", "variants", "salt", "stickiness"]
-        return fields + (["created_at", "updated_at", "audit_history"] if obj is not None else [])
+        return fields + (["seen_versions", "created_at", "updated_at", "audit_history"] if obj is not None else [])
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("states__environment")
@@ -186,12 +218,24 @@ class FlagAdmin(admin.ModelAdmin):
 
     # -- writes: all through services ------------------------------------------------------------
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as exc:  # raised inside the admin's transaction: everything rolled back
+            report(request, self, exc)
+            return HttpResponseRedirect(request.get_full_path())
+
     def save_model(self, request, obj, form, change):
         actor = Actor.from_request(request)
         data = {k: form.cleaned_data[k] for k in services.FLAG_FIELDS if k in form.cleaned_data}
         data["tags"] = data.get("tags") or []
         data["variants"] = data.get("variants") or []
         if change:
+            # clean() compared the versions without a lock; compare again holding the rows until
+            # the admin's transaction commits (flag fields and states), so no change slips between.
+            now = state_versions(obj, lock=True)
+            if form.cleaned_data.get("seen_versions") != now:
+                raise Conflict(stale_form_message(form.cleaned_data.get("seen_versions"), now))
             services.flag_update(actor=actor, flag=obj, environment=None, data=data)
         else:
             flag = services.flag_create(actor=actor, key=form.cleaned_data["key"], **data)
@@ -228,19 +272,49 @@ class FlagAdmin(admin.ModelAdmin):
         env = request.POST.get("environment") or None
         return [env] if env else None
 
-    @admin.action(description="Toggle in the chosen environment", permissions=["change"])
-    def toggle(self, request, queryset):
+    # "Turn on" / "Turn off", not "Toggle": the changelist may be stale, and a flip decided on a
+    # stale page undoes someone else's change. Setting the state says what the operator wants; a
+    # flag already in that state is reported and left alone (nothing written, no audit entry).
+    @admin.action(description="Turn on in the chosen environment", permissions=["change"])
+    def turn_on(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Turn off in the chosen environment", permissions=["change"])
+    def turn_off(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled):
         envs = self._environments(request)
         if not envs:
-            self.message_user(request, "Choose one environment to toggle in.", level=messages.ERROR)
+            self.message_user(request, f"Choose one environment to turn {'on' if enabled else 'off'} in.",
+                              level=messages.ERROR)
             return
         actor = Actor.from_request(request)
         for flag in queryset:
             try:
-                state = services.flag_toggle(actor=actor, flag=flag, environment=envs[0])
-                self.message_user(request, f"{flag.key} is now {'on' if state.enabled else 'off'} in {envs[0]}.")
+                set_enabled(actor=actor, flag=flag, environment=envs[0], enabled=enabled)
+                self.message_user(request, f"{flag.key} is now {'on' if enabled else 'off'} in {envs[0]}.")
+            except Conflict as exc:
+                self.message_user(request, f"{flag.key} in {envs[0]}: {exc}", level=messages.WARNING)
             except ServiceError as exc:
                 report(request, self, exc)
+
+    def _confirm(self, request, queryset, *, action, title, verb, reason_required, missing_reason=False):
+        """The intermediate page asking for the reason recorded in the audit log."""
+        envs = self._environments(request)
+        return TemplateResponse(request, "admin/flags/reason_confirm.html", {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "flags": queryset,
+            "action": action,
+            "verb": verb,
+            "reason_required": reason_required,
+            "environment": (envs or [""])[0],
+            "environment_label": ", ".join(envs or ["all environments"]),
+            "missing_reason": missing_reason,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        })
 
     @admin.action(description="Kill switch (asks for a reason)", permissions=["change"])
     def kill(self, request, queryset):
@@ -256,29 +330,29 @@ class FlagAdmin(admin.ModelAdmin):
                 except ServiceError as exc:
                     report(request, self, exc)
             return None
-        return TemplateResponse(request, "admin/flags/kill_confirm.html", {
-            **self.admin_site.each_context(request),
-            "title": "Kill switch: why?",
-            "opts": self.model._meta,
-            "flags": queryset,
-            "environment": (envs or [""])[0],
-            "environment_label": ", ".join(envs or ["all environments"]),
-            "missing_reason": request.POST.get("confirm") == "yes" and not reason,
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        })
+        return self._confirm(request, queryset, action="kill", title="Kill switch: why?", verb="Kill",
+                             reason_required=True, missing_reason=request.POST.get("confirm") == "yes")
 
-    @admin.action(description="Restore (undo kill switch)", permissions=["change"])
+    @admin.action(description="Restore (undo kill switch; asks for a reason)", permissions=["change"])
     def restore(self, request, queryset):
+        if request.POST.get("confirm") != "yes":
+            return self._confirm(request, queryset, action="restore", title="Restore: why?", verb="Restore",
+                                 reason_required=False)
         actor = Actor.from_request(request)
         envs = self._environments(request)
+        try:
+            reason = restore_reason(request.POST.get("reason"))
+        except ServiceError as exc:
+            return report(request, self, exc)
         for flag in queryset:
             try:
-                restored = services.flag_restore(actor=actor, flag=flag, environments=envs)
+                restored = services.flag_restore(actor=actor, flag=flag, environments=envs, reason=reason)
                 self.message_user(request, f"{flag.key}: restored in {len(restored)} environment(s).")
             except ServiceError as exc:
                 report(request, self, exc)
+        return None
 
-    @admin.action(description="Archive", permissions=["change"])
+    @admin.action(description="Archive", permissions=["delete"])  # REST archives with DELETE: delete_flag
     def archive(self, request, queryset):
         actor = Actor.from_request(request)
         for flag in queryset:
@@ -335,10 +409,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if obj is not None:
             return form_class
 
+        actor = Actor.from_request(request)
+
         class CheckedForm(form_class):
             def clean(self):
                 data = super().clean()
                 fields = {}
+                if data.get("kind") == "management" and data.get("user"):
+                    fields.update(services.check_api_key_user(actor, data["user"]))  # the service's rule
                 if data.get("kind") == "sdk" and not data.get("environment"):
                     fields["environment"] = ["SDK keys belong to one environment."]
                 if data.get("kind") == "sdk" and data.get("user"):
@@ -365,6 +443,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke", permissions=["change"])
     def revoke(self, request, queryset):
         actor = Actor.from_request(request)
+        revoked = 0
         for api_key in queryset:
-            services.api_key_revoke(actor=actor, api_key=api_key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+            try:
+                services.api_key_revoke(actor=actor, api_key=api_key)
+                revoked += 1
+            except ServiceError as exc:
+                report(request, self, exc)
+        self.message_user(request, f"Revoked {revoked} key(s).")

@@ -435,9 +435,38 @@ def _api_key_data(api_key):
     }
 
 
+def _is_operator(actor):
+    """The system / an operator's command (manage.py): no user, no API key behind the call."""
+    return getattr(actor.user, "pk", None) is None and actor.api_key is None
+
+
+def check_api_key_user(actor, user):
+    """Field errors when `actor` may not mint a management token acting as `user`: a token acts
+    with its user's permissions, so only a superuser (or the operator's command line) may mint one
+    for someone else; everyone else only for themselves."""
+    if user is None or _is_operator(actor):
+        return {}
+    me = actor.user
+    if me is not None and me.is_active and (me.is_superuser or me.pk == user.pk):
+        return {}
+    return {"user": ["You may create a management token only for yourself (a superuser may for anyone)."]}
+
+
+def check_api_key_revoke(actor, api_key):
+    """Error message when `actor` may not revoke `api_key`: another user's management token is
+    theirs to revoke (or a superuser's / the operator's); SDK keys belong to the project."""
+    if api_key.kind != ApiKey.Kind.MANAGEMENT or _is_operator(actor):
+        return None
+    me = actor.user
+    if me is not None and me.is_active and (me.is_superuser or me.pk == api_key.user_id):
+        return None
+    return (f"Key {api_key.prefix}... is another user's management token: only they or a superuser may revoke it.")
+
+
 def api_key_create(*, actor, name, kind, environment=None, user=None):
     """A new key; returns (ApiKey, raw_key). Only the sha256 of the key is stored: show it once.
-    SDK keys: "sdk_<env>_<token>" (need `environment`); management tokens: "mgmt_<token>" (need `user`)."""
+    SDK keys: "sdk_<env>_<token>" (need `environment`); management tokens: "mgmt_<token>" (need `user`,
+    and check_api_key_user: a non-superuser only for themselves)."""
     fields = {}
     check_text(fields, "name", name, required=True, max_length=200)
     env = None
@@ -456,6 +485,8 @@ def api_key_create(*, actor, name, kind, environment=None, user=None):
             add(fields, "user", "Management tokens act as a user.")
         if environment is not None:
             add(fields, "environment", "Management tokens are not tied to an environment.")
+        if not fields:
+            fields.update(check_api_key_user(actor, user))
     else:
         add(fields, "kind", f"Must be one of: {', '.join(ApiKey.Kind.values)}.")
     if fields:
@@ -472,10 +503,14 @@ def api_key_create(*, actor, name, kind, environment=None, user=None):
 
 
 def api_key_revoke(*, actor, api_key):
-    """Revoke a key (kept for the record). Other processes stop accepting it within their key-cache TTL."""
+    """Revoke a key (kept for the record). Other processes stop accepting it within their key-cache TTL.
+    Another user's management token: ValidationFailed unless a superuser (check_api_key_revoke)."""
     with transaction.atomic():
         api_key = (ApiKey.objects.select_for_update(of=("self",))
                    .select_related("environment", "user").get(pk=api_key.pk))
+        refused = check_api_key_revoke(actor, api_key)
+        if refused:
+            raise ValidationFailed(message=refused)
         if api_key.revoked_at is not None:
             return api_key
         before = _api_key_data(api_key)

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEntry
+from flags.admin import state_versions
 from flags.models import ApiKey, Flag, FlagState
 from segments.models import Segment
 
@@ -20,7 +21,7 @@ def change_form_data(flag, **state_overrides):
     """The change form as the browser posts it; state_overrides: {env key: {"enabled", "rules"}}."""
     data = {
         "name": flag.name, "description": flag.description, "tags": json.dumps(flag.tags), "kind": flag.kind,
-        "variants": json.dumps(flag.variants),
+        "variants": json.dumps(flag.variants), "seen_versions": state_versions(flag),
     }
     states = list(FlagState.objects.filter(flag=flag).select_related("environment").order_by("environment__sort_order"))
     data.update({"states-TOTAL_FORMS": len(states), "states-INITIAL_FORMS": len(states),
@@ -126,10 +127,10 @@ def test_admin_kill_action__blank_reason__asks_again(admin_client, flag):
     assert not AuditEntry.objects.filter(action="flag.killed").exists()
 
 
-def test_admin_restore_and_toggle_actions__audited(admin_client, flag):
+def test_admin_restore_and_turn_off_actions__audited(admin_client, flag):
     action(admin_client, flag, "kill", confirm="yes", reason="r")
-    action(admin_client, flag, "restore")
-    action(admin_client, flag, "toggle", environment="staging")
+    action(admin_client, flag, "restore", confirm="yes")
+    action(admin_client, flag, "turn_off", environment="staging")
     assert not FlagState.objects.filter(flag=flag, killed=True).exists()
     assert FlagState.objects.get(flag=flag, environment__key="staging").enabled is False
     assert AuditEntry.objects.filter(action="flag.restored").count() == 3
@@ -137,7 +138,7 @@ def test_admin_restore_and_toggle_actions__audited(admin_client, flag):
 
 
 def test_admin_change_page__shows_audit_history(admin_client, flag):
-    action(admin_client, flag, "toggle", environment="staging")
+    action(admin_client, flag, "turn_off", environment="staging")
     page = admin_client.get(change_url(flag)).content.decode()
     assert "flag.created" in page and "flag.toggled" in page
 
@@ -198,3 +199,203 @@ def test_admin_segment_add__through_service(admin_client):
     assert response.status_code == 302
     assert Segment.objects.get(key="premium").conditions == {"plan": "premium"}
     assert AuditEntry.objects.filter(action="segment.created").count() == 1
+
+
+# -- stale writes: the admin sets states and refuses a form loaded before another change ---------
+
+def test_admin_turn_on__already_on__reported_and_nothing_written(admin_client, flag, world):
+    before = world.snapshot()
+    response = action(admin_client, flag, "turn_on", environment="production")
+    assert response.status_code == 302
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "already on: nothing changed" in page
+    assert world.snapshot() == before
+
+
+def test_admin_turn_off__needs_an_environment(admin_client, flag, world):
+    before = world.snapshot()
+    action(admin_client, flag, "turn_off")
+    assert world.snapshot() == before
+
+
+def test_admin_change_form_loaded_before_a_rest_change__refused_with_a_message(admin_client, flag, actor, world):
+    """The finding: saving a form loaded before a REST change silently overwrote that change."""
+    from flags import services
+
+    stale = change_form_data(flag)  # what the operator's browser holds
+    services.flag_update(actor=actor, flag=flag, environment="production",
+                         data={"rules": [{"type": "geo", "operator": "in", "value": ["FR"]}]})
+    before = world.snapshot()
+    stale["name"] = "Renamed on a stale form"
+    stale["states-0-rules"] = "[]"
+
+    response = admin_client.post(change_url(flag), stale)
+
+    assert response.status_code == 200
+    assert "changed by someone else after you opened this form" in response.content.decode()
+    assert world.snapshot() == before
+    assert Flag.objects.get(pk=flag.pk).name == flag.name
+    assert FlagState.objects.get(flag=flag, environment__key="production").rules[0]["value"] == ["FR"]
+
+
+def test_admin_change_form_without_versions__refused(admin_client, flag, world):
+    before = world.snapshot()
+    data = change_form_data(flag)
+    del data["seen_versions"]
+    data["name"] = "x"
+    assert admin_client.post(change_url(flag), data).status_code == 200
+    assert world.snapshot() == before
+
+
+def test_admin_change_form__carries_the_versions_it_was_loaded_at(admin_client, flag):
+    page = admin_client.get(change_url(flag)).content.decode()
+    assert f'name="seen_versions" value="{state_versions(flag)}"' in page
+
+
+def test_admin_restore_action__asks_for_and_records_a_reason(admin_client, flag):
+    action(admin_client, flag, "kill", environment="production", confirm="yes", reason="outage")
+    response = action(admin_client, flag, "restore", environment="production")
+    assert response.status_code == 200 and 'name="reason"' in response.content.decode()
+    assert FlagState.objects.get(flag=flag, environment__key="production").killed is True
+
+    action(admin_client, flag, "restore", environment="production", confirm="yes", reason="fixed upstream")
+
+    assert FlagState.objects.get(flag=flag, environment__key="production").killed is False
+    assert AuditEntry.objects.get(action="flag.restored").reason == "fixed upstream"
+
+
+# -- who may change what in the admin --------------------------------------------------------------
+
+def staff_with(django_user_model, username, *perms):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username, password="pw", is_staff=True)
+    for perm in perms:
+        app, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
+    return user
+
+
+def test_admin_archive_action__needs_delete_flag_as_rest_does(client, django_user_model, flag, world):
+    client.force_login(staff_with(django_user_model, "changer", "flags.view_flag", "flags.change_flag"))
+    before = world.snapshot()
+    response = action(client, flag, "archive")
+    assert response.status_code in (200, 302)
+    assert world.snapshot() == before and Flag.objects.get(pk=flag.pk).archived is False
+
+
+def test_admin_management_token_for_another_user__field_error_and_nothing_written(client, django_user_model, world):
+    """The finding: a staff user with only add_apikey minted a token acting as a superuser."""
+    root = django_user_model.objects.create_superuser("root", None, "pw")
+    minter = staff_with(django_user_model, "minter", "flags.add_apikey")
+    client.force_login(minter)
+    keys, entries = ApiKey.objects.count(), AuditEntry.objects.count()
+
+    response = client.post(reverse("admin:flags_apikey_add"),
+                           {"name": "escalate", "kind": "management", "environment": "", "user": root.pk})
+
+    assert response.status_code == 200
+    assert "only for yourself" in response.content.decode()
+    assert (ApiKey.objects.count(), AuditEntry.objects.count()) == (keys, entries)
+
+    response = client.post(reverse("admin:flags_apikey_add"),
+                           {"name": "mine", "kind": "management", "environment": "", "user": minter.pk})
+    assert response.status_code == 302
+    assert ApiKey.objects.get(name="mine").user == minter
+    assert AuditEntry.objects.filter(action="apikey.created", actor="minter").count() == 1
+
+
+def test_admin_superuser__may_mint_a_token_for_another_user(admin_client, user):
+    response = admin_client.post(reverse("admin:flags_apikey_add"),
+                                 {"name": "for-alice", "kind": "management", "environment": "", "user": user.pk})
+    assert response.status_code == 302 and ApiKey.objects.get(name="for-alice").user == user
+
+
+def test_admin_revoke_another_users_token__refused_own_allowed(client, django_user_model):
+    from audit.actor import Actor
+    from flags import services
+
+    root = django_user_model.objects.create_superuser("root", None, "pw")
+    staff = staff_with(django_user_model, "keeper", "flags.view_apikey", "flags.change_apikey")
+    roots, _ = services.api_key_create(actor=Actor.system(), name="root-ci", kind="management", user=root)
+    mine, _ = services.api_key_create(actor=Actor.system(), name="mine", kind="management", user=staff)
+    client.force_login(staff)
+
+    response = client.post(reverse("admin:flags_apikey_changelist"),
+                           {"action": "revoke", "_selected_action": [roots.pk, mine.pk]}, follow=True)
+
+    assert "only they or a superuser may revoke it" in response.content.decode()
+    assert ApiKey.objects.get(pk=roots.pk).revoked_at is None
+    assert ApiKey.objects.get(pk=mine.pk).revoked_at is not None
+    assert not AuditEntry.objects.filter(action="apikey.revoked", target_key=roots.prefix).exists()
+
+
+# -- privilege changes of users and groups: audited, and for superusers only ---------------------
+
+def user_change_data(user, **overrides):
+    data = {"username": user.username, "first_name": "", "last_name": "", "email": "",
+            "is_active": "on", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+            "initial-date_joined_0": "2026-01-01", "initial-date_joined_1": "00:00:00"}
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_admin_make_superuser__audited_in_the_same_transaction(admin_client, django_user_model):
+    bob = django_user_model.objects.create_user("bob")
+    response = admin_client.post(reverse("admin:auth_user_change", args=[bob.pk]),
+                                 user_change_data(bob, is_staff="on", is_superuser="on"))
+
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action="user.privileges_changed", target_key="bob")
+    assert (entry.actor, entry.target_type) == ("admin", "user")
+    assert entry.before == {"is_staff": False, "is_superuser": False}
+    assert entry.after == {"is_staff": True, "is_superuser": True}
+
+
+def test_admin_grant_permission_and_group__audited(admin_client, django_user_model):
+    from django.contrib.auth.models import Group, Permission
+
+    bob = django_user_model.objects.create_user("bob")
+    kill = Permission.objects.get(content_type__app_label="flags", codename="change_flag")
+    group = Group.objects.create(name="operators")
+    response = admin_client.post(reverse("admin:auth_user_change", args=[bob.pk]),
+                                 user_change_data(bob, user_permissions=[kill.pk], groups=[group.pk]))
+    assert response.status_code == 302
+    perms = AuditEntry.objects.get(action="user.permissions_changed", target_key="bob")
+    assert (perms.before, perms.after) == ({"user_permissions": []}, {"user_permissions": ["flags.change_flag"]})
+    groups = AuditEntry.objects.get(action="user.groups_changed", target_key="bob")
+    assert groups.after == {"groups": ["operators"]} and groups.actor == "admin"
+
+    response = admin_client.post(reverse("admin:auth_group_change", args=[group.pk]),
+                                 {"name": "operators", "permissions": [kill.pk]})
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action="group.permissions_changed", target_key="operators")
+    assert entry.after == {"permissions": ["flags.change_flag"]} and entry.actor == "admin"
+
+
+def test_admin_deactivate__audited(admin_client, django_user_model):
+    bob = django_user_model.objects.create_user("bob", is_staff=True)
+    admin_client.post(reverse("admin:auth_user_change", args=[bob.pk]), user_change_data(bob, is_active=None,
+                                                                                          is_staff="on"))
+    entry = AuditEntry.objects.get(action="user.privileges_changed", target_key="bob")
+    assert (entry.before, entry.after) == ({"is_active": True}, {"is_active": False})
+
+
+def test_non_superuser_with_change_user__cannot_grant_privileges_or_touch_a_superuser(client, django_user_model):
+    root = django_user_model.objects.create_superuser("root", None, "pw")
+    helper = staff_with(django_user_model, "helpdesk", "auth.view_user", "auth.change_user")
+    client.force_login(helper)
+    entries = AuditEntry.objects.count()
+
+    response = client.post(reverse("admin:auth_user_change", args=[helper.pk]),
+                           user_change_data(helper, is_staff="on", is_superuser="on"))
+
+    assert response.status_code == 302  # saved the editable fields; the privilege fields are read-only
+    helper.refresh_from_db()
+    assert helper.is_superuser is False and AuditEntry.objects.count() == entries
+    response = client.post(reverse("admin:auth_user_change", args=[root.pk]), user_change_data(root, is_active=None))
+    assert response.status_code == 403  # view_user still shows it, read-only
+    assert client.post(reverse("admin:auth_user_password_change", args=[root.pk]),
+                       {"password1": "x-Takeover-123", "password2": "x-Takeover-123"}).status_code == 403
+    root.refresh_from_db()
+    assert root.check_password("pw") and root.is_active

@@ -7,6 +7,9 @@ from flags.errors import ServiceError
 
 
 class Command(BaseCommand):
+    """An operator's command: it acts as the system, so it may mint a management token for any user
+    (services.check_api_key_user); in the admin a non-superuser may mint one only for themselves."""
+
     help = "Create an API key and print it (only its hash is stored: this is the one time it is shown)."
 
     def add_arguments(self, parser):
