@@ -114,6 +114,13 @@ class FlagStateInline(admin.StackedInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    # A state is part of its flag: the flag's permissions govern it (as in REST), not flagstate's.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("flags.view_flag") or request.user.has_perm("flags.change_flag")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("flags.change_flag")
+
 
 class EnvironmentFilter(admin.SimpleListFilter):
     title = "environment (for status)"

@@ -1,0 +1,454 @@
+"""Who may change what: every write path x every kind of caller, with the expected answer, and
+nothing written on a refusal.
+
+Write paths: every REST/OFREP route method that takes a body (from the URL conf), every dashboard
+page route (actions by POST; read-only pages must write nothing when POSTed to), and every admin
+view and action of every registered ModelAdmin. The discovery tests at the bottom fail when a route,
+page or admin action is missing from the tables below: a new endpoint joins the matrix.
+
+Callers: anonymous; a non-staff user holding every permission (REST is for any user with the model
+permission; pages and the admin are for staff); a staff user holding every permission except the
+row's (the management API's users log in by session, or by their token on the key-only evaluation
+paths where no session is read); a staff user with just the row's permission (plus `context`, e.g. view to reach a changelist);
+a production SDK key; the management token of the user without the permission. Each call runs in a
+savepoint rolled back afterwards, so the rows of one table are independent.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import pytest
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
+from django.db import transaction
+from django.test import Client as PageClient
+from django.test import RequestFactory
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls.resolvers import RegexPattern
+
+from audit.models import AuditEntry
+from flags import snapshot
+from flags.models import ApiKey, Environment, Flag, FlagState
+from flagsite.api.authentication import forget_api_key
+from segments.models import Segment
+from tests.api.conftest import SYSTEM, Client, create_flag, create_segment, make_key
+from tests.conftest import World
+from tests.flags.test_admin import change_form_data, user_change_data
+
+pytestmark = pytest.mark.django_db
+
+WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without")
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+APPS = ("flags", "segments", "audit", "analytics", "auth")
+LOGIN = "login"  # a 302 to the admin login page
+
+
+def rest_write(ok):
+    """REST: any user with the permission (session or token); SDK keys never."""
+    return {"anonymous": 401, "member": ok, "staff_without": 403, "staff_with": ok, "sdk": 403, "token_without": 403}
+
+
+def rest_evaluate(ok):
+    """Evaluation-like calls: SDK keys too; they write nothing to the database."""
+    return {"anonymous": 401, "member": ok, "staff_without": 403, "staff_with": ok, "sdk": ok, "token_without": 403}
+
+
+PAGE = {"anonymous": LOGIN, "member": 403, "staff_without": 403, "staff_with": 302, "sdk": LOGIN,
+        "token_without": LOGIN}
+ADMIN_FORM = {**PAGE, "member": LOGIN}
+# The action is not offered to staff_without: back to the list ("No action selected.", or the plain
+# list when no action at all is offered to them), nothing done.
+ADMIN_ACTION = {**ADMIN_FORM, "staff_without": (200, 302)}
+ADMIN_NEVER = {**ADMIN_FORM, "staff_with": 403}  # read-only models: nobody, whatever they hold
+
+
+@dataclass
+class Row:
+    key: tuple  # what discovery matches: ("rest", template, method) / ("page", template) / ("admin", model, op)
+    request: callable  # objects -> (method, path, data)
+    expect: dict  # WHO -> status
+    perms: tuple = ()  # the permission under test: staff_with holds it, staff_without everything else
+    context: tuple = ()  # also given to staff_with (e.g. view_flag to reach a changelist)
+    writes: bool = True  # an allowed call must change something (False: evaluations, read-only forms)
+    note: str = ""
+
+    @property
+    def id(self):
+        return " ".join(str(part) for part in self.key) + (f" [{self.note}]" if self.note else "")
+
+
+def rest(template, method, path, body, expect, perms, writes=True, note=""):
+    return Row(("rest", template, method), lambda o: (method, path, body), expect, tuple(perms), (), writes, note)
+
+
+def page(template, path, data):
+    return Row(("page", template), lambda o: ("POST", path, data), PAGE, ("flags.change_flag",))
+
+
+def admin_view(model, op, url, data, expect=ADMIN_FORM, perms=(), context=(), writes=True, note=""):
+    """url: objects -> path; data: objects -> form data."""
+    return Row(("admin", model, op), lambda o: ("POST", url(o), data(o)), expect, tuple(perms), tuple(context),
+               writes, note)
+
+
+def admin_action(model, action, pks, perms, context=(), extra=None, note=""):
+    changelist = reverse(f"admin:{model.replace('.', '_')}_changelist")
+    return Row(("admin", model, action),
+               lambda o: ("POST", changelist, {"action": action, "_selected_action": pks(o), **(extra or {})}),
+               ADMIN_ACTION, tuple(perms), tuple(context), True, note)
+
+
+def url(name, *attrs):
+    return lambda o: reverse(f"admin:{name}", args=[getattr(o, attr).pk for attr in attrs])
+
+
+VIEW_FLAG, CHANGE_FLAG = "flags.view_flag", "flags.change_flag"
+REPORT = {"evaluations": [{"flagId": "m", "variant": None, "enabled": True, "count": 3}]}
+
+REST = [
+    rest("/api/flags", "POST", "/api/flags", {"key": "made", "name": "Made"}, rest_write(201), ["flags.add_flag"]),
+    rest("/api/flags/<str:key>", "PUT", "/api/flags/m", {"name": "M2", "enabled": False}, rest_write(200),
+         [CHANGE_FLAG]),
+    rest("/api/flags/<str:key>", "PATCH", "/api/flags/m", {"description": "d"}, rest_write(200), [CHANGE_FLAG]),
+    rest("/api/flags/<str:key>", "DELETE", "/api/flags/m", None, rest_write(204), ["flags.delete_flag"],
+         note="archive"),
+    rest("/api/flags/<str:key>", "DELETE", "/api/flags/m?hard=true", None, rest_write(204), ["flags.delete_flag"],
+         note="hard delete"),
+    rest("/api/flags/<str:key>/toggle", "PATCH", "/api/flags/m/toggle", {"enabled": False}, rest_write(200),
+         [CHANGE_FLAG]),
+    rest("/api/flags/<str:key>/kill-switch", "POST", "/api/flags/m/kill-switch", {"reason": "r"}, rest_write(200),
+         [CHANGE_FLAG]),
+    rest("/api/flags/<str:key>/restore", "POST", "/api/flags/m/restore", {"reason": "r"}, rest_write(200),
+         [CHANGE_FLAG]),
+    rest("/api/flags/<str:key>/unarchive", "POST", "/api/flags/gone/unarchive", None, rest_write(200),
+         [CHANGE_FLAG]),
+    rest("/api/segments", "POST", "/api/segments", {"key": "new-seg", "name": "n", "conditions": {"plan": "x"}},
+         rest_write(201), ["segments.add_segment"]),
+    rest("/api/segments/<str:key>", "PUT", "/api/segments/seg", {"name": "u", "conditions": {"plan": "y"}},
+         rest_write(200), ["segments.change_segment"]),
+    rest("/api/segments/<str:key>", "PATCH", "/api/segments/seg", {"description": "d"}, rest_write(200),
+         ["segments.change_segment"]),
+    rest("/api/segments/<str:key>", "DELETE", "/api/segments/seg", None, rest_write(204),
+         ["segments.delete_segment"]),
+    rest("/api/evaluate", "POST", "/api/evaluate", {"flagId": "m", "userId": "u"}, rest_evaluate(200), [VIEW_FLAG],
+         writes=False),
+    rest("/api/evaluate/bulk", "POST", "/api/evaluate/bulk", {"userId": "u"}, rest_evaluate(200), [VIEW_FLAG],
+         writes=False),
+    rest("/api/sdk/metrics", "POST", "/api/sdk/metrics", REPORT, rest_evaluate(202), [VIEW_FLAG], writes=False),
+    rest("/ofrep/v1/evaluate/flags", "POST", "/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u"}},
+         rest_evaluate(200), [VIEW_FLAG], writes=False),
+    rest("/ofrep/v1/evaluate/flags/<path:key>", "POST", "/ofrep/v1/evaluate/flags/m",
+         {"context": {"targetingKey": "u"}}, rest_evaluate(200), [VIEW_FLAG], writes=False),
+]
+
+PAGES = [
+    page("/flags/<str:key>/toggle", "/flags/m/toggle", {"environment": "production", "enabled": "false",
+                                                         "version": "1"}),
+    page("/flags/<str:key>/kill", "/flags/m/kill", {"environment": "production", "reason": "r"}),
+    page("/flags/<str:key>/restore", "/flags/m/restore", {"environment": "staging", "reason": "r"}),
+]
+# Pages that only read: a POST (by a superuser) must write nothing.
+READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
+              "/metrics": "/metrics"}
+
+
+def flag_add(o):
+    return {"key": "made", "name": "Made", "description": "", "tags": "[]", "kind": "boolean", "variants": "[]",
+            "salt": "", "stickiness": ""}
+
+
+def flag_change(o):
+    return {**change_form_data(o.flag), "name": "Renamed"}
+
+
+def sure(o):
+    return {"post": "yes"}
+
+
+NEW_PASSWORD = {"password1": "Xy-12345-abcdef", "password2": "Xy-12345-abcdef", "usable_password": "true"}
+ADMIN = [
+    admin_view("flags.flag", "add", url("flags_flag_add"), flag_add, perms=["flags.add_flag"]),
+    admin_view("flags.flag", "change", url("flags_flag_change", "flag"), flag_change, perms=[CHANGE_FLAG]),
+    admin_view("flags.flag", "delete", url("flags_flag_delete", "flag"), sure, perms=["flags.delete_flag"]),
+    admin_action("flags.flag", "delete_selected", lambda o: [o.flag.pk], ["flags.delete_flag"], [VIEW_FLAG],
+                 {"post": "yes"}),
+    admin_action("flags.flag", "turn_on", lambda o: [o.off.pk], [CHANGE_FLAG], extra={"environment": "production"}),
+    admin_action("flags.flag", "turn_off", lambda o: [o.flag.pk], [CHANGE_FLAG], extra={"environment": "production"}),
+    admin_action("flags.flag", "kill", lambda o: [o.flag.pk], [CHANGE_FLAG],
+                 extra={"environment": "production", "confirm": "yes", "reason": "r"}),
+    admin_action("flags.flag", "restore", lambda o: [o.flag.pk], [CHANGE_FLAG],
+                 extra={"environment": "staging", "confirm": "yes", "reason": "r"}),
+    admin_action("flags.flag", "archive", lambda o: [o.flag.pk], ["flags.delete_flag"], [VIEW_FLAG]),
+    admin_view("flags.environment", "add", url("flags_environment_add"), lambda o: {"key": "qa", "name": "QA"},
+               ADMIN_NEVER, ["flags.add_environment"]),
+    admin_view("flags.environment", "change", url("flags_environment_change", "environment"),
+               lambda o: {"name": "Prod!"}, ADMIN_NEVER, ["flags.change_environment"]),
+    admin_view("flags.environment", "delete", url("flags_environment_delete", "environment"), sure, ADMIN_NEVER,
+               ["flags.delete_environment"]),
+    admin_view("flags.apikey", "add", url("flags_apikey_add"),
+               lambda o: {"name": "web", "kind": "sdk", "environment": o.environment.pk, "user": ""},
+               perms=["flags.add_apikey"]),
+    admin_view("flags.apikey", "add", url("flags_apikey_add"),
+               lambda o: {"name": "escalate", "kind": "management", "environment": "", "user": o.root.pk},
+               {**ADMIN_FORM, "staff_with": 200}, ["flags.add_apikey"], writes=False,
+               note="a token acting as a superuser: field error"),
+    admin_view("flags.apikey", "change", url("flags_apikey_change", "sdk_key"), lambda o: {"name": "renamed"},
+               perms=["flags.change_apikey"], writes=False, note="every field read-only"),
+    admin_view("flags.apikey", "delete", url("flags_apikey_delete", "sdk_key"), sure, ADMIN_NEVER,
+               ["flags.delete_apikey"]),
+    admin_action("flags.apikey", "revoke", lambda o: [o.sdk_key.pk], ["flags.change_apikey"], ["flags.view_apikey"]),
+    admin_action("flags.apikey", "revoke", lambda o: [o.root_key.pk], ["flags.change_apikey"],
+                 ["flags.view_apikey"], note="a superuser's token: refused") ,
+    admin_view("segments.segment", "add", url("segments_segment_add"),
+               lambda o: {"key": "made", "name": "Made", "description": "", "conditions": '{"plan": "x"}'},
+               perms=["segments.add_segment"]),
+    admin_view("segments.segment", "change", url("segments_segment_change", "segment"),
+               lambda o: {"name": "Renamed", "description": "", "conditions": '{"plan": "y"}'},
+               perms=["segments.change_segment"]),
+    admin_view("segments.segment", "delete", url("segments_segment_delete", "segment"), sure,
+               perms=["segments.delete_segment"]),
+    admin_action("segments.segment", "delete_selected", lambda o: [o.segment.pk], ["segments.delete_segment"],
+                 ["segments.view_segment"], {"post": "yes"}),
+    admin_view("audit.auditentry", "add", url("audit_auditentry_add"), lambda o: {"action": "forged"}, ADMIN_NEVER,
+               ["audit.add_auditentry"]),
+    admin_view("audit.auditentry", "change", url("audit_auditentry_change", "entry"), lambda o: {"reason": "x"},
+               ADMIN_NEVER, ["audit.change_auditentry"]),
+    admin_view("audit.auditentry", "delete", url("audit_auditentry_delete", "entry"), sure, ADMIN_NEVER,
+               ["audit.delete_auditentry"]),
+    admin_view("auth.user", "add", url("auth_user_add"), lambda o: {"username": "newbie", **NEW_PASSWORD},
+               perms=["auth.add_user"], context=["auth.change_user"]),
+    admin_view("auth.user", "change", url("auth_user_change", "bob"),
+               lambda o: user_change_data(o.bob, first_name="Robert"), perms=["auth.change_user"]),
+    admin_view("auth.user", "password_change", url("auth_user_password_change", "bob"), lambda o: NEW_PASSWORD,
+               perms=["auth.change_user"]),
+    admin_view("auth.user", "delete", url("auth_user_delete", "bob"), sure, perms=["auth.delete_user"]),
+    admin_action("auth.user", "delete_selected", lambda o: [o.bob.pk], ["auth.delete_user"], ["auth.view_user"],
+                 {"post": "yes"}),
+    admin_view("auth.group", "add", url("auth_group_add"), lambda o: {"name": "new-group"},
+               perms=["auth.add_group"]),
+    admin_view("auth.group", "change", url("auth_group_change", "group"), lambda o: {"name": "renamed"},
+               perms=["auth.change_group"]),
+    admin_view("auth.group", "delete", url("auth_group_delete", "group"), sure, perms=["auth.delete_group"]),
+    admin_action("auth.group", "delete_selected", lambda o: [o.group.pk], ["auth.delete_group"],
+                 ["auth.view_group"], {"post": "yes"}),
+]
+# A staff user with change_apikey may not revoke a superuser's token: the action runs, refuses, writes nothing.
+ADMIN[[row.note for row in ADMIN].index("a superuser's token: refused")].writes = False
+
+ROWS = REST + PAGES + ADMIN
+
+
+# ---- the world each row runs in -----------------------------------------------------------------
+
+def all_perms():
+    return list(Permission.objects.filter(content_type__app_label__in=APPS).select_related("content_type"))
+
+
+def perm_name(perm):
+    return f"{perm.content_type.app_label}.{perm.codename}"
+
+
+def make_user(username, perms, *, staff):
+    user = get_user_model().objects.create_user(username, is_staff=staff)  # no password: no hashing
+    user.user_permissions.set(perms)
+    return user
+
+
+class Objects:
+    def __init__(self, row):
+        everything = all_perms()
+        under_test = set(row.perms)
+        self.flag = create_flag("m", states={env: {"enabled": True} for env in ("development", "staging",
+                                                                                  "production")})
+        self.off = create_flag("off")
+        create_flag("gone")
+        from flags import services
+
+        services.flag_kill(actor=SYSTEM, flag=self.flag, reason="r", environments=["staging"])
+        services.flag_archive(actor=SYSTEM, flag=Flag.objects.get(key="gone"))
+        self.segment = create_segment("seg", {"plan": "free"})
+        self.environment = Environment.objects.get(key="production")
+        self.group = Group.objects.create(name="ops")
+        self.bob = get_user_model().objects.create_user("bob")
+        self.root = get_user_model().objects.create_superuser("root", None, None)
+        self.users = {
+            "member": make_user("member", everything, staff=False),
+            "staff_without": make_user("without", [p for p in everything if perm_name(p) not in under_test],
+                                       staff=True),
+            "staff_with": make_user("with", [p for p in everything if perm_name(p) in under_test | set(row.context)],
+                                    staff=True),
+        }
+        self.tokens = {who: make_key("management", user=user) for who, user in self.users.items()}
+        self.sdk_raw = make_key("sdk", environment="production")
+        self.sdk_key = ApiKey.objects.get(kind="sdk", revoked_at__isnull=True)
+        self.token_raw = make_key("management", user=self.users["staff_without"])
+        self.root_key = ApiKey.objects.get(pk=_key_for(self.root).pk)
+        self.entry = AuditEntry.objects.order_by("pk").first()
+
+
+def _key_for(user):
+    from flags import services
+
+    api_key, _ = services.api_key_create(actor=SYSTEM, name="root-ci", kind="management", user=user)
+    return api_key
+
+
+def everything_written():
+    """All a write could touch: flags, states, segments, audit, versions (World), keys, users, groups."""
+    User = get_user_model()
+    return {
+        **World.snapshot(),
+        "flag_rows": list(Flag.objects.order_by("pk").values_list("key", "name", "description", "archived")),
+        "segment_rows": list(Segment.objects.order_by("pk").values_list("key", "name", "description")),
+        "environments": list(Environment.objects.order_by("pk").values_list("key", "name")),
+        "api_keys": list(ApiKey.objects.order_by("pk").values_list("name", "kind", "user_id", "revoked_at")),
+        "users": list(User.objects.order_by("pk").values_list("username", "first_name", "password", "is_active",
+                                                               "is_staff", "is_superuser")),
+        "user_perms": list(User.user_permissions.through.objects.order_by("pk").values_list("user_id",
+                                                                                            "permission_id")),
+        "user_groups": list(User.groups.through.objects.order_by("pk").values_list("user_id", "group_id")),
+        "groups": list(Group.objects.order_by("pk").values_list("name", flat=True)),
+        "group_perms": list(Group.permissions.through.objects.order_by("pk").values_list("group_id",
+                                                                                         "permission_id")),
+        "audit_rows": AuditEntry.objects.count(),
+    }
+
+
+def client_for(row, who, objects):
+    if row.key[0] == "rest":
+        keys = {"sdk": objects.sdk_raw, "token_without": objects.token_raw}
+        if row.key[1].startswith(settings.FLAGS_KEY_ONLY_PATHS) and who in objects.users:
+            # sessions are not read on the evaluation paths (flagsite/ops/browser.py): users come by token
+            return Client(objects.tokens[who])
+        client = Client(keys.get(who))
+    else:
+        client = PageClient()
+        if who in ("sdk", "token_without"):  # keys are for the API: on pages they are nobody
+            raw = objects.sdk_raw if who == "sdk" else objects.token_raw
+            client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {raw}"
+    if who in objects.users:
+        client.force_login(objects.users[who])
+    return client
+
+
+def send(row, client, objects):
+    method, path, data = row.request(objects)
+    if row.key[0] == "rest":
+        sep = "&" if "?" in path else "?"
+        return getattr(client, method.lower())(f"{path}{sep}environment=production", data)
+    return client.post(path, data)
+
+
+def status_of(response):
+    if response.status_code == 302 and response["Location"].startswith("/admin/login/"):
+        return LOGIN
+    return response.status_code
+
+
+def _fresh():
+    forget_api_key()
+    snapshot.reset()
+    cache.clear()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_permission_matrix(row):
+    objects = Objects(row)
+    before = everything_written()  # each call below is rolled back to this
+    failures = []
+    for who in WHO:
+        _fresh()
+        with transaction.atomic():
+            response = send(row, client_for(row, who, objects), objects)
+            after = everything_written()
+            transaction.set_rollback(True)
+        expected, got = row.expect[who], status_of(response)
+        allowed = who in ("member", "staff_with") and expected not in (LOGIN, 401, 403)
+        if who == "sdk" and expected not in (LOGIN, 401, 403):
+            allowed = True
+        if got != expected and not (isinstance(expected, tuple) and got in expected):
+            failures.append(f"{who}: expected {expected}, got {got}: {response.content[:200]!r}")
+        elif not (allowed and row.writes) and after != before:
+            changed = sorted(k for k in before if before[k] != after[k])
+            failures.append(f"{who}: refused or read-only ({got}) but wrote {changed}")
+        elif allowed and row.writes and after == before:
+            failures.append(f"{who}: allowed ({got}) but nothing was written")
+    _fresh()
+    assert not failures, "\n".join(failures)
+
+
+def test_read_only_pages__a_post_writes_nothing(admin_client):
+    Objects(Row(("page", "/"), None, {}))
+    before = everything_written()
+    for path in READ_PAGES.values():
+        admin_client.post(path, {"environment": "production", "enabled": "false", "reason": "r"})
+    assert everything_written() == before
+
+
+# ---- discovery: everything that can write is in the tables above ------------------------------
+
+def url_routes():
+    """(template, view) of every URL pattern of the URL conf."""
+    found = []
+
+    def walk(patterns, prefix):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern):
+                route = str(pattern.pattern)
+                if isinstance(pattern.pattern, RegexPattern):
+                    route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<path:\1>", route.lstrip("^").rstrip("$"))
+                found.append(("/" + prefix + route, pattern.callback))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_every_rest_write_method_is_in_the_matrix():
+    discovered = set()
+    for template, callback in url_routes():
+        view = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+        if not template.startswith(("/api/", "/ofrep/")) or view is None:
+            continue
+        discovered |= {("rest", template, m.upper()) for m in view.http_method_names
+                       if m.upper() in WRITE_METHODS and hasattr(view, m)}
+    listed = {row.key for row in REST}
+    assert discovered - listed == set(), f"write routes missing from the permission matrix: {discovered - listed}"
+    assert listed - discovered == set(), f"matrix rows for routes that no longer exist: {listed - discovered}"
+
+
+def test_every_page_route_is_in_the_matrix():
+    discovered = {template for template, _ in url_routes() if not template.startswith(("/api/", "/ofrep/", "/admin/"))}
+    listed = {row.key[1] for row in PAGES} | set(READ_PAGES)
+    assert discovered - listed == set(), f"page routes missing from the permission matrix: {discovered - listed}"
+    assert listed - discovered == set(), f"matrix rows for pages that no longer exist: {listed - discovered}"
+
+
+def admin_operations():
+    """{(model label, op)}: every view of every registered ModelAdmin but the list and history, and
+    every action offered to a superuser."""
+    superuser = get_user_model().objects.create_superuser("discover", None, None)
+    request = RequestFactory().get("/admin/")
+    request.user = superuser
+    ops = set()
+    for model, model_admin in admin.site._registry.items():
+        label = model._meta.label_lower
+        prefix = f"{model._meta.app_label}_{model._meta.model_name}_"
+        for pattern in model_admin.get_urls():
+            name = (pattern.name or "").removeprefix(prefix)
+            if pattern.name and name not in ("changelist", "history"):
+                ops.add((label, name))
+        ops |= {(label, action) for action in model_admin.get_actions(request)}
+    return ops
+
+
+def test_every_admin_view_and_action_is_in_the_matrix():
+    discovered = {("admin", label, op) for label, op in admin_operations()}
+    listed = {row.key for row in ADMIN}
+    assert discovered - listed == set(), f"admin views/actions missing from the permission matrix: {discovered - listed}"
+    assert listed - discovered == set(), f"matrix rows for admin views/actions that no longer exist: {listed - discovered}"
