@@ -14,6 +14,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from analytics import services as analytics_services
 from analytics.hll import HyperLogLog
+from audit.models import AuditEntry
+from flags.models import FlagState
 from tests.pages.conftest import PASSWORD, SYSTEM
 from tests.servers import ROOT, start_daphne
 
@@ -94,6 +96,48 @@ def test_toggle_in_one_page__second_page_updates_live(browser, site, staff_user,
     expect(phone_page.get_by_role("heading", name="Flags")).to_be_visible()
     shot(phone_page, "overview-phone")
     phone.close()
+    context.close()
+
+
+def test_live_updates_keep_the_forms_in_step__stale_click_refused(browser, site, staff_user, page_flag):
+    """A page updated live posts what it shows (state and version): its toggle works after another
+    page's change, and a kill elsewhere swaps Kill for Restore. A page that missed a change (no
+    live updates) is refused with a conflict and writes nothing."""
+    page_flag("new-checkout")
+    context = browser.new_context()
+    first, second = context.new_page(), context.new_page()
+    log_in(first, site)
+    second.goto(f"{site.http_url}/")
+    for page in (first, second):
+        expect(page.locator("#live-status")).to_have_text("Live: changes appear as they happen", timeout=10_000)
+    no_script = browser.new_context(java_script_enabled=False, storage_state=context.storage_state())
+    stale = no_script.new_page()  # no JavaScript: no live updates, the page keeps what it loaded
+    stale.goto(f"{site.http_url}/")
+
+    cell(first, "new-checkout", "production").get_by_role("button", name="Turn new-checkout off in production").click()
+    expect(cell(second, "new-checkout", "production")).to_have_attribute("data-status", "off", timeout=5_000)
+    cell(second, "new-checkout", "production").get_by_role("button", name="Turn new-checkout on in production").click()
+    expect(cell(second, "new-checkout", "production")).to_have_attribute("data-status", "on")
+    assert FlagState.objects.get(flag__key="new-checkout", environment__key="production").version == 3
+
+    cell(stale, "new-checkout", "production").get_by_role("button", name="Turn new-checkout off in production").click()
+    expect(stale.locator(".messages")).to_contain_text("changed since you loaded the page")
+    state = FlagState.objects.get(flag__key="new-checkout", environment__key="production")
+    assert (state.enabled, state.version) == (True, 3)
+
+    first.goto(f"{site.http_url}/")
+    expect(first.locator("#live-status")).to_have_text("Live: changes appear as they happen", timeout=10_000)
+    cell(second, "new-checkout", "production").get_by_role("button", name="Kill new-checkout in production").click()
+    second.locator("#kill-reason").fill("errors")
+    second.locator("#kill-dialog").get_by_role("button", name="Kill flag").click()
+    first_cell = cell(first, "new-checkout", "production")
+    expect(first_cell).to_have_attribute("data-status", "killed", timeout=5_000)
+    expect(first_cell.get_by_role("button", name="Kill new-checkout in production")).to_be_hidden()
+    first_cell.get_by_label("Reason for restoring new-checkout in production (audit log)").fill("fixed")
+    first_cell.get_by_role("button", name="Restore new-checkout in production").click()
+    expect(cell(first, "new-checkout", "production")).to_have_attribute("data-status", "on")
+    assert AuditEntry.objects.get(action="flag.restored").reason == "fixed"
+    no_script.close()
     context.close()
 
 
