@@ -46,15 +46,20 @@ def _user_flags(user):
 
 # -- user flags ----------------------------------------------------------------------------------
 
-def _remember_flags(sender, instance, raw=False, **kwargs):
-    if raw:
+def _untouched(raw, update_fields):
+    """Fixture loading, or a save of other fields only (e.g. last_login at each login)."""
+    return raw or (update_fields is not None and not set(update_fields) & set(FLAGS))
+
+
+def _remember_flags(sender, instance, raw=False, update_fields=None, **kwargs):
+    if _untouched(raw, update_fields):
         return
     old = sender.objects.filter(pk=instance.pk).values(*FLAGS).first() if instance.pk else None
     instance._audit_old_flags = old
 
 
-def _record_flags(sender, instance, created, raw=False, **kwargs):
-    if raw:
+def _record_flags(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if _untouched(raw, update_fields):
         return
     new = _user_flags(instance)
     old = getattr(instance, "_audit_old_flags", None)

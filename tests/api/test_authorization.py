@@ -4,7 +4,7 @@ read-only user token, editor token}."""
 import pytest
 from django.contrib.auth import get_user_model
 
-from .conftest import EDIT_PERMS, Client, create_flag, create_segment, user_with
+from .conftest import EDIT_PERMS, SYSTEM as SYSTEM_ACTOR, Client, create_flag, create_segment, user_with
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +108,40 @@ def test_method_not_allowed__405_error_shape(keys):
 
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+# -- who may mint and revoke management tokens (services: the one place every path goes through) --
+
+def test_management_token__for_another_user_only_by_a_superuser_or_the_operator(db, editor):
+    from audit.actor import Actor
+    from flags import services
+    from flags.errors import ValidationFailed
+    from flags.models import ApiKey
+
+    root = get_user_model().objects.create_superuser("root", None, None)
+    before = ApiKey.objects.count()
+    with pytest.raises(ValidationFailed) as refused:
+        services.api_key_create(actor=Actor.for_user(editor), name="escalate", kind="management", user=root)
+    assert "only for yourself" in refused.value.fields["user"][0]
+    assert ApiKey.objects.count() == before
+
+    _, mine = services.api_key_create(actor=Actor.for_user(editor), name="mine", kind="management", user=editor)
+    assert Client(mine).get("/api/flags").status_code == 200  # acts with the editor's own permissions
+    assert Client(mine).get("/api/audit").status_code == 200
+    services.api_key_create(actor=Actor.for_user(root), name="for-editor", kind="management", user=editor)
+    services.api_key_create(actor=Actor.system("cli"), name="ops", kind="management", user=root)  # create_api_key
+
+
+def test_revoke_another_users_token__only_by_a_superuser(db, editor, reader):
+    from audit.actor import Actor
+    from flags import services
+    from flags.errors import ValidationFailed
+
+    readers, _ = services.api_key_create(actor=SYSTEM_ACTOR, name="r", kind="management", user=reader)
+    with pytest.raises(ValidationFailed):
+        services.api_key_revoke(actor=Actor.for_user(editor), api_key=readers)
+    readers.refresh_from_db()
+    assert readers.revoked_at is None
+    services.api_key_revoke(actor=Actor.for_user(reader), api_key=readers)  # their own
+    readers.refresh_from_db()
+    assert readers.revoked_at is not None

@@ -399,3 +399,17 @@ def test_non_superuser_with_change_user__cannot_grant_privileges_or_touch_a_supe
                        {"password1": "x-Takeover-123", "password2": "x-Takeover-123"}).status_code == 403
     root.refresh_from_db()
     assert root.check_password("pw") and root.is_active
+
+
+def test_privileges_changed_outside_the_admin__audited_as_the_system(django_user_model):
+    """createsuperuser, a shell, a script: no request, still an entry in the chain."""
+    root = django_user_model.objects.create_superuser("root", None, None)
+    created = AuditEntry.objects.get(action="user.created", target_key="root")
+    assert (created.actor, created.after["is_superuser"]) == ("system", True)
+
+    root.is_active = False
+    root.save()
+    root.save(update_fields=["last_login"])  # logins touch other fields only: nothing recorded
+
+    entry = AuditEntry.objects.get(action="user.privileges_changed", target_key="root")
+    assert (entry.before, entry.after, entry.actor) == ({"is_active": True}, {"is_active": False}, "system")
