@@ -125,11 +125,11 @@ def pumped_values(pattern):
     class members) of 30 and 5000 characters (past the 4096 read), ending with a character that
     fails; and 1 MB of the same."""
     chars = sorted(set(re.findall(r"[A-Za-z0-9@.,=!_ -]", pattern.replace("\\", ""))) | {"a", "1", " ", "é"})
-    units = chars + [a + b for a in chars[:6] for b in chars[:6] if a != b]
+    units = chars + [a + b for a in chars[:4] for b in chars[:4] if a != b]
     values = []
     for unit in units:
         for count in (30, 5000 // len(unit)):
-            for suffix in ("!", "\n", ""):
+            for suffix in ("!", "\n"):
                 values.append([unit, count, suffix])
     values.append(["a", MB, "!"])
     return values
@@ -327,8 +327,8 @@ EXTRAS = ["(?=a)", "(?<!b)", "(?>a*)", "a*+"]  # refused: the refusals among gen
 def patterns(draw, depth=0):
     parts = []
     for _ in range(draw(st.integers(1, 3))):
-        kinds = ["atom"] * 6 + ["anchor"] * 2 + ["extra"] + (["group", "alternation", "alternation", "optional"] * 2
-                                                            if depth < 3 else [])
+        kinds = ["atom"] * 6 + ["anchor"] * 2 + ["extra"] + ["choice"] * 3 + (
+            ["group", "alternation", "alternation", "optional"] * 2 if depth < 3 else [])
         kind = draw(st.sampled_from(kinds))
         if kind == "atom":
             item = draw(st.sampled_from(ATOMS))
@@ -338,6 +338,8 @@ def patterns(draw, depth=0):
         elif kind == "extra":
             parts.append(draw(st.sampled_from(EXTRAS)))
             continue
+        elif kind == "choice":  # alternatives of single characters: ([^x]|a), the class of issue 14
+            item = "(?:" + "|".join(draw(st.lists(st.sampled_from(ATOMS), min_size=2, max_size=3))) + ")"
         elif kind == "group":
             item = draw(st.sampled_from(["(", "(?:"])) + draw(patterns(depth + 1)) + ")"
         elif kind == "alternation":
@@ -356,7 +358,9 @@ def _accepted(pattern, case_insensitive):
     return len(pattern) <= MAX_REGEX_LENGTH and check_regex(pattern, case_insensitive) is None
 
 
-@settings(max_examples=150, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+# 300: enough for the generation alone (without the examples) to find an accepted pattern that
+# hung the backtracking matcher, e.g. (?:a|.|.)+^ (checked against the previous analysis).
+@settings(max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 @given(pattern=patterns(), case_insensitive=st.booleans())
 @example(pattern="([^x]|a)*x", case_insensitive=False)
 @example(pattern="(a|[^b])*c", case_insensitive=False)
@@ -369,8 +373,8 @@ def test_generated_pattern__accepted_ones_evaluate_within_bound(evaluator, patte
 SHORT_TEXT = st.text(alphabet="abxAB.!@ 1\n_é\u212a\u017f١", max_size=8)
 
 
-@settings(max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-@given(pattern=patterns(), case_insensitive=st.booleans(), texts=st.lists(SHORT_TEXT, min_size=4, max_size=8))
+@settings(max_examples=150, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=patterns(), case_insensitive=st.booleans(), texts=st.lists(SHORT_TEXT, min_size=3, max_size=5))
 def test_generated_pattern__accepted_ones_match_what_python_re_matches(pattern, case_insensitive, texts):
     """Short texts only: Python's backtracking stays fast on them."""
     if not _accepted(pattern, case_insensitive):
