@@ -14,8 +14,7 @@ from functools import lru_cache
 from . import regex_safety
 
 MAX_REGEX_LENGTH = 256
-# A regex never scans more than this much of a context value (512 for a pattern whose worst case
-# grows with the square of the length: regex_safety.scan_length).
+# A regex never scans more than this much of a context value (it runs on RE2: linear time).
 MAX_MATCHED_LENGTH = regex_safety.FULL_SCAN
 MAX_LIST_LENGTH = 10000
 
@@ -90,8 +89,8 @@ def _check_cidrs(value):
 
 def check_regex(value, case_insensitive=True):
     """Why a `matches` pattern is refused, or None: not a string, over 256 characters, invalid, or
-    able to stall a worker (regex_safety: exponential or worse than quadratic backtracking).
-    ``case_insensitive``: the rule's caseInsensitive (the default, True, is the stricter check)."""
+    using what the linear-time engine cannot run (regex_safety: lookarounds, back-references, ...).
+    ``case_insensitive``: the rule's caseInsensitive (the default, True, makes the larger program)."""
     if not isinstance(value, str):
         return "must be a regular expression string"
     if len(value) > MAX_REGEX_LENGTH:
@@ -257,15 +256,14 @@ def _string_builder(method):
 
 
 def _build_matches(pattern, case_insensitive):
-    search = re.compile(pattern, re.IGNORECASE if case_insensitive else 0).search
-    length = regex_safety.scan_length(pattern, case_insensitive)
-    if length is None:  # stored before the stall checks existed: never run it (matches nobody)
+    search = regex_safety.compile_search(pattern, case_insensitive)
+    if search is None:  # stored before these checks existed: never run it (matches nobody)
         return lambda v: None
 
     def test(v):
         if v.__class__ is not str:
             return None
-        return search(v[:length]) is not None
+        return search(v)
 
     return test
 
