@@ -4,6 +4,7 @@ One key, separate subkeys per use, so a MAC made for one purpose never verifies 
 chain's entry hashes, the seal on where the keyed part of the chain begins, and the checkpoints.
 """
 
+import functools
 import hashlib
 import hmac
 import json
@@ -11,12 +12,13 @@ import json
 from django.conf import settings
 
 
-def _subkey(purpose, key=None):
-    key = settings.FLAGS_AUDIT_KEY if key is None else key
+@functools.lru_cache(maxsize=32)
+def _subkey(purpose, key):
     return hmac.new(key.encode(), f"flagsite-audit:{purpose}".encode(), hashlib.sha256).digest()
 
 
 def mac(purpose, message, key=None):
+    key = settings.FLAGS_AUDIT_KEY if key is None else key
     return hmac.new(_subkey(purpose, key), message.encode(), hashlib.sha256).hexdigest()
 
 
