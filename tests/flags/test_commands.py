@@ -96,8 +96,10 @@ def test_kill_switch__exit_status_non_zero_on_unknown_flag(tmp_path):
 # -- verify_audit (chain cases in tests/audit) ---------------------------------------------------
 
 def test_verify_audit__tampered__non_zero(flag):
+    from tests.audit.conftest import tamper  # past the PostgreSQL append-only trigger, as a superuser could
+
     entry = AuditEntry.objects.get()
-    AuditEntry.objects.filter(pk=entry.pk).update(actor="mallory")
+    tamper(entry.pk, actor="mallory")
     with pytest.raises(CommandError, match=f"#{entry.pk}"):
         run("verify_audit")
 
