@@ -1,9 +1,13 @@
 """Who performed a write. Every service takes `actor`, so every audit entry has an author."""
 
+import os
+import pwd
 import uuid
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
+
+from django.conf import settings
 
 
 def _clean_ip(value):
@@ -11,6 +15,28 @@ def _clean_ip(value):
         return str(ip_address((value or "").strip()))
     except ValueError:
         return None
+
+
+def client_ip(request_or_meta):
+    """The client's address of a request (or its META): REMOTE_ADDR, unless settings.NUM_PROXIES
+    trusted proxies are in front, then X-Forwarded-For's NUM_PROXIES-th entry from the end (the one
+    the outermost trusted proxy appended; anything left of it is whatever the client sent). The
+    same rule as DRF's throttle ident (REST_FRAMEWORK["NUM_PROXIES"]). None if not an address."""
+    meta = getattr(request_or_meta, "META", request_or_meta)
+    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
+    if settings.NUM_PROXIES and forwarded:
+        entries = forwarded.split(",")
+        return _clean_ip(entries[-min(settings.NUM_PROXIES, len(entries))])
+    return _clean_ip(meta.get("REMOTE_ADDR"))
+
+
+def os_user():
+    """The operating-system account running this process, from the uid (not $USER, which the
+    caller sets)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid{os.geteuid()}"
 
 
 @dataclass(frozen=True)
@@ -26,6 +52,15 @@ class Actor:
         return cls(label=label)
 
     @classmethod
+    def cli(cls, claimed=None, *, command=None):
+        """A management command's caller: the OS user, plus the name they claim ("cli:root as
+        admin"), which nothing verifies and so is never recorded alone; command: which one wrote
+        without a person behind it ("cli:root (bootstrap)")."""
+        label = f"cli:{os_user()}" + (f" ({command})" if command else "")
+        claimed = (claimed or "").strip()
+        return cls(label=f"{label} as {claimed}" if claimed else label)
+
+    @classmethod
     def for_user(cls, user, **kwargs):
         return cls(label=user.get_username(), user=user, **kwargs)
 
@@ -34,8 +69,7 @@ class Actor:
         """User, API key, request id and client IP of a Django or DRF request."""
         meta = request.META
         request_id = (meta.get("HTTP_X_REQUEST_ID") or "")[:64] or uuid.uuid4().hex
-        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-        ip = _clean_ip(forwarded.split(",")[0]) if forwarded else _clean_ip(meta.get("REMOTE_ADDR"))
+        ip = client_ip(meta)
         user = getattr(request, "user", None)
         api_key = getattr(request, "auth", None)
         if not hasattr(api_key, "prefix"):

@@ -7,8 +7,11 @@ from django.db import models
 class AuditEntry(models.Model):
     created_at = models.DateTimeField(db_index=True)
     actor = models.CharField(max_length=200)
+    # No database constraint and nothing done on delete: entries are append-only (on PostgreSQL a
+    # trigger refuses UPDATE), so deleting a user keeps the id of who acted; `actor` keeps the name.
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+",
     )
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=32)
@@ -38,3 +41,8 @@ class AuditChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_hash = models.CharField(max_length=64)
     last_entry_id = models.BigIntegerField(null=True)
+    # The last entry hashed without the key (written before keying; null: none) and the seal
+    # (audit.services.keyed_seal) that ties the boundary to the key: every later entry is keyed.
+    keyed_after_id = models.BigIntegerField(null=True)
+    keyed_after_hash = models.CharField(max_length=64, default="0" * 64)
+    keyed_seal = models.CharField(max_length=64, default="")

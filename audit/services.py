@@ -1,9 +1,15 @@
 """audit_record(): the one way an AuditEntry is written, inside the caller's transaction.
 
-The chain: hash = sha256(prev_hash + canonical JSON of the entry). The newest hash lives in the
-single AuditChainHead row; each writer locks it (SELECT ... FOR UPDATE on PostgreSQL; SQLite
-transactions are already serialized by BEGIN IMMEDIATE), so concurrent writers extend the chain
-one at a time and it never forks. The lock is held until the service's transaction commits.
+The chain: hash = HMAC-SHA256(audit key, prev_hash + canonical JSON of the entry), the key kept
+outside the database (settings.FLAGS_AUDIT_KEY), so someone holding only the database cannot
+rewrite an entry and recompute the hashes after it. Entries written before the key existed keep
+their plain sha256 hashes (compute_hash): rewriting them would be rewriting history. Where the
+keyed part begins is sealed, under the key, in the AuditChainHead row (keyed_after_id/_hash).
+
+The newest hash lives in that single row; each writer locks it (SELECT ... FOR UPDATE on
+PostgreSQL; SQLite transactions are already serialized by BEGIN IMMEDIATE), so concurrent writers
+extend the chain one at a time and it never forks. The lock is held until the service's
+transaction commits.
 """
 
 import datetime as dt
@@ -14,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from audit import signing
 from audit.models import AuditChainHead, AuditEntry
 
 GENESIS_HASH = "0" * 64
@@ -35,13 +42,26 @@ def canonical(entry):
 
 
 def compute_hash(prev_hash, entry):
+    """The unkeyed hash of entries written before the chain was keyed (verification only)."""
     return hashlib.sha256((prev_hash + canonical(entry)).encode()).hexdigest()
+
+
+def compute_keyed_hash(prev_hash, entry, key=None):
+    return signing.mac("chain", prev_hash + canonical(entry), key)
+
+
+def keyed_seal(entry_id, entry_hash, key=None):
+    """MAC over the last unkeyed entry (None, GENESIS_HASH: none): moving where the keyed part
+    begins, to pass off rewritten entries as old unkeyed ones, needs the key."""
+    return signing.mac("keyed-after", f"{entry_id or 0}:{entry_hash}", key)
 
 
 def _chain_head():
     head = AuditChainHead.objects.select_for_update().filter(id=1).first()
-    if head is None:  # the migration seeds it; tolerate a flushed table
-        AuditChainHead.objects.get_or_create(id=1, defaults={"last_hash": GENESIS_HASH})
+    if head is None:  # the migration seeds it; tolerate a flushed table (then every entry is keyed)
+        AuditChainHead.objects.get_or_create(id=1, defaults={
+            "last_hash": GENESIS_HASH, "keyed_after_hash": GENESIS_HASH,
+            "keyed_seal": keyed_seal(None, GENESIS_HASH)})
         head = AuditChainHead.objects.select_for_update().get(id=1)
     return head
 
@@ -67,7 +87,7 @@ def audit_record(*, actor, action, target_type, target_key, environment="", befo
         ip=actor.ip,
         prev_hash=head.last_hash,
     )
-    entry.hash = compute_hash(head.last_hash, entry)
+    entry.hash = compute_keyed_hash(head.last_hash, entry)
     entry.save(force_insert=True)
     head.last_hash = entry.hash
     head.last_entry_id = entry.pk

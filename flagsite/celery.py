@@ -1,6 +1,7 @@
 """The Celery app. Broker: Redis with REDIS_URL; without it tasks run eagerly in the calling
 process (settings: CELERY_TASK_ALWAYS_EAGER). Worker: `celery -A flagsite worker`; beat:
-`celery -A flagsite beat` (rollup compaction and stale marking, daily)."""
+`celery -A flagsite beat` (rollup compaction and stale marking, daily; signed audit checkpoints every
+FLAGS_AUDIT_CHECKPOINT_MINUTES, default 10)."""
 
 import os
 
@@ -15,4 +16,7 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "compact-analytics-rollups": {"task": "analytics.compact_rollups", "schedule": crontab(minute=15, hour=3)},
     "mark-stale-flags": {"task": "analytics.mark_stale_flags", "schedule": crontab(minute=30, hour=3)},
+    # the window in which a truncated chain tail goes unnoticed (README "Audit threat model")
+    "audit-checkpoint": {"task": "audit.checkpoint",
+                         "schedule": 60 * float(os.environ.get("FLAGS_AUDIT_CHECKPOINT_MINUTES") or 10)},
 }

@@ -36,6 +36,21 @@ if FLAGS_PRODUCTION and DEBUG:
     raise SystemExit("flagsite: refusing to start: DEBUG must be off when FLAGS_PRODUCTION=true")
 if FLAGS_PRODUCTION and (SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50):
     raise SystemExit("flagsite: refusing to start: set SECRET_KEY (50+ random characters) when FLAGS_PRODUCTION=true")
+# Audit chain and checkpoints are HMAC-SHA256 with a key kept outside the database (README "Audit
+# threat model"): FLAGS_AUDIT_KEY or FLAGS_AUDIT_KEY_FILE; the embedded run makes artifacts/audit.key.
+try:
+    from audit.keyfile import AuditKeyError, load_audit_key
+
+    FLAGS_AUDIT_KEY = load_audit_key(os.environ, production=FLAGS_PRODUCTION,
+                                     default_path=BASE_DIR / "artifacts" / "audit.key")
+except AuditKeyError as exc:
+    raise SystemExit(f"flagsite: refusing to start: {exc}") from None
+# Signed checkpoints (manage.py audit_checkpoint; Celery beat every FLAGS_AUDIT_CHECKPOINT_MINUTES,
+# flagsite/celery.py): appended to this JSON-lines file ("": none), logged, and POSTed to the
+# webhook when set. verify_audit --checkpoints FILE checks the chain against them.
+FLAGS_AUDIT_CHECKPOINT_FILE = os.environ.get("FLAGS_AUDIT_CHECKPOINT_FILE",
+                                             str(BASE_DIR / "artifacts" / "audit-checkpoints.jsonl"))
+FLAGS_AUDIT_CHECKPOINT_WEBHOOK = os.environ.get("FLAGS_AUDIT_CHECKPOINT_WEBHOOK", "")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=FLAGS_PRODUCTION)
 SECURE_REDIRECT_EXEMPT = [r"^api/health$", r"^metrics$"]  # probes from inside the network speak plain HTTP
 if env_bool("SECURE_PROXY_SSL_HEADER"):  # opt in only behind a proxy that sets (and strips) X-Forwarded-Proto
@@ -269,8 +284,11 @@ FLAGS_KEY_ONLY_PATHS = ("/api/evaluate", "/api/sdk/", "/ofrep/", "/api/bench/")
 # Rate limits (flagsite/api/throttling.py) per API key, else user, else address: "N/s|m|h|d" or "off".
 FLAGS_RATE_LIMIT_EVALUATE = os.environ.get("FLAGS_RATE_LIMIT_EVALUATE", "10000/s")  # SDK-callable views
 FLAGS_RATE_LIMIT_MANAGEMENT = os.environ.get("FLAGS_RATE_LIMIT_MANAGEMENT", "6000/m")  # every other /api/ view
-if os.environ.get("NUM_PROXIES"):  # trusted proxies in front: the client address is X-Forwarded-For's Nth from the end
-    REST_FRAMEWORK["NUM_PROXIES"] = int(os.environ["NUM_PROXIES"])
+# Trusted proxies in front (default none): the client address is X-Forwarded-For's Nth entry from
+# the end, else REMOTE_ADDR. One setting for audit entries, logs (audit.actor.client_ip) and DRF's
+# throttle ident (which, unset, would key on the whole client-supplied X-Forwarded-For).
+NUM_PROXIES = int(os.environ.get("NUM_PROXIES") or 0)
+REST_FRAMEWORK["NUM_PROXIES"] = NUM_PROXIES
 
 # CORS for browser clients of evaluation, SDK and OFREP paths only (management stays same-origin).
 # FLAGS_CORS_ORIGINS: "https://app.example.com,https://www.example.com" or "*"; empty: no CORS.
@@ -311,4 +329,5 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "loggers": {"flagsite.audit.checkpoint": {"level": "INFO"}},  # each checkpoint: a copy in the logs
 }

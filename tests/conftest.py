@@ -11,6 +11,19 @@ from flags.models import Environment, Flag, FlagState
 from segments.models import Segment
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """PostgreSQL: the audit table refuses TRUNCATE (audit/migrations/0005) unless the session
+    allows it; the test database allows it, for Django's flush between transactional tests."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" SET flagsite.audit_truncate = \'allow\'')
+            connection.close()  # the next connection starts with the setting
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

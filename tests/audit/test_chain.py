@@ -11,11 +11,8 @@ from audit.chain import verify_chain
 from audit.models import AuditEntry
 from flags import services
 from flags.models import FlagState
-
-
-def _tamper(entry_id, **changes):
-    """Edit a row behind the application's back, as an attacker with database access would."""
-    AuditEntry.objects.filter(pk=entry_id).update(**changes)
+from tests.audit.conftest import delete_entries
+from tests.audit.conftest import tamper as _tamper
 
 
 @pytest.mark.django_db
@@ -52,7 +49,7 @@ def test_verify_audit__deleted_entry__fails_naming_the_next_one(actor, flag):
     for _ in range(3):
         services.flag_toggle(actor=actor, flag=flag, environment="production")
     ids = list(AuditEntry.objects.order_by("id").values_list("id", flat=True))
-    AuditEntry.objects.filter(pk=ids[1]).delete()
+    delete_entries(pk=ids[1])
 
     with pytest.raises(CommandError, match=rf"broken at entry #{ids[2]}: prev_hash"):
         call_command("verify_audit")
@@ -62,7 +59,7 @@ def test_verify_audit__deleted_entry__fails_naming_the_next_one(actor, flag):
 def test_verify_audit__last_entry_removed__fails(actor, flag):
     services.flag_toggle(actor=actor, flag=flag, environment="production")
     last = AuditEntry.objects.order_by("-id").first()
-    AuditEntry.objects.filter(pk=last.pk).delete()
+    delete_entries(pk=last.pk)
 
     with pytest.raises(CommandError, match=rf"broken at entry #{last.pk}"):
         call_command("verify_audit")

@@ -1,11 +1,14 @@
 """Management commands call the same services as the API and admin."""
 
 import json
+import os
+import pwd
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from audit.actor import os_user
 from audit.models import AuditEntry
 from flags import services, snapshot
 from flags.models import ApiKey, Flag, FlagState
@@ -30,8 +33,24 @@ def test_kill_switch__default__kills_everywhere_with_reason_and_audit(flag):
 
     assert "new-checkout killed in development, staging, production" in out
     assert FlagState.objects.filter(flag=flag, killed=True, killed_reason="incident 42").count() == 3
-    assert set(AuditEntry.objects.filter(action="flag.killed").values_list("actor", "reason")) == {("cli", "incident 42")}
+    assert set(AuditEntry.objects.filter(action="flag.killed").values_list("actor", "reason")) == {
+        (f"cli:{os_user()}", "incident 42")}
     assert snapshot.get_snapshot("production").evaluate(flag.key, "u1", {}).reason == "KILLED"
+
+
+def test_kill_switch__claimed_actor__recorded_after_the_os_user_never_alone(flag):
+    """Before: --actor admin was recorded as "admin", indistinguishable from the admin user acting."""
+    run("kill_switch", flag.key, "--reason", "r", "--actor", "admin")
+    run("kill_switch", flag.key, "--reason", "r", "--restore", "--actor", "admin")
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    assert set(AuditEntry.objects.filter(action__in=["flag.killed", "flag.restored"]).values_list("actor", flat=True)) == {
+        f"cli:{me} as admin"}
+
+
+def test_create_api_key__recorded_as_the_os_user(user):
+    run("create_api_key", "--kind", "sdk", "--environment", "production")
+    assert AuditEntry.objects.filter(target_type="apikey").values_list("actor", flat=True).get() == f"cli:{os_user()}"
 
 
 def test_kill_switch__named_environments_only(flag):
@@ -77,8 +96,10 @@ def test_kill_switch__exit_status_non_zero_on_unknown_flag(tmp_path):
 # -- verify_audit (chain cases in tests/audit) ---------------------------------------------------
 
 def test_verify_audit__tampered__non_zero(flag):
+    from tests.audit.conftest import tamper  # past the PostgreSQL append-only trigger, as a superuser could
+
     entry = AuditEntry.objects.get()
-    AuditEntry.objects.filter(pk=entry.pk).update(actor="mallory")
+    tamper(entry.pk, actor="mallory")
     with pytest.raises(CommandError, match=f"#{entry.pk}"):
         run("verify_audit")
 

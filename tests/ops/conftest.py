@@ -25,6 +25,7 @@ from tests.api.conftest import (  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_SECRET = "k9F2-example-production-secret-" + "x7Qp" * 10  # 50+ chars, many distinct
+PRODUCTION_AUDIT_KEY = "example-audit-key-" + "Zr4m" * 8  # 32+ chars
 
 
 def run(args, env=None, timeout=120):
@@ -40,7 +41,8 @@ def run(args, env=None, timeout=120):
 
 
 def production_env(**extra):
-    env = {"FLAGS_PRODUCTION": "true", "DEBUG": None, "SECRET_KEY": PRODUCTION_SECRET, "ALLOWED_HOSTS": "flags.example.com"}
+    env = {"FLAGS_PRODUCTION": "true", "DEBUG": None, "SECRET_KEY": PRODUCTION_SECRET, "ALLOWED_HOSTS": "flags.example.com",
+           "FLAGS_AUDIT_KEY": PRODUCTION_AUDIT_KEY}
     env.update(extra)
     return env
 

@@ -24,13 +24,13 @@ def compose_config(**env):
         command = ["docker-compose"]
     else:
         raise AssertionError("Compose is not installed: apt-get install -y docker-compose (.ci/run does)")
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "POSTGRES_PASSWORD")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "POSTGRES_PASSWORD", "FLAGS_AUDIT_KEY")}
     return subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config"], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
 def test_compose_config__valid_and_resolves_with_the_required_secrets():
-    result = compose_config(SECRET_KEY="s" * 50, POSTGRES_PASSWORD="pw")
+    result = compose_config(SECRET_KEY="s" * 50, POSTGRES_PASSWORD="pw", FLAGS_AUDIT_KEY="a" * 32)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
     assert resolved["services"]["web"]["environment"]["SECRET_KEY"] == "s" * 50
@@ -38,9 +38,15 @@ def test_compose_config__valid_and_resolves_with_the_required_secrets():
 
 
 def test_compose_config__refuses_to_resolve_without_a_secret_key():
-    result = compose_config(POSTGRES_PASSWORD="pw")
+    result = compose_config(POSTGRES_PASSWORD="pw", FLAGS_AUDIT_KEY="a" * 32)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_compose_config__refuses_to_resolve_without_an_audit_key():
+    result = compose_config(SECRET_KEY="s" * 50, POSTGRES_PASSWORD="pw")
+    assert result.returncode != 0
+    assert "FLAGS_AUDIT_KEY" in result.stderr
 
 
 def test_compose__services_healthchecks_and_dependencies():
@@ -74,7 +80,7 @@ def test_compose__env_settings_pass_check_deploy():
     """The settings the compose file sets, with a real secret, satisfy check --deploy."""
     env = load()["services"]["web"]["environment"]
     resolved = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()
-                if k not in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DB_POOL")}
+                if k not in ("SECRET_KEY", "FLAGS_AUDIT_KEY", "DATABASE_URL", "REDIS_URL", "DB_POOL")}
     result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], production_env(**resolved))
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         elif not (password and user.check_password(password)):
             password = None  # existing account with a password we did not set: leave it alone
 
-        actor = Actor.system("bootstrap")
+        actor = Actor.cli(command="bootstrap")
         keys = {}
         for env in Environment.objects.all():
             raw = saved.get("sdkKeys", {}).get(env.key)

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         label = name or (f"{environment} SDK key" if kind == "sdk" else f"{user} management token")
         try:
             api_key, raw_key = services.api_key_create(
-                actor=Actor.system("cli"), name=label, kind=kind, environment=environment, user=account)
+                actor=Actor.cli(), name=label, kind=kind, environment=environment, user=account)
         except ServiceError as exc:
             raise CommandError(str(exc))
         self.stdout.write(raw_key)

@@ -15,12 +15,13 @@ class Command(BaseCommand):
         parser.add_argument("--environment", "-e", action="append", dest="environments", metavar="ENV",
                             help="environment key; repeat for several (default: all environments)")
         parser.add_argument("--restore", action="store_true", help="undo the kill instead")
-        parser.add_argument("--actor", default="cli", help="label recorded as the actor (default: cli)")
+        parser.add_argument("--actor", help="who you act for; recorded after your OS user, e.g. \"cli:root as admin\" "
+                                             "(default: the OS user alone)")
 
     def handle(self, *args, flag, reason, environments, restore, actor, **options):
         try:
             target = flag_get(flag)
-            who = Actor.system(actor)
+            who = Actor.cli(actor)
             if restore:
                 states = services.flag_restore(actor=who, flag=target, environments=environments, reason=reason)
                 verb = "restored"

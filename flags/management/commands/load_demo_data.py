@@ -70,7 +70,7 @@ class Command(BaseCommand):
     help = "Load demo segments and flags (every rule type). Safe to run again."
 
     def handle(self, *args, **options):
-        actor = Actor.system("demo-data")
+        actor = Actor.cli(command="demo-data")
         created = 0
         for segment in SEGMENTS:
             if not Segment.objects.filter(key=segment["key"]).exists():
