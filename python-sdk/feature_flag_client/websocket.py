@@ -84,7 +84,6 @@ class WebSocketClient:
                 with ws_connect(self._url(), additional_headers=headers,
                                 open_timeout=self.open_timeout) as socket:
                     self._socket = socket
-                    failures = 0
                     for raw in socket:
                         self._dispatch(raw)
             except ConnectionClosed as exc:
@@ -98,7 +97,11 @@ class WebSocketClient:
                 log.debug("flagsite websocket connection failed: %s", exc)
             finally:
                 self._socket = None
+                if self.connected.is_set():  # subscribed (hello) before it ended: back off from scratch
+                    failures = 0
                 self.connected.clear()
+            # A server that accepts and then closes at once ("try again later": 4503 database
+            # unavailable, 4429 too many connections) is a failure too: the delay keeps growing.
             failures += 1
             delay = random.uniform(0, min(self.max_backoff, self.min_backoff * 2 ** failures))
             self._stop.wait(delay)
