@@ -88,8 +88,8 @@ class WebSocketClient:
                         self._dispatch(raw)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
+                self.last_error = exc  # 4503 / 4429: the server asks to come back later (backoff below)
                 if code in UNAUTHORIZED_CLOSE_CODES:
-                    self.last_error = exc
                     log.error("flagsite websocket refused the key (close code %s); not retrying", code)
                     break
             except (OSError, InvalidStatus, WebSocketException, TimeoutError) as exc:
