@@ -12,6 +12,7 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.servers import free_port, start_daphne
 
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 GUESS = "sdk_production_" + "unseen" * 6
 
 
@@ -63,7 +64,7 @@ def test_sdk_client__backs_off_on_4503(daphne_without_database):
     assert client.last_error is not None
 
 
-def test_connections_per_key__capped_with_4429__a_closed_one_frees_its_slot(transactional_db, sdk_key):
+def test_connections_per_key__capped_with_4429__a_closed_one_frees_its_slot(sdk_key):
     server = start_daphne(FLAGS_WS_MAX_CONNECTIONS_PER_KEY="3")
     try:
         url = f"{server.ws_url}?key={sdk_key}"
@@ -87,7 +88,7 @@ def test_connections_per_key__capped_with_4429__a_closed_one_frees_its_slot(tran
         server.stop()
 
 
-def test_invalid_key_flood__4429_without_lookup(transactional_db):
+def test_invalid_key_flood__4429_without_lookup():
     from django.core.cache import cache
 
     server = start_daphne(FLAGS_AUTH_FAILURE_LIMIT="3/d")
