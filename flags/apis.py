@@ -2,6 +2,7 @@
 serialize. Errors are raised (flags.errors, DRF exceptions) and shaped by the one handler in
 flagsite/api/exceptions.py."""
 
+from django.conf import settings
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -30,6 +31,7 @@ from flags.snapshot import get_snapshot, snapshot_payload
 from flagsite.api.common import actor_for, environment_for, expected_version, key_from, validate
 from flagsite.api.pagination import Pagination
 from flagsite.api.parsers import JSONOnlyNegotiation
+from flagsite.api.throttling import bulk_weight
 
 STATES = Prefetch("states", queryset=FlagState.objects.select_related("environment"))
 ENVIRONMENT_PARAM = OpenApiParameter(
@@ -222,6 +224,9 @@ def parse_evaluation(data, bulk=False):
             isinstance(flag_ids, list) and all(isinstance(item, str) for item in flag_ids)
         ):
             errors["flagIds"] = ["Expected a list of flag keys."]
+        elif flag_ids is not None and len(flag_ids) > settings.FLAGS_MAX_BULK_FLAGS:
+            errors["flagIds"] = [f"At most {settings.FLAGS_MAX_BULK_FLAGS} flag keys per request "
+                                 "(FLAGS_MAX_BULK_FLAGS); omit flagIds for every flag."]
     else:
         flag_ids = data.get("flagId")
         if not isinstance(flag_ids, str) or not flag_ids:
@@ -256,6 +261,23 @@ class EvaluateBulkApi(APIView):
     content_negotiation_class = JSONOnlyNegotiation
     sdk_allowed = True
     required_perms = {"POST": ["flags.view_flag"]}
+
+    def rate_weight(self, request):
+        """The rate limiter charges a bulk call by the flags it evaluates (flagsite/api/throttling.py):
+        the listed ones, else every flag of the environment. A body that does not parse weighs 1
+        here and answers its 400 from post()."""
+        data = request.data
+        if not isinstance(data, dict):
+            return 1
+        flag_ids, environment = data.get("flagIds"), data.get("environment")
+        if isinstance(flag_ids, list):
+            return bulk_weight(min(len(flag_ids), settings.FLAGS_MAX_BULK_FLAGS))
+        if flag_ids is None and (environment is None or isinstance(environment, str)):
+            try:
+                return bulk_weight(len(snapshot_for(request, environment).table))
+            except ValidationFailed:  # an unknown environment: post() answers the 400
+                return 1
+        return 1
 
     @env_schema(request=EvaluateBulkInputSerializer, responses=EvaluateBulkOutputSerializer)
     def post(self, request):

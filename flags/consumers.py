@@ -1,7 +1,11 @@
 """WebSocket at /ws: authenticate an SDK key, join the environment's local fan-out, forward events.
 
 Close codes: 4401 bad or missing key, 4403 a key that may not subscribe (management tokens must
-name an environment they can view with ?environment=).
+name an environment they can view with ?environment=), 4429 too many connections for this key in
+this process (FLAGS_WS_MAX_CONNECTIONS_PER_KEY) or too many failed keys from this address
+(FLAGS_AUTH_FAILURE_LIMIT), 4503 the database is unavailable for a key this process never resolved.
+4429 and 4503 mean "try again later": the SDK reconnects with backoff. (Not 1013: daphne refuses to
+send it and closes with 1011 and a traceback instead.)
 
 A refused handshake is logged like a failed REST authentication: one WARNING on the
 ``flagsite.api.authentication`` logger, "authentication failed: ..." with the key's fingerprint
@@ -20,9 +24,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
 from flagsite.api.authentication import hash_key, resolve_api_key
+from flagsite.api.throttling import AuthThrottled
 from flags.live import watcher
 
 MAX_CLIENT_MESSAGE = 4096
+TRY_AGAIN_LATER = 4503  # the database is unavailable: reconnect with backoff
+TOO_MANY = 4429  # too many connections for this key, or too many failed keys from this address
+_open_per_key = {}  # API key id -> open sockets in this process (the event loop's thread only)
 auth_logger = logging.getLogger("flagsite.api.authentication")  # where REST logs failed authentications
 REASONS = {
     "missing_key": "no API key",
@@ -42,18 +50,18 @@ def _credentials(scope):
     return key, query
 
 
-def _check_key(key, query):
-    """The environment this key may follow: (environment, None, None), or (None, close code,
-    reason) for a refused key."""
-    resolved = resolve_api_key(key) if key else None
+def _check_key(key, query, ip=None):
+    """The environment this key may follow: (environment, None, key id), or (None, close code,
+    reason) for a refused key. AuthThrottled when ``ip`` sent too many failed keys."""
+    resolved = resolve_api_key(key, ip) if key else None
     if resolved is None:
         return None, 4401, "invalid_key" if key else "missing_key"
     user, principal = resolved
     if principal.kind == "sdk":
-        return principal.environment, None, None
+        return principal.environment, None, principal.id
     wanted = (query.get("environment") or [""])[0]
     if wanted and user.has_perm("flags.view_flag"):
-        return wanted, None, None
+        return wanted, None, principal.id
     return None, 4403, "not_permitted"
 
 
@@ -93,6 +101,7 @@ class FlagConsumer(AsyncWebsocketConsumer):
     # With one, every socket would also wait on Redis, and a Redis outage would close them all.
     channel_layer_alias = None
     environment = None
+    key_id = None  # counted in _open_per_key while open
 
     async def connect(self):
         key, query = _credentials(self.scope)
@@ -100,14 +109,21 @@ class FlagConsumer(AsyncWebsocketConsumer):
             environment, refusal = _session_environment(query)
         else:
             try:
-                environment, refusal, reason = await database_sync_to_async(_check_key)(key, query)
+                environment, refusal, detail = await database_sync_to_async(_check_key)(
+                    key, query, _client_ip(self.scope))
             except DatabaseError:  # a key this process never resolved, with PostgreSQL down
-                await self.accept()
-                await self.send_error("unavailable", "The database is unavailable; reconnect shortly.")
-                await self.close(code=1013)  # "try again later": SDKs reconnect with backoff
+                await self.refuse(TRY_AGAIN_LATER, "unavailable", "The database is unavailable; reconnect shortly.")
+                return
+            except AuthThrottled as exc:  # no lookup, no log line (one summary per window)
+                await self.refuse(TOO_MANY, "throttled", f"Too many failed authentications from this address; "
+                                  f"retry in {exc.wait} s.")
                 return
             if refusal:
-                log_refusal(self.scope, key, reason)
+                log_refusal(self.scope, key, detail)
+            elif not self._count_key(detail):
+                await self.refuse(TOO_MANY, "too_many_connections", "This key has too many open connections "
+                                  "here (FLAGS_WS_MAX_CONNECTIONS_PER_KEY); retry later or elsewhere.")
+                return
         await watcher.start()  # before accepting: the baseline must predate anything the client sees
         await self.accept()
         if refusal:
@@ -141,9 +157,33 @@ class FlagConsumer(AsyncWebsocketConsumer):
         for event in events:
             await self.send_json(event)
 
+    def _count_key(self, key_id):
+        """Hold one of this key's connection slots; False when it has none left. No await in here:
+        the check and the count happen together on the event loop."""
+        from django.conf import settings
+
+        limit = settings.FLAGS_WS_MAX_CONNECTIONS_PER_KEY
+        open_now = _open_per_key.get(key_id, 0)
+        if limit > 0 and open_now >= limit:
+            return False
+        _open_per_key[key_id] = open_now + 1
+        self.key_id = key_id
+        return True
+
+    async def refuse(self, code, error, message):
+        """Accept, say why in an error frame, close with an application code (4xxx: daphne sends those)."""
+        await self.accept()
+        await self.send_error(error, message)
+        await self.close(code=code)
+
     async def disconnect(self, code):
         if self.environment is not None:
             watcher.unregister(self.environment, self)
+        if self.key_id is not None:
+            left = _open_per_key.pop(self.key_id, 1) - 1
+            if left > 0:
+                _open_per_key[self.key_id] = left
+            self.key_id = None
 
     async def receive(self, text_data=None, bytes_data=None):
         """Clients may ping; anything else gets an error frame, never a crash."""

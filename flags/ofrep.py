@@ -44,7 +44,7 @@ from flags.snapshot import get_snapshot
 from flagsite.api.common import environment_for
 from flagsite.api.exceptions import exception_handler
 from flagsite.api.parsers import JSONOnlyNegotiation
-from flagsite.api.throttling import ApiRateThrottle
+from flagsite.api.throttling import ApiRateThrottle, bulk_weight
 
 logger = logging.getLogger(__name__)
 TARGETING_KEY = "targetingKey"
@@ -329,6 +329,10 @@ class OfrepEvaluateFlagApi(OfrepApi):
 
 
 class OfrepEvaluateBulkApi(OfrepApi):
+    def rate_weight(self, request):
+        """Charged by the flags it evaluates (every flag of the environment), as REST bulk is."""
+        return bulk_weight(len(self.snapshot(request).table))
+
     @extend_schema(
         operation_id="ofrep_evaluate_flags",
         tags=["OFREP"],

@@ -5,6 +5,7 @@ and eager Celery. With them: PostgreSQL (psycopg 3) and Redis.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
@@ -87,6 +88,7 @@ INSTALLED_APPS = [
     "grpc_api",
     "corsheaders",
     "flagsite.ops",
+    "axes",  # failed admin logins (flagsite/ops/login_limits.py)
 ]
 
 MIDDLEWARE = [
@@ -101,7 +103,20 @@ MIDDLEWARE = [
     "flagsite.ops.browser.AuthenticationMiddleware",
     "flagsite.ops.browser.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into its 429 answer
 ]
+
+# Failed admin logins (django-axes, flagsite/ops/login_limits.py): after FLAGS_LOGIN_FAILURE_LIMIT
+# wrong passwords from one client address, or for one account, that address / account is locked out
+# (429, even with the right password) for FLAGS_LOGIN_COOLOFF_MINUTES, counted from its last failure.
+# Attempts are database rows: shared by every node, and nothing depends on Redis.
+AUTHENTICATION_BACKENDS = ["flagsite.ops.login_limits.LoginLimitBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env_bool("FLAGS_LOGIN_LIMITS", default=True)
+AXES_FAILURE_LIMIT = int(os.environ.get("FLAGS_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("FLAGS_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # each on its own: per address, and per account
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "audit.actor.client_ip"  # trusted proxies (NUM_PROXIES), as audit and the API's failed-key limit
 
 ROOT_URLCONF = "flagsite.urls"
 WSGI_APPLICATION = "flagsite.wsgi.application"
@@ -284,6 +299,12 @@ FLAGS_KEY_ONLY_PATHS = ("/api/evaluate", "/api/sdk/", "/ofrep/", "/api/bench/")
 # Rate limits (flagsite/api/throttling.py) per API key, else user, else address: "N/s|m|h|d" or "off".
 FLAGS_RATE_LIMIT_EVALUATE = os.environ.get("FLAGS_RATE_LIMIT_EVALUATE", "10000/s")  # SDK-callable views
 FLAGS_RATE_LIMIT_MANAGEMENT = os.environ.get("FLAGS_RATE_LIMIT_MANAGEMENT", "6000/m")  # every other /api/ view
+# Unknown/revoked API keys per client address (REST, OFREP, /ws, gRPC), then 429 until the window ends.
+FLAGS_AUTH_FAILURE_LIMIT = os.environ.get("FLAGS_AUTH_FAILURE_LIMIT", "100/m")
+# flagIds per bulk evaluation (REST, gRPC EvaluateBulk): 400 / INVALID_ARGUMENT past it.
+FLAGS_MAX_BULK_FLAGS = int(os.environ.get("FLAGS_MAX_BULK_FLAGS", "1000"))
+# Open /ws connections per API key in each daphne process; the next is closed with 4429.
+FLAGS_WS_MAX_CONNECTIONS_PER_KEY = int(os.environ.get("FLAGS_WS_MAX_CONNECTIONS_PER_KEY", "500"))
 # Trusted proxies in front (default none): the client address is X-Forwarded-For's Nth entry from
 # the end, else REMOTE_ADDR. One setting for audit entries, logs (audit.actor.client_ip) and DRF's
 # throttle ident (which, unset, would key on the whole client-supplied X-Forwarded-For).

@@ -27,6 +27,7 @@ from flags.errors import ValidationFailed
 from flags.results import PerResult
 from flags.snapshot import get_snapshot
 from flagsite.api.authentication import hash_key, resolve_api_key
+from flagsite.api.throttling import AuthThrottled
 from grpc_api import metrics
 from grpc_api.stubs import flags_pb2, flags_pb2_grpc
 
@@ -38,7 +39,6 @@ FLAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_CONTEXT_BYTES = 64 * 1024
 MAX_CONTEXT_DEPTH = 16
 MAX_USER_ID_LENGTH = 1024
-MAX_BULK_FLAGS = 1000
 STREAM_QUEUE = 10_000
 _CLOSE = object()
 _RESYNC = object()
@@ -76,6 +76,15 @@ def _peer(context):
         return ""
 
 
+def peer_ip(context):
+    """The client address of a call: "ipv4:1.2.3.4:5678" / "ipv6:[::1]:5678" -> "1.2.3.4" / "::1"."""
+    peer = _peer(context)
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer or None  # unix sockets and the like: the peer string itself
+    return rest.rpartition(":")[0].strip("[]") or None
+
+
 def _bad(field, message):
     return Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}")
 
@@ -95,7 +104,10 @@ def authorize(context, requested_environment):
         raise AuthFailed(grpc.StatusCode.UNAUTHENTICATED,
                          "authorization metadata 'Bearer <key>' with an SDK key is required",
                          "missing credentials" if raw is None else "malformed credentials")
-    resolved = resolve_api_key(raw)
+    try:
+        resolved = resolve_api_key(raw, lambda: peer_ip(context))
+    except AuthThrottled as exc:  # no lookup, no log line (one summary per window)
+        raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
     if resolved is None:
         raise AuthFailed(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key",
                          "invalid or revoked API key", raw_key=raw)
@@ -285,8 +297,8 @@ class FlagService(flags_pb2_grpc.FlagServiceServicer):
     def EvaluateBulk(self, request, context):
         environment = authorize(context, request.environment)
         flag_ids = list(request.flag_ids)
-        if len(flag_ids) > MAX_BULK_FLAGS:
-            raise _bad("flag_ids", f"at most {MAX_BULK_FLAGS} flags per call")
+        if len(flag_ids) > settings.FLAGS_MAX_BULK_FLAGS:
+            raise _bad("flag_ids", f"at most {settings.FLAGS_MAX_BULK_FLAGS} flags per call (FLAGS_MAX_BULK_FLAGS)")
         for index, flag_id in enumerate(flag_ids):
             _flag_key(f"flag_ids[{index}]", flag_id)
         user_id, ctx = _user_id(request), _context(request)

@@ -10,12 +10,19 @@ When the database is unreachable, a key this process resolved before keeps worki
 lookup, re-tried every TTL) so evaluations go on answering from the snapshot; a key never seen
 here answers 503, never 401. The price: a key revoked on another node just before an outage
 stays valid in this process until the database answers again (revoking needs the database too).
+
+Unknown keys are remembered apart (``_negative``, bounded, oldest dropped first), so a flood of
+invalid keys can neither evict the valid ones nor their outage fallback. Failed lookups are
+counted per client address (flagsite/api/throttling.py, FLAGS_AUTH_FAILURE_LIMIT): past the limit,
+keys this process does not already know to be good are refused (AuthThrottled) before any lookup.
+A successful warm authentication never touches the shared cache.
 """
 
 import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -25,9 +32,12 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from audit.actor import client_ip
+from flagsite.api import throttling
+
 logger = logging.getLogger(__name__)
 LAST_USED_WRITE_INTERVAL = 60.0  # seconds between last_used_at writes per key and process
-_MAX_CACHED = 10_000
+_MAX_CACHED = 10_000  # valid keys cached per process (and as many unknown ones, apart)
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,8 @@ class SdkKeyUser:
         return self.username
 
 
-_cache = {}  # key hash -> (expires_at, (user, principal) | None)
+_cache = {}  # key hash -> (expires_at, (user, principal)): valid keys only
+_negative = OrderedDict()  # key hash -> expires_at: unknown or revoked keys, oldest first
 _last_good = {}  # key hash -> (user, principal): served while the database is unreachable
 _last_used = {}  # api key id -> monotonic time of the last last_used_at write
 _lock = threading.Lock()
@@ -82,10 +93,12 @@ def forget_api_key(key_hash=None):
     with _lock:
         if key_hash is None:
             _cache.clear()
+            _negative.clear()
             _last_good.clear()
             _last_used.clear()
         else:
             _cache.pop(key_hash, None)
+            _negative.pop(key_hash, None)
             _last_good.pop(key_hash, None)
 
 
@@ -114,32 +127,55 @@ def _load(key_hash):
     return user, principal
 
 
-def resolve_api_key(raw_key):
-    """(user, principal) for a raw key, or None when unknown or revoked. Cached briefly."""
+def resolve_api_key(raw_key, client_ip=None):
+    """(user, principal) for a raw key, or None when unknown or revoked. Cached briefly.
+
+    ``client_ip`` (an address, or a function returning it, called only when the key is not cached):
+    failures are counted for it, and AuthThrottled is raised for it once over the limit."""
     key_hash = hash_key(raw_key)
     now = time.monotonic()
     hit = _cache.get(key_hash)
-    if hit is not None and hit[0] > now:
-        result = hit[1]
+    if hit is not None and hit[0] > now:  # the warm path: no lock, no SQL, no shared cache
+        _touch(hit[1][1].id, now)
+        return hit[1]
+    ip = client_ip() if callable(client_ip) else client_ip
+    if ip and key_hash not in _last_good:  # a key known good here is never throttled
+        throttling.check_auth_failures(ip)
+    if _negative.get(key_hash, 0) > now:
+        result = None
     else:
-        try:
-            result = _load(key_hash)
-        except DatabaseError:
-            result = _last_good.get(key_hash)
-            if result is None:
-                raise  # never seen here: 503 (the API's handler), not a wrong 401
-            logger.warning("database unavailable: serving API key %s from its last good lookup", result[1].prefix)
-        with _lock:
+        result = _lookup(key_hash, now)
+    if result is None:
+        if ip:
+            throttling.record_auth_failure(ip)
+        return None
+    _touch(result[1].id, now)
+    return result
+
+
+def _lookup(key_hash, now):
+    try:
+        result = _load(key_hash)
+    except DatabaseError:
+        result = _last_good.get(key_hash)
+        if result is None:
+            raise  # never seen here: 503 (the API's handler), not a wrong 401
+        logger.warning("database unavailable: serving API key %s from its last good lookup", result[1].prefix)
+    expires = now + getattr(settings, "FLAGS_API_KEY_CACHE_SECONDS", 5)
+    with _lock:
+        if result is None:
+            _cache.pop(key_hash, None)
+            _last_good.pop(key_hash, None)  # revoked (the database said so)
+            _negative[key_hash] = expires
+            _negative.move_to_end(key_hash)
+            while len(_negative) > _MAX_CACHED:
+                _negative.popitem(last=False)
+        else:
+            _negative.pop(key_hash, None)
             if len(_cache) >= _MAX_CACHED:
-                _cache.clear()
-                _last_good.clear()
-            _cache[key_hash] = (now + getattr(settings, "FLAGS_API_KEY_CACHE_SECONDS", 5), result)
-            if result is None:
-                _last_good.pop(key_hash, None)
-            else:
-                _last_good[key_hash] = result
-    if result is not None:
-        _touch(result[1].id, now)
+                _cache.clear()  # the TTL cache only; _last_good (the outage fallback) stays
+            _cache[key_hash] = (expires, result)
+            _last_good[key_hash] = result
     return result
 
 
@@ -170,9 +206,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key_from(request)
         if raw_key is None:
             return None
-        result = resolve_api_key(raw_key) if raw_key else None
+        try:
+            result = resolve_api_key(raw_key, client_ip(request)) if raw_key else None
+        except throttling.AuthThrottled as exc:  # no lookup and no log line: one summary per window
+            raise exceptions.Throttled(wait=exc.wait, detail="Too many failed authentications from this address.")
         if result is None:  # logged with a fingerprint (sha256 prefix) of the key, never the key
-            fingerprint, ip = hash_key(raw_key)[:12], request.META.get("REMOTE_ADDR")
+            fingerprint, ip = hash_key(raw_key)[:12], client_ip(request)
             # the same structured fields as the WebSocket and gRPC refusals (JSON logs)
             logger.warning("authentication failed: invalid or revoked API key fingerprint=%s path=%s ip=%s",
                            fingerprint, request.path, ip,

@@ -13,7 +13,16 @@ Over the limit: 429 ``{"error": {"code": "throttled", ...}}`` with ``Retry-After
 Cost: one cache ``incr`` per request (plus an ``add`` at the start of each window); no SQL. When
 the cache is down, requests pass unlimited (a flag server must keep answering), and for
 ``CACHE_RETRY_SECONDS`` after a failure the limiter does not touch the cache at all: a hung Redis
-costs one socket timeout per retry interval, not one per request (and one log line, not one each)."""
+costs one socket timeout per retry interval, not one per request (and one log line, not one each).
+
+A view may weigh its calls with ``rate_weight(request)`` (bulk evaluation: 1 + flags / BULK_UNIT),
+charged in the same one ``incr``.
+
+Failed authentications (an unknown or revoked API key, on REST, OFREP, /ws and gRPC) are counted
+per client address: ``FLAGS_AUTH_FAILURE_LIMIT`` (default ``100/m``) failures in a window, and that
+address's keys that are not already known good answer 429 (``RESOURCE_EXHAUSTED`` on gRPC, close
+4429 on /ws) until the window ends, with no SQL and no log line each (one summary line per window).
+A blocked address is remembered in-process, so its refusals cost no cache round trip either."""
 
 import logging
 import math
@@ -23,12 +32,13 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
-from flagsite.api.authentication import ApiKeyPrincipal
+from flagsite.api import authentication  # ApiKeyPrincipal (which imports this module too)
 
 logger = logging.getLogger(__name__)
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SETTINGS = {"evaluate": "FLAGS_RATE_LIMIT_EVALUATE", "management": "FLAGS_RATE_LIMIT_MANAGEMENT",
-            "ofrep": "FLAGS_OFREP_RATE_LIMIT"}
+            "ofrep": "FLAGS_OFREP_RATE_LIMIT", "auth_failures": "FLAGS_AUTH_FAILURE_LIMIT"}
+BULK_UNIT = 100  # flags of a bulk evaluation that weigh as much as one request
 _parsed = {}
 CACHE_RETRY_SECONDS = 5.0
 _cache_down_until = 0.0
@@ -60,29 +70,55 @@ def scope_for(view):
     return "evaluate" if getattr(view, "sdk_allowed", False) else "management"
 
 
+def count(key, period, amount=1):
+    """Add ``amount`` to a counter in the shared cache that lives for one window of ``period``
+    seconds: the new total, or None while the cache is unavailable (the caller then lets the request
+    through: a flag server must keep answering)."""
+    now = time.time()
+    if now < _cache_down_until:
+        return None
+    try:
+        try:
+            return cache.incr(key, amount)
+        except ValueError:  # first of the window
+            return amount if cache.add(key, amount, timeout=period + 1) else cache.incr(key, amount)
+    except Exception as exc:
+        _cache_failed(now, exc)
+        return None
+
+
+def peek(key):
+    """A counter's value without changing it (0 when absent), or None while the cache is unavailable."""
+    now = time.time()
+    if now < _cache_down_until:
+        return None
+    try:
+        return cache.get(key, 0)
+    except Exception as exc:
+        _cache_failed(now, exc)
+        return None
+
+
+def _cache_failed(now, exc):
+    global _cache_down_until
+    _cache_down_until = now + CACHE_RETRY_SECONDS
+    logger.warning("rate limits not applied for %.0f s, cache unavailable: %s", CACHE_RETRY_SECONDS, exc)
+
+
 class ApiRateThrottle(BaseThrottle):
     def allow_request(self, request, view):
-        global _cache_down_until
         scope = scope_for(view)
         rate = rate_for(scope)
         if rate is None:
             return True
         limit, period = rate
+        weigh = getattr(view, "rate_weight", None)
+        # a call heavier than the whole budget still passes once a window, as the window's only call
+        weight = min(limit, weigh(request)) if weigh is not None else 1
         now = time.time()
-        if now < _cache_down_until:
-            return True
         window = int(now // period)
-        key = f"flags:rate:{scope}:{self.ident(request)}:{period}:{window}"
-        try:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # first request of the window
-                count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
-        except Exception as exc:  # the cache is down: answer unlimited rather than fail
-            _cache_down_until = now + CACHE_RETRY_SECONDS
-            logger.warning("rate limits not applied for %.0f s, cache unavailable: %s", CACHE_RETRY_SECONDS, exc)
-            return True
-        if count <= limit:
+        total = count(f"flags:rate:{scope}:{self.ident(request)}:{period}:{window}", period, weight)
+        if total is None or total <= limit:
             return True
         self._wait = max(1, math.ceil((window + 1) * period - now))
         logger.info("rate limited: scope=%s client=%s limit=%s/%ss", scope, self.ident(request), limit, period)
@@ -90,7 +126,7 @@ class ApiRateThrottle(BaseThrottle):
 
     def ident(self, request):
         auth = request.auth
-        if isinstance(auth, ApiKeyPrincipal):
+        if isinstance(auth, authentication.ApiKeyPrincipal):
             return f"key:{auth.id}"
         user = request.user
         if user is not None and getattr(user, "pk", None) is not None:
@@ -99,3 +135,62 @@ class ApiRateThrottle(BaseThrottle):
 
     def wait(self):
         return getattr(self, "_wait", None)
+
+
+def bulk_weight(flags):
+    """The rate-limit weight of a call that evaluates ``flags`` flags."""
+    return 1 + flags // BULK_UNIT
+
+
+# ---- failed authentications per client address --------------------------------------------------
+
+
+class AuthThrottled(Exception):
+    """Too many failed authentications from this address: retry in ``wait`` seconds."""
+
+    def __init__(self, wait):
+        super().__init__(f"too many failed authentications from this address; retry in {wait} s")
+        self.wait = wait
+
+
+_blocked = {}  # client address -> time.time() its block ends (this process's memo)
+_MAX_BLOCKED = 10_000
+
+
+def _failure_key(ip, period, window):
+    return f"flags:authfail:{ip}:{period}:{window}"
+
+
+def check_auth_failures(ip):
+    """Raise AuthThrottled while ``ip`` is over FLAGS_AUTH_FAILURE_LIMIT in this window."""
+    rate = rate_for("auth_failures")
+    if rate is None or not ip:
+        return
+    limit, period = rate
+    now = time.time()
+    until = _blocked.get(ip)
+    if until is None:
+        window = int(now // period)
+        failures = peek(_failure_key(ip, period, window))
+        if failures is None or failures < limit:
+            return
+        until = (window + 1) * period
+        if len(_blocked) >= _MAX_BLOCKED:  # a memo only: forgetting costs one cache read per address
+            _blocked.clear()
+        _blocked[ip] = until
+    if now < until:
+        raise AuthThrottled(max(1, math.ceil(until - now)))
+    _blocked.pop(ip, None)
+
+
+def record_auth_failure(ip):
+    """Count one failed authentication from ``ip``; the one that reaches the limit logs the summary."""
+    rate = rate_for("auth_failures")
+    if rate is None or not ip:
+        return
+    limit, period = rate
+    window = int(time.time() // period)
+    if count(_failure_key(ip, period, window), period) == limit:
+        logger.warning("%s failed authentications from %s within %s s: its unknown API keys answer 429 until the "
+                       "window ends (FLAGS_AUTH_FAILURE_LIMIT)", limit, ip, period,
+                       extra={"reason": "auth_failure_limit", "client_ip": ip})

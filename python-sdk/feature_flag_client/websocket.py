@@ -84,13 +84,12 @@ class WebSocketClient:
                 with ws_connect(self._url(), additional_headers=headers,
                                 open_timeout=self.open_timeout) as socket:
                     self._socket = socket
-                    failures = 0
                     for raw in socket:
                         self._dispatch(raw)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
+                self.last_error = exc  # 4503 / 4429: the server asks to come back later (backoff below)
                 if code in UNAUTHORIZED_CLOSE_CODES:
-                    self.last_error = exc
                     log.error("flagsite websocket refused the key (close code %s); not retrying", code)
                     break
             except (OSError, InvalidStatus, WebSocketException, TimeoutError) as exc:
@@ -98,7 +97,11 @@ class WebSocketClient:
                 log.debug("flagsite websocket connection failed: %s", exc)
             finally:
                 self._socket = None
+                if self.connected.is_set():  # subscribed (hello) before it ended: back off from scratch
+                    failures = 0
                 self.connected.clear()
+            # A server that accepts and then closes at once ("try again later": 4503 database
+            # unavailable, 4429 too many connections) is a failure too: the delay keeps growing.
             failures += 1
             delay = random.uniform(0, min(self.max_backoff, self.min_backoff * 2 ** failures))
             self._stop.wait(delay)

@@ -153,3 +153,33 @@ def test_unknown_environment_row_removed__invalid_argument(stub, flag):
     time.sleep(0.2)  # serving processes notice within FLAGS_MAX_STALENESS_MS (100 ms)
     error = rpc_error(stub.EvaluateBulk, flags_pb2.EvaluateBulkRequest(environment="staging"), metadata=auth(reader))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "staging" in error.details()
+
+
+def test_evaluate_bulk__cap_is_the_setting(stub, flag, sdk_key, settings):
+    settings.FLAGS_MAX_BULK_FLAGS = 5
+    assert len(stub.EvaluateBulk(flags_pb2.EvaluateBulkRequest(flag_ids=["beta"] * 5),
+                                 metadata=auth(sdk_key)).evaluations) == 5
+    error = rpc_error(stub.EvaluateBulk, flags_pb2.EvaluateBulkRequest(flag_ids=["beta"] * 6), metadata=auth(sdk_key))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 5" in error.details()
+
+
+def test_invalid_key_flood__resource_exhausted_without_lookup_or_log_line(stub, flag, sdk_key, settings, caplog):
+    """Failed keys count per client address (here 127.0.0.1): past FLAGS_AUTH_FAILURE_LIMIT the
+    address's unknown keys are refused before any lookup; a key already known good still works."""
+    import logging
+
+    from flagsite.api import throttling
+
+    settings.FLAGS_AUTH_FAILURE_LIMIT = "3/h"
+    assert stub.Evaluate(evaluate(), metadata=auth(sdk_key)).evaluation.enabled is True  # known good
+    try:
+        codes = [rpc_error(stub.Evaluate, evaluate(), metadata=auth(f"sdk_guess_{n}")).code() for n in range(3)]
+        with caplog.at_level(logging.INFO, logger="flagsite.api.authentication"):
+            caplog.clear()
+            refused = rpc_error(stub.Evaluate, evaluate(), metadata=auth("sdk_guess_more"))
+        assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 3
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry in" in refused.details()
+        assert [r for r in caplog.records if "authentication failed" in r.getMessage()] == []
+        assert stub.Evaluate(evaluate(), metadata=auth(sdk_key)).evaluation.enabled is True
+    finally:
+        throttling._blocked.clear()

@@ -217,18 +217,19 @@ def test_deeply_nested_client_message__error_frame_and_the_socket_stays_open(fra
     assert pong["type"] == "pong"
 
 
-def test_database_down_for_an_unseen_key__error_frame_and_close_1013(monkeypatch):
-    """PostgreSQL down and a key this process never resolved: "try again later", not a crash."""
+def test_database_down_for_an_unseen_key__error_frame_and_close_4503(monkeypatch):
+    """PostgreSQL down and a key this process never resolved: "try again later", not a crash.
+    (Through a real daphne: tests/live/test_ws_close_codes.py.)"""
     from django.db import OperationalError
 
     from flags import consumers
 
-    def down(raw_key):
+    def down(raw_key, client_ip=None):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(consumers, "resolve_api_key", down)
 
     code, frame = handshake("/ws", [(b"authorization", f"Bearer {GUESS}".encode())])
 
-    assert code == 1013
+    assert code == 4503
     assert frame["error"]["code"] == "unavailable"
