@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files for /api/docs, served here (no CDN)
     "channels",
     "flags",
     "segments",
@@ -261,6 +262,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     # the REST error shape as a component on every /api/ operation's error responses
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "flagsite.openapi.add_error_responses"],
+    # /api/docs from our own static files (drf-spectacular-sidecar): works offline, no third-party script
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 FLAGS_API_KEY_CACHE_SECONDS = float(os.environ.get("FLAGS_API_KEY_CACHE_SECONDS", "5"))
 FLAGS_BENCH_VIEWS = env_bool("FLAGS_BENCH_VIEWS")
