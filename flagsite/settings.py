@@ -77,6 +77,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
+    "flagsite.ops.chunked.ChunkedBodyMiddleware",  # chunked bodies get a Content-Length (read to their end)
     "corsheaders.middleware.CorsMiddleware",
     "flagsite.ops.compression.JsonGZipMiddleware",  # large /api/ and /ofrep/ JSON only
     "django.middleware.security.SecurityMiddleware",
