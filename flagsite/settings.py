@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "flagsite.ops.compression.JsonGZipMiddleware",  # large /api/ and /ofrep/ JSON only
     "django.middleware.security.SecurityMiddleware",
+    "flagsite.ops.csp.ContentSecurityPolicyMiddleware",  # every HTML page (dashboard, admin, /api/docs)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "flagsite.ops.browser.SessionMiddleware",  # these three skip FLAGS_KEY_ONLY_PATHS
     "django.middleware.common.CommonMiddleware",
