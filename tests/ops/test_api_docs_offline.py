@@ -10,7 +10,7 @@ import pytest
 
 from tests.servers import start_daphne
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_api_docs__references_only_same_origin_assets__each_answers_200():
