@@ -1,19 +1,118 @@
 """Publishing committed changes to live clients.
 
-Services call ``publish_change`` from ``transaction.on_commit``, so nobody hears of a change before
+Services call ``after_commit`` from ``transaction.on_commit``, so nobody hears of a change before
 it is committed. It only sends a small "environment E is now at version V" notice: every serving
 process's watcher (flags/live.py) then reloads its own snapshot and derives the flag.changed
 events itself, so a lost notice costs at most one staleness interval, never a change.
+
+The shared parts (the snapshot payload in the cache, the notice on the channel layer) talk to Redis,
+which may hang rather than refuse (a stopped process: each call waits out its socket timeout, 1 s
+for the cache, 15 s twice for the notice). A committed write's response must not wait for them (a
+client that timed out and retried a toggle would flip the flag back), so with Redis they run on one
+background thread per process, in commit order, from a bounded queue. The writing process still
+answers with its own change at once: its compiled snapshot is marked stale here, with no I/O.
 """
 
+import atexit
 import logging
+import os
+import queue
+import threading
+import time
 
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
+
+from flags import snapshot
 from flags.live import send_notice
 
 logger = logging.getLogger(__name__)
+
+OUTBOX_SIZE = 1000  # pending jobs per process; past it a job is dropped (the version poll covers it)
+
+
+def after_commit(versions, action, *, flag_key=None, segment_key=None):
+    """{environment key: committed version}: refresh this process now, share the change off the
+    request path when sharing means network I/O."""
+    payloads = {}
+    for environment, version in versions.items():
+        snapshot.environment_changed(environment)  # this process re-checks at once; no I/O
+        payloads[environment] = snapshot.build_payload(environment)  # same connection: sees the commit
+
+    def share():
+        for environment, version in versions.items():
+            snapshot.share_payload(payloads[environment])
+            publish_change(environment=environment, version=version, action=action, flag_key=flag_key,
+                           segment_key=segment_key)
+
+    if _in_process():
+        share()  # nothing to hang on; an in-memory layer also belongs to this thread's event loop
+    else:
+        _outbox.put(share)
 
 
 def publish_change(*, environment, version, action, flag_key=None, segment_key=None):
     """Announce that `environment` (key) moved to `version` because of `action` on a flag/segment."""
     logger.debug("change %s %s env=%s v=%s", action, flag_key or segment_key, environment, version)
     send_notice(environment=environment, version=version)
+
+
+def _in_process():
+    layer = get_channel_layer()
+    return isinstance(caches["default"], (LocMemCache, DummyCache)) and (
+        layer is None or isinstance(layer, InMemoryChannelLayer))
+
+
+class Outbox:
+    """One daemon thread draining a bounded queue of callables in order (started on first use, and
+    again in a forked child, which inherits the queue but not the thread). At exit a process waits
+    a little for what is queued (a CLI command's notice), never long (a hung Redis)."""
+
+    EXIT_WAIT_SECONDS = 5.0
+
+    def __init__(self, size=OUTBOX_SIZE):
+        self._size = size
+        self._queue = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def put(self, job):
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._queue = queue.Queue(self._size)
+                    threading.Thread(target=self._run, args=(self._queue,), name="flagsite-outbox",
+                                     daemon=True).start()
+                    if self._pid is None:
+                        atexit.register(self.join, self.EXIT_WAIT_SECONDS)
+                    self._pid = os.getpid()
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            logger.warning("change outbox full (%d): a cache refresh and notice dropped; watchers' "
+                           "version poll still finds the change", self._size)
+
+    def join(self, timeout):
+        """Wait until every queued job ran, at most timeout seconds; whether they all did."""
+        deadline = time.monotonic() + timeout
+        while self._queue is not None and self._pid == os.getpid() and self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    @staticmethod
+    def _run(jobs):
+        while True:
+            job = jobs.get()
+            try:
+                job()
+            except Exception:  # one failed share must not stop the ones after it
+                logger.exception("after-commit job failed")
+            finally:
+                jobs.task_done()
+
+
+_outbox = Outbox()

@@ -3,9 +3,14 @@
 Each process keeps a compiled `engine.Snapshot` per environment. `get_snapshot()` returns it with
 no I/O while it is fresh; at most every FLAGS_MAX_STALENESS_MS it re-reads the environment's
 version (one indexed row) and, when the version moved, reloads the serialized payload from the
-shared cache, or builds it from the database when the cache lacks that version. Services call
-`environment_changed()` after commit, which stores the new payload in the cache and makes this
-process re-check at once (read-your-writes in the writing process).
+shared cache, or builds it from the database when the cache lacks that version. After commit,
+`environment_changed()` makes this process re-check at once (read-your-writes in the writing
+process) and `share_payload()` stores the new payload in the cache (flags/publish.py, off the
+request path).
+
+A hung cache (Redis stopped, not gone: each call waits out the 1 s socket timeout) must not stall
+every reload behind `_lock`: after a cache error, reloads skip the cache for CACHE_RETRY_SECONDS
+and read the database, the source of truth.
 """
 
 import logging
@@ -83,21 +88,41 @@ def compile_payload(payload):
     )
 
 
+CACHE_RETRY_SECONDS = 5.0
+_cache_down_until = 0.0
+
+
+def _cache_failed(exc, what):
+    global _cache_down_until
+    _cache_down_until = time.monotonic() + CACHE_RETRY_SECONDS
+    logger.warning("cache unavailable, %s (retried in %.0f s): %s", what, CACHE_RETRY_SECONDS, exc)
+
+
+def share_payload(payload):
+    """Put a payload in the shared cache (always tried: callers are off the request path)."""
+    global _cache_down_until
+    try:
+        cache.set(CACHE_KEY.format(payload["environment"]), payload, timeout=None)
+        _cache_down_until = 0.0
+    except Exception as exc:  # Redis down: the database stays the source of truth
+        _cache_failed(exc, "snapshot not shared")
+
+
 def store_payload(environment_key):
     """Rebuild the payload from the database and put it in the shared cache (if it answers)."""
     payload = build_payload(environment_key)
-    try:
-        cache.set(CACHE_KEY.format(environment_key), payload, timeout=None)
-    except Exception as exc:  # Redis down: the database stays the source of truth
-        logger.warning("cache unavailable, snapshot not shared: %s", exc)
+    if time.monotonic() >= _cache_down_until:
+        share_payload(payload)
     return payload
 
 
 def _cached_payload(environment_key):
+    if time.monotonic() < _cache_down_until:
+        return None
     try:
         return cache.get(CACHE_KEY.format(environment_key))
     except Exception as exc:
-        logger.warning("cache unavailable, building the snapshot from the database: %s", exc)
+        _cache_failed(exc, "building the snapshot from the database")
         return None
 
 
@@ -167,11 +192,10 @@ def snapshot_version(environment_key):
 
 
 def environment_changed(environment_key):
-    """After a committed write: re-check this process's copy now and cache the new payload."""
+    """After a committed write: this process re-checks its copy on the next read (no I/O here)."""
     entry = _entries.get(environment_key)
     if entry is not None:
         entry.checked_at = float("-inf")
-    store_payload(environment_key)
 
 
 def refresh(environment_key):
@@ -195,5 +219,7 @@ def mark_checked(versions, checked_at):
 
 def reset():
     """Forget every process-local snapshot (tests; a database reset)."""
+    global _cache_down_until
     with _lock:
         _entries.clear()
+        _cache_down_until = 0.0

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files for /api/docs, served here (no CDN)
     "channels",
     "flags",
     "segments",
@@ -93,9 +94,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
+    "flagsite.ops.chunked.ChunkedBodyMiddleware",  # chunked bodies get a Content-Length (read to their end)
     "corsheaders.middleware.CorsMiddleware",
     "flagsite.ops.compression.JsonGZipMiddleware",  # large /api/ and /ofrep/ JSON only
     "django.middleware.security.SecurityMiddleware",
+    "flagsite.ops.csp.ContentSecurityPolicyMiddleware",  # every HTML page (dashboard, admin, /api/docs)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "flagsite.ops.browser.SessionMiddleware",  # these three skip FLAGS_KEY_ONLY_PATHS
     "django.middleware.common.CommonMiddleware",
@@ -291,6 +294,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     # the REST error shape as a component on every /api/ operation's error responses
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "flagsite.openapi.add_error_responses"],
+    # /api/docs from our own static files (drf-spectacular-sidecar): works offline, no third-party script
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 FLAGS_API_KEY_CACHE_SECONDS = float(os.environ.get("FLAGS_API_KEY_CACHE_SECONDS", "5"))
 FLAGS_BENCH_VIEWS = env_bool("FLAGS_BENCH_VIEWS")

@@ -8,6 +8,9 @@ errors always answer ``{"error": {...}}`` as JSON, and OPTIONS DRF's metadata as
 The schema is the same for every request of a process (public, one URL conf), but generating and
 rendering it costs tens of milliseconds of CPU: anyone could keep a worker busy with it. It is built
 once per process (and API version, language and URL conf) and each rendering is kept as bytes.
+
+/api/docs serves Swagger UI from the package (drf-spectacular-sidecar), so it works offline and
+loads no third-party script.
 """
 
 import threading
@@ -15,7 +18,7 @@ import threading
 from django.conf import settings
 from django.urls import get_urlconf
 from django.utils import translation
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -84,5 +87,7 @@ class SchemaApi(JsonErrorsMixin, SpectacularAPIView):
         return response
 
 
-class DocsPage(JsonErrorsMixin, SpectacularSwaggerView):
-    pass
+class DocsPage(JsonErrorsMixin, SpectacularSwaggerSplitView):
+    """Swagger UI from our own static files (drf-spectacular-sidecar, no CDN); its start-up script is
+    a separate request (``?script``), not inline, so the Content-Security-Policy needs no
+    'unsafe-inline' for scripts."""

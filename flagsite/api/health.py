@@ -1,3 +1,4 @@
+import logging
 import uuid
 
 from django.core.cache import cache
@@ -22,6 +23,10 @@ def _check_cache():
 
 
 CHECKS = {"database": _check_database, "cache": _check_cache}
+logger = logging.getLogger(__name__)
+# {check: "ExceptionType: text"} of the latest failure (cleared when the check passes): the details
+# (host, port, driver text) go to the logs and to /metrics, never to this anonymous endpoint.
+last_errors = {}
 
 
 class HealthApi(APIView):
@@ -33,7 +38,9 @@ class HealthApi(APIView):
       for the version poll. A load balancer must keep it: every node shares the one Redis, so
       pulling degraded nodes would take the whole fleet out over a cache outage;
     - 503 ``unavailable``: the database fails (writes answer 503; evaluations still answer from
-      the snapshot, but a node that cannot take writes is not healthy)."""
+      the snapshot, but a node that cannot take writes is not healthy).
+
+    A failed check says only "unavailable": the error text names hosts and ports (logs, /metrics)."""
 
     authentication_classes = ()
     permission_classes = ()
@@ -50,8 +57,11 @@ class HealthApi(APIView):
             try:
                 check()
                 checks[name] = "ok"
+                last_errors.pop(name, None)
             except Exception as exc:  # any failure of a dependency is a 503, never a 500
-                checks[name] = f"error: {type(exc).__name__}: {exc}"
+                checks[name] = "unavailable"
+                last_errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+                logger.warning("health check %s failed: %s", name, last_errors[name])
         if checks["database"] == "ok":
             return Response({"status": "ok" if checks["cache"] == "ok" else "degraded", "checks": checks})
         failed = ", ".join(name for name, value in checks.items() if value != "ok")

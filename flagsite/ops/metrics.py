@@ -57,6 +57,17 @@ class StateCollector:
         yield from self._evaluations()
         yield from self._snapshots()
         yield from self._live()
+        yield from self._health()
+
+    def _health(self):
+        from flagsite.api.health import last_errors
+
+        gauge = GaugeMetricFamily("flagsite_health_check_failed",
+                                  "1 per /api/health check whose latest run failed, with its error",
+                                  labels=["check", "error"])
+        for check, error in list(last_errors.items()):
+            gauge.add_metric([check, error], 1)
+        yield gauge
 
     def _evaluations(self):
         from analytics.counters import _value, recorder

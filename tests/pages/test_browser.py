@@ -25,15 +25,41 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
+# Reports every Content-Security-Policy violation of a page on its console (Playwright's init
+# scripts are not subject to the page's policy); Chromium also logs each refusal there itself.
+CSP_WATCH = ("document.addEventListener('securitypolicyviolation', e => console.error("
+             "'CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
+
+
+class CspWatchingBrowser:
+    """The browser, whose contexts collect CSP violations from every page (`violations`)."""
+
+    def __init__(self, instance):
+        self.instance = instance
+        self.violations = []
+
+    def new_context(self, **kwargs):
+        context = self.instance.new_context(**kwargs)
+        context.add_init_script(CSP_WATCH)
+        context.on("console", self._console)
+        return context
+
+    def _console(self, message):
+        if "CSP violation" in message.text or "Content Security Policy" in message.text:
+            self.violations.append(message.text)
+
+
 @pytest.fixture
 def browser():
+    """Every browser test also proves its pages ran with no Content-Security-Policy violation."""
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs a loop in this thread
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        instance = CspWatchingBrowser(playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS))
         yield instance
-        instance.close()
+        instance.instance.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    assert instance.violations == [], instance.violations
 
 
 @pytest.fixture
@@ -237,4 +263,28 @@ def test_non_staff__cannot_reach_the_pages(browser, site, page_flag):
         response = page.goto(f"{site.http_url}{path}")
         assert response.status == 403
         assert "new-checkout" not in page.content()
+    context.close()
+
+
+STRICT_SCRIPTS = "script-src 'self';"
+
+
+def test_csp__every_page_has_a_strict_policy__admin_and_api_docs_work_under_it(browser, site, staff_user, page_flag):
+    """A policy on each page (scripts from this origin only, /ws of this host allowed) and the admin
+    and Swagger UI still work under it (the fixture fails the test on any violation)."""
+    page_flag("csp-flag")
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, site)
+    for path in ("/", "/flags/csp-flag", "/analytics/", "/audit/", "/admin/", "/admin/flags/flag/", "/api/docs"):
+        response = page.goto(f"{site.http_url}{path}")
+        policy = response.headers.get("content-security-policy", "")
+        assert response.status == 200 and STRICT_SCRIPTS in policy, (path, response.status, policy)
+        assert f"ws://127.0.0.1:{site.http_url.rsplit(':', 1)[1]}" in policy, policy
+    page.goto(f"{site.http_url}/admin/flags/flag/")
+    page.get_by_role("link", name="csp-flag").first.click()
+    expect(page.locator("#content h1, #content h2").first).to_be_visible()
+    page.goto(f"{site.http_url}/api/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Flagsite API", timeout=15_000)
+    expect(page.locator(".opblock").first).to_be_visible()
     context.close()
