@@ -9,4 +9,5 @@ RUN pip install "/app[prod]" && DJANGO_SETTINGS_MODULE=flagsite.settings python 
 RUN useradd --system --uid 10001 flagsite && chown -R flagsite /app/artifacts
 USER flagsite
 EXPOSE 8000 8001 50051
-CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--blocking-threads", "1", "flagsite.wsgi:application"]
+# Behind a proxy that reads whole requests under timeouts (deploy/nginx.conf): README "Deployment".
+CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--blocking-threads", "1", "--respawn-failed-workers", "flagsite.wsgi:application"]

@@ -10,6 +10,7 @@ Import from a script in bench/ (keep bench/ itself off sys.path: it holds a grpc
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,42 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+
+# The production HTTP command (README "Deployment", Dockerfile, docker-compose.yml `web`): granian
+# WSGI workers with one blocking thread each; a worker that dies is replaced at once instead of
+# granian stopping every worker (its default).
+GRANIAN_FLAGS = ["--interface", "wsgi", "--blocking-threads", "1", "--respawn-failed-workers"]
+
+
+def granian_command(port, workers=1, host="127.0.0.1"):
+    return [str(Path(sys.executable).parent / "granian"), *GRANIAN_FLAGS, "--host", host, "--port", str(port),
+            "--workers", str(workers), "flagsite.wsgi:application"]
+
+
+def nginx_binary():
+    """Debian's nginx (nginx-light is enough), or None."""
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def nginx_command(directory, listen_port, web_port, ws_port=None):
+    """argv running the shipped front proxy config (deploy/nginx.conf) in the foreground on
+    127.0.0.1:listen_port in front of granian on web_port (and daphne on ws_port): the same file
+    with only the addresses, pid and temporary files moved to this host and `directory`."""
+    text = NGINX_CONF.read_text()
+    for old, new in (("server web:8000;", f"server 127.0.0.1:{web_port};"),
+                     ("server ws:8001;", f"server 127.0.0.1:{ws_port or web_port};"),
+                     ("listen 8000;", f"listen 127.0.0.1:{listen_port};"),
+                     ("http {\n", "http {\n" + "".join(f"    {kind}_temp_path {directory}/{kind};\n"
+                                                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))):
+        if old not in text:
+            raise RuntimeError(f"{NGINX_CONF} no longer contains {old!r}")
+        text = text.replace(old, new, 1)
+    os.chmod(directory, 0o755)  # run as root, nginx's workers are `nobody`: they write the temp files
+    conf = Path(directory) / "nginx.conf"
+    conf.write_text(text)
+    return [nginx_binary(), "-p", str(directory), "-e", "stderr", "-c", str(conf),
+            "-g", f"daemon off; pid {directory}/nginx.pid;"]
 
 # Rule lists of every rule type (the same spread bench/rest.py evaluates).
 RULE_SETS = [

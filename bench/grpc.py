@@ -276,7 +276,7 @@ def main():
                                   "--metrics-port", "0", "--workers", str(args.workers),
                                   *(["--pin-cpus"] if args.pin_cpus else [])]]),
         "REST /api/evaluate": (rest, [[str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers),
-                                       "--blocking-threads", "1", "--host", "127.0.0.1", "--port", str(rest), "--no-ws",
+                                       "--blocking-threads", "1", "--respawn-failed-workers", "--host", "127.0.0.1", "--port", str(rest), "--no-ws",
                                        "--log-level", "warning", "flagsite.wsgi:application"]]),
     }
     procs, pids = [], {}

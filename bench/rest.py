@@ -161,6 +161,7 @@ def main():
         "daphne": [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "{port}", "flagsite.asgi:application"],
         # production (README "Deployment"): granian WSGI workers, one blocking thread each (FIFO)
         "granian": [str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads", "1",
+                    "--respawn-failed-workers",
                     "--host", "127.0.0.1", "--port", "{port}", "--no-ws", "--log-level", "warning", "flagsite.wsgi:application"],
         # the comparison that chose granian: sync workers close the connection after each response
         "gunicorn": [str(BIN / "gunicorn"), "-w", str(args.workers), "-b", "127.0.0.1:{port}",

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -150,3 +151,72 @@ def test_workers__pin_cpus_puts_worker_i_on_cpu_i(sdk_key):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def recent_calls_answered(outcomes, count=20):
+    return len(outcomes) >= count and all(ok for _, ok in outcomes[-count:])
+
+
+def test_workers__a_killed_worker_is_started_again_and_calls_answer_within_seconds(sdk_key):
+    """SIGKILL of one worker under load: the supervisor starts a new one (it used to stop every
+    worker and exit); calls on the connections the dead worker held fail, and within seconds
+    every call answers again."""
+    create_flag("checkout", states={"production": {"enabled": True, "rules": []}})
+    port = free_port()
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe nobody reads: a full pipe would block the writers
+    process = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "grpcserver", "--host", "127.0.0.1",
+                                "--port", str(port), "--workers", "2"], env=process_env(), cwd=REPO,
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    outcomes, stop = [], threading.Event()
+
+    def load():  # a new connection per call: the kernel spreads them over the live workers
+        while not stop.is_set():
+            with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+                try:
+                    answer = flags_pb2_grpc.FlagServiceStub(channel).Evaluate(
+                        flags_pb2.EvaluateRequest(flag_id="checkout"), metadata=auth(sdk_key), timeout=2)
+                    outcomes.append((time.monotonic(), answer.evaluation.enabled))
+                except grpc.RpcError:
+                    outcomes.append((time.monotonic(), False))
+
+    def workers():
+        return set(subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split())
+
+    clients = [threading.Thread(target=load) for _ in range(2)]
+    try:
+        assert wait_serving(port) == health_pb2.HealthCheckResponse.SERVING
+        before = workers()
+        assert len(before) == 2
+        for client in clients:
+            client.start()
+        time.sleep(1)
+        victim = sorted(before)[0]
+        os.kill(int(victim), signal.SIGKILL)
+        killed = time.monotonic()
+        while not (victim not in workers() and recent_calls_answered(outcomes)) and time.monotonic() < killed + 15:
+            time.sleep(0.1)
+        recovered = time.monotonic()
+        time.sleep(2)
+        stop.set()
+        for client in clients:
+            client.join(10)
+        assert process.poll() is None and len(workers()) == 2 and victim not in workers()  # a new worker serves
+        failed = sum(not ok for _, ok in outcomes)
+        after = [ok for at, ok in outcomes if at > recovered]
+        print(f"{len(outcomes)} calls, {failed} failed; all answering again {recovered - killed:.1f}s after the kill")
+        assert recovered - killed < 15
+        assert len(after) >= 10 and all(after)
+        process.send_signal(signal.SIGTERM)  # the new worker stops with the rest
+        assert process.wait(20) == 0
+    except AssertionError as failure:  # with what the servers said
+        log.seek(0)
+        raise AssertionError(f"{failure}\n{log.read()[-3000:]}") from None
+    finally:
+        stop.set()
+        for client in clients:
+            if client.is_alive():
+                client.join(10)
+        if process.poll() is None:
+            for pid in [*workers(), process.pid]:
+                os.kill(int(pid), signal.SIGKILL)
+        log.close()

@@ -52,8 +52,8 @@ def test_compose_config__refuses_to_resolve_without_an_audit_key():
 def test_compose__services_healthchecks_and_dependencies():
     compose = load()
     services = compose["services"]
-    assert {"web", "ws", "grpc", "worker", "beat", "postgres", "redis", "migrate"} <= set(services)
-    for name in ("web", "ws", "grpc", "worker", "beat", "postgres", "redis"):
+    assert {"proxy", "web", "ws", "grpc", "worker", "beat", "postgres", "redis", "migrate"} <= set(services)
+    for name in ("proxy", "web", "ws", "grpc", "worker", "beat", "postgres", "redis"):
         check = services[name]["healthcheck"]
         assert check["test"][0] in ("CMD", "CMD-SHELL") and check["interval"], name
     for name in ("web", "ws", "grpc", "worker", "beat"):
@@ -65,6 +65,22 @@ def test_compose__services_healthchecks_and_dependencies():
     assert "grpcserver" in services["grpc"]["command"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "flagsite", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "flagsite", "beat"]
+
+
+def test_compose__clients_reach_http_only_through_the_proxy__and_dead_web_workers_are_respawned():
+    """The proxy (deploy/nginx.conf; tests/ops/test_slow_clients.py runs it) reads whole requests
+    under timeouts before granian sees them, so web and ws publish no port of their own; granian
+    replaces a worker that dies instead of stopping (tests/faults/test_worker_death.py)."""
+    services = load()["services"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("nginx:")
+    assert proxy["volumes"] == ["./deploy/nginx.conf:/etc/nginx/nginx.conf:ro"]
+    assert proxy["ports"] == ["8000:8000"]
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "server web:8000;" in conf and "server ws:8001;" in conf
+    assert "ports" not in services["web"] and "ports" not in services["ws"]
+    assert "--respawn-failed-workers" in services["web"]["command"]
+    assert "--respawn-failed-workers" in (ROOT / "Dockerfile").read_text()
 
 
 def test_compose__app_env_is_production_and_points_at_the_stores():

@@ -2,9 +2,10 @@
 with plain grpcio.
 
 With --workers N, N processes share the port (SO_REUSEPORT; the kernel spreads connections), so
-every core serves: this process supervises them and forwards SIGTERM / SIGINT. Each worker keeps
-its own in-memory snapshot and watcher. SIGTERM: health turns NOT_SERVING, new calls are refused,
-WatchFlags streams end (clients reconnect), in-flight calls finish within --grace seconds.
+every core serves: this process supervises them (a worker that dies is started again, see
+RESPAWN_FIRST) and forwards SIGTERM / SIGINT. Each worker keeps its own in-memory snapshot and
+watcher. SIGTERM: health turns NOT_SERVING, new calls are refused, WatchFlags streams end (clients
+reconnect), in-flight calls finish within --grace seconds.
 
 --pin-cpus (or GRPC_PIN_CPUS=1) pins worker i to CPU i (of those the process may use, round robin):
 more calls per core and a shorter tail when the workers have the cores to themselves
@@ -22,8 +23,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from django.core.management.base import BaseCommand, CommandError
+
+# Supervision (--workers N): a worker that dies is started again, at once if it had served for
+# STABLE_AFTER seconds, else after a delay doubling from RESPAWN_FIRST up to RESPAWN_MAX; after
+# more than GIVE_UP_AFTER quick deaths in a row every worker stops and the command fails, so a
+# crash loop (a bad configuration) neither spins nor hides from the process manager.
+RESPAWN_FIRST, RESPAWN_MAX, STABLE_AFTER, GIVE_UP_AFTER = 0.5, 8.0, 30.0, 5
 
 
 class Command(BaseCommand):
@@ -126,6 +134,9 @@ class Command(BaseCommand):
             return [*worker, "--metrics-host", metrics_host, "--metrics-port", str(worker_port)]
 
         children = [subprocess.Popen(worker_argv(index)) for index in range(workers)]
+        started = [time.monotonic()] * workers
+        quick_deaths = [0] * workers  # deaths in a row, each within STABLE_AFTER of its start
+        respawn_at = [None] * workers
         stopping = threading.Event()
 
         def forward(signum, _frame):
@@ -137,13 +148,24 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, forward)
         failed = False
-        while any(child.poll() is None for child in children):
-            for child in children:
-                if child.poll() is not None and child.returncode != 0 and not stopping.is_set():
-                    failed = True  # one worker died: stop the others, let the supervisor restart us
-                    forward(signal.SIGTERM, None)
-            stopping.wait(0.2)
+        while not stopping.is_set() or any(child.poll() is None for child in children):
+            now = time.monotonic()
+            for index, child in enumerate(children):
+                if stopping.is_set() or child.poll() is None:
+                    continue
+                if respawn_at[index] is None:  # just died: its port and its share of connections are gone
+                    quick_deaths[index] = quick_deaths[index] + 1 if now - started[index] < STABLE_AFTER else 0
+                    if quick_deaths[index] > GIVE_UP_AFTER:  # a crash loop: stop, let the process manager act
+                        failed = True
+                        forward(signal.SIGTERM, None)
+                        break
+                    delay = min(RESPAWN_MAX, RESPAWN_FIRST * 2 ** (quick_deaths[index] - 1)) if quick_deaths[index] else 0
+                    respawn_at[index] = now + delay
+                    sys.stderr.write(f"gRPC worker {index} (pid {child.pid}) exited with {child.returncode}; "
+                                     f"respawning in {delay:g}s\n")
+                if now >= respawn_at[index]:
+                    children[index], started[index], respawn_at[index] = subprocess.Popen(worker_argv(index)), now, None
+            stopping.wait(0.1)
         # A worker still starting when we forwarded SIGTERM dies by the signal: a clean stop too.
-        clean = (0, -signal.SIGTERM) if stopping.is_set() else (0,)
-        if failed or any(child.returncode not in clean for child in children):
-            raise CommandError("a gRPC worker exited with an error")
+        if failed or any(child.returncode not in (0, -signal.SIGTERM) for child in children):
+            raise CommandError("a gRPC worker kept failing" if failed else "a gRPC worker exited with an error")
