@@ -13,7 +13,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,7 +23,7 @@ from analytics import selectors as analytics_selectors
 from audit.actor import Actor
 from audit.models import AuditEntry
 from flags import selectors, services
-from flags.errors import Conflict, ServiceError, ValidationFailed
+from flags.errors import ServiceError, ValidationFailed
 from flags.models import Flag, FlagState
 from flags.rule_text import describe
 
@@ -163,26 +162,12 @@ def _action(request, key, run, success):
 
 
 def set_enabled(*, actor, flag, environment, enabled, seen_version=None):
-    """Turn a flag on or off as a page or admin action that was decided on what the operator saw:
-    a state already `enabled`, or no longer at `seen_version`, is a Conflict and nothing is written
-    (a stale "Turn on" must not flip a flag someone else just turned on). The check runs under
-    the service's own row locks (flag, then state: services' lock order), so no write slips in
-    between the check and the toggle."""
+    """Turn a flag on or off as the operator saw it (a page's or the admin's button): a state
+    already `enabled`, or no longer at `seen_version`, is a Conflict and nothing is written."""
     if not isinstance(enabled, bool):
         raise ValidationFailed({"enabled": ["Must be true or false: reload the page."]})
-    if seen_version is not None and not str(seen_version).isdigit():
-        raise ValidationFailed({"version": ["Must be a positive integer: reload the page."]})
-    env = selectors.environment_get(environment)
-    with transaction.atomic():
-        state = services._locked_state(flag, env)
-        now = "on" if state.enabled else "off"
-        if seen_version is not None and int(seen_version) != state.version:
-            raise Conflict(f"it changed since you loaded the page (now {'KILLED, ' if state.killed else ''}{now}, "
-                           f"version {state.version}, you saw {seen_version}): nothing changed, "
-                           "check the current state and try again.")
-        if state.enabled == enabled:
-            raise Conflict(f"it is already {now}: nothing changed.")
-        return services.flag_toggle(actor=actor, flag=flag, environment=env, enabled=enabled)
+    return services.flag_toggle(actor=actor, flag=flag, environment=environment, enabled=enabled,
+                                expected_version=seen_version, unchanged_is_conflict=True)
 
 
 @require_POST

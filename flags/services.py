@@ -280,13 +280,27 @@ def _flag_fields_update(*, actor, flag, data):
     return locked
 
 
-def flag_toggle(*, actor, flag, environment, enabled=None):
-    """Turn a flag on or off in one environment; enabled=None flips it. Returns the FlagState."""
+def flag_toggle(*, actor, flag, environment, enabled=None, expected_version=None, unchanged_is_conflict=False):
+    """Turn a flag on or off in one environment; enabled=None flips it. Returns the FlagState.
+
+    Page and admin actions were decided on what the operator saw: `expected_version` (the state's
+    version the page showed) that moved, or with `unchanged_is_conflict` a state already `enabled`,
+    is a Conflict and nothing is written, so a stale "Turn on" never undoes someone else's change.
+    Both are checked under the row locks, so no write slips in between the check and the toggle."""
     env = environment_get(environment)
     if enabled is not None and not isinstance(enabled, bool):
         raise ValidationFailed({"enabled": ["Must be true or false."]})
+    if expected_version is not None and (isinstance(expected_version, bool) or not str(expected_version).isdigit()):
+        raise ValidationFailed({"version": ["Must be a positive integer."]})
     with transaction.atomic():
         state = _locked_state(flag, env)
+        now = "on" if state.enabled else "off"
+        if expected_version is not None and int(expected_version) != state.version:
+            raise Conflict(f"it changed since you loaded the page (now {'KILLED, ' if state.killed else ''}{now}, "
+                           f"version {state.version}, you saw {expected_version}): nothing changed, "
+                           "check the current state and try again.", fields={"version": ["Stale version."]})
+        if unchanged_is_conflict and state.enabled == enabled:
+            raise Conflict(f"it is already {now}: nothing changed.")
         before = flag_state_data(state)
         state.enabled = (not state.enabled) if enabled is None else enabled
         state.version += 1

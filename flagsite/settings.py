@@ -120,6 +120,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("FLAGS_LOGIN_COOLOFF_
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # each on its own: per address, and per account
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "audit.actor.client_ip"  # trusted proxies (NUM_PROXIES), as audit and the API's failed-key limit
+# Lockouts are lifted with `manage.py axes_reset`; axes' own admin pages (attempt logs any staff user
+# could edit or delete) stay off, so the admin holds only what the permission matrix covers.
+AXES_ENABLE_ADMIN = False
 
 ROOT_URLCONF = "flagsite.urls"
 WSGI_APPLICATION = "flagsite.wsgi.application"

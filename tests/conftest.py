@@ -45,8 +45,10 @@ def _rate_limiter_trusts_the_cache():
     from flagsite.api import throttling
 
     throttling._cache_down_until = 0.0
+    throttling._blocked.clear()  # addresses blocked for failed authentications, this process's memo
     yield
     throttling._cache_down_until = 0.0
+    throttling._blocked.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import Client, assert_error, create_flag, create_segment, db_state, make_key
+from .conftest import Client, assert_error, create_flag, create_segment, db_state
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,6 @@
 """The Python SDK (feature_flag_client) against a live daphne process: seed usage, errors, retries,
 live updates and local evaluation."""
 
-import threading
 import time
 
 import pytest

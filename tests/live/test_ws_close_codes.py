@@ -2,7 +2,6 @@
 refuses to send: 1013 became 1011 and an ERROR traceback on the wire)."""
 
 import json
-import threading
 import time
 
 import pytest

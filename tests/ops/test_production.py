@@ -1,7 +1,6 @@
 """Production settings: refuse unsafe starts, check --deploy clean, headers, cookies, CSRF, and
 failed authentications logged without the secret."""
 
-import io
 import logging
 
 import pytest

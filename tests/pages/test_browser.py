@@ -4,7 +4,6 @@ artifacts/screenshots/."""
 
 import base64
 import os
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -16,7 +15,7 @@ from analytics import services as analytics_services
 from analytics.hll import HyperLogLog
 from audit.models import AuditEntry
 from flags.models import FlagState
-from tests.pages.conftest import PASSWORD, SYSTEM
+from tests.pages.conftest import PASSWORD
 from tests.servers import ROOT, start_daphne
 
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"

@@ -14,9 +14,8 @@ a production SDK key; the management token of the user without the permission. E
 savepoint rolled back afterwards, so the rows of one table are independent.
 """
 
-import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
@@ -32,7 +31,7 @@ from django.urls.resolvers import RegexPattern
 
 from audit.models import AuditEntry
 from flags import snapshot
-from flags.models import ApiKey, Environment, Flag, FlagState
+from flags.models import ApiKey, Environment, Flag
 from flagsite.api.authentication import forget_api_key
 from segments.models import Segment
 from tests.api.conftest import SYSTEM, Client, create_flag, create_segment, make_key
