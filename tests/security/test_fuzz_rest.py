@@ -37,8 +37,6 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
-from django.urls import URLPattern, URLResolver, get_resolver
-from django.urls.resolvers import RegexPattern
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
@@ -52,6 +50,7 @@ from segments.models import Segment
 from flags import services as flag_services
 from tests.api.conftest import SYSTEM, create_flag, create_segment
 from tests.conftest import World
+from tests.urlconf import url_routes, view_class
 
 pytestmark = pytest.mark.django_db
 
@@ -83,27 +82,16 @@ class Route:
 def api_routes():
     """Every /api/ and /ofrep/ route of the URL conf with the HTTP methods its view implements."""
     routes = []
-
-    def walk(patterns, prefix):
-        for pattern in patterns:
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, prefix + str(pattern.pattern))
-            elif isinstance(pattern, URLPattern):
-                route = str(pattern.pattern)
-                if isinstance(pattern.pattern, RegexPattern):  # "^v1/x/(?P<key>...)$" -> "v1/x/<path:key>"
-                    route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<path:\1>", route.lstrip("^").rstrip("$"))
-                template = "/" + prefix + route
-                if not template.startswith(("/api/", "/ofrep/")):
-                    continue
-                view = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
-                names = view.http_method_names if view else ["get"]
-                methods = tuple(sorted(name.upper() for name in names if view is None or hasattr(view, name)))
-                if "GET" in methods and "HEAD" not in methods:
-                    methods += ("HEAD",)
-                writes = not getattr(view, "sdk_allowed", False) and "/api/schema" != template
-                routes.append(Route(template, methods, writes))
-
-    walk(get_resolver().url_patterns, "")
+    for template, callback in url_routes():
+        if not template.startswith(("/api/", "/ofrep/")):
+            continue
+        view = view_class(callback)
+        names = view.http_method_names if view else ["get"]
+        methods = tuple(sorted(name.upper() for name in names if view is None or hasattr(view, name)))
+        if "GET" in methods and "HEAD" not in methods:
+            methods += ("HEAD",)
+        writes = not getattr(view, "sdk_allowed", False) and "/api/schema" != template
+        routes.append(Route(template, methods, writes))
     return sorted(routes, key=lambda route: route.template)
 
 

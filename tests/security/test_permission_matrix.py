@@ -14,7 +14,6 @@ a production SDK key; the management token of the user without the permission. E
 savepoint rolled back afterwards, so the rows of one table are independent.
 """
 
-import re
 from dataclasses import dataclass
 
 import pytest
@@ -26,8 +25,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.test import Client as PageClient
 from django.test import RequestFactory
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from django.urls.resolvers import RegexPattern
+from django.urls import reverse
 
 from audit.models import AuditEntry
 from flags import snapshot
@@ -37,6 +35,7 @@ from segments.models import Segment
 from tests.api.conftest import SYSTEM, Client, create_flag, create_segment, make_key
 from tests.conftest import World
 from tests.flags.test_admin import change_form_data, user_change_data
+from tests.urlconf import url_routes, view_class
 
 pytestmark = pytest.mark.django_db
 
@@ -390,28 +389,10 @@ def test_read_only_pages__a_post_writes_nothing(admin_client):
 
 # ---- discovery: everything that can write is in the tables above ------------------------------
 
-def url_routes():
-    """(template, view) of every URL pattern of the URL conf."""
-    found = []
-
-    def walk(patterns, prefix):
-        for pattern in patterns:
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, prefix + str(pattern.pattern))
-            elif isinstance(pattern, URLPattern):
-                route = str(pattern.pattern)
-                if isinstance(pattern.pattern, RegexPattern):
-                    route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<path:\1>", route.lstrip("^").rstrip("$"))
-                found.append(("/" + prefix + route, pattern.callback))
-
-    walk(get_resolver().url_patterns, "")
-    return found
-
-
 def test_every_rest_write_method_is_in_the_matrix():
     discovered = set()
     for template, callback in url_routes():
-        view = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+        view = view_class(callback)
         if not template.startswith(("/api/", "/ofrep/")) or view is None:
             continue
         discovered |= {("rest", template, m.upper()) for m in view.http_method_names
