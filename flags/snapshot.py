@@ -40,6 +40,7 @@ class _Entry:
     payload: dict
     snapshot: object
     checked_at: float
+    changed_at: float = float("-inf")  # a write committed here then; older checks no longer count
 
 
 _entries = {}
@@ -193,9 +194,11 @@ def snapshot_version(environment_key):
 
 def environment_changed(environment_key):
     """After a committed write: this process re-checks its copy on the next read (no I/O here)."""
-    entry = _entries.get(environment_key)
-    if entry is not None:
-        entry.checked_at = float("-inf")
+    with _lock:  # after a reload in flight, which may have read the version before this commit
+        entry = _entries.get(environment_key)
+        if entry is not None:
+            entry.checked_at = float("-inf")
+            entry.changed_at = time.monotonic()
 
 
 def refresh(environment_key):
@@ -213,7 +216,8 @@ def mark_checked(versions, checked_at):
     every staleness tick halved gRPC throughput at 50 concurrent calls)."""
     for environment, version in versions.items():
         entry = _entries.get(environment)
-        if entry is not None and entry.version == version and entry.checked_at < checked_at:
+        # a read that began before this process's last write saw the older version
+        if entry is not None and entry.version == version and checked_at > max(entry.checked_at, entry.changed_at):
             entry.checked_at = checked_at
 
 

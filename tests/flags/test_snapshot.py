@@ -76,6 +76,25 @@ def test_write_in_this_process__after_commit__visible_at_once_and_cached(
         assert snapshot.get_snapshot("production").evaluate("beta-dashboard", "u1", {}).reason == "DISABLED"
 
 
+def test_watcher_read_before_a_write__does_not_mark_the_stale_entry_fresh(
+        actor, premium_flag, monkeypatch, django_capture_on_commit_callbacks):
+    # The watcher thread read the old version, then this process committed a write, then the
+    # watcher reported its (older) read: the write must stay visible at once (CI saw the old
+    # snapshot served for a staleness interval).
+    clock = Clock(monkeypatch)
+    old = snapshot.snapshot_version("production")
+    polled_at = clock.now
+    clock.advance(0.001)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.flag_toggle(actor=actor, flag=premium_flag, environment="production", enabled=False)
+    clock.advance(0.001)
+
+    snapshot.mark_checked({"production": old}, polled_at)
+
+    assert snapshot.get_snapshot("production").evaluate("beta-dashboard", "u1", {"plan": "premium"}).reason == \
+        "DISABLED"
+
+
 def test_segment_change__refreshes_every_environment(actor, premium_flag, monkeypatch):
     from segments.models import Segment
     from segments.services import segment_update
