@@ -347,7 +347,10 @@ FLAGS_METRICS_MAX_FLAGS = int(os.environ.get("FLAGS_METRICS_MAX_FLAGS", "200")) 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "flagsite.ops.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "flagsite.ops.logging.RequestIdFilter"},
+        "quiet_refusals": {"()": "flagsite.ops.logging.QuietRefusals"},
+    },
     "formatters": {
         "json": {"()": "flagsite.ops.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -360,5 +363,8 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
-    "loggers": {"flagsite.audit.checkpoint": {"level": "INFO"}},  # each checkpoint: a copy in the logs
+    "loggers": {
+        "flagsite.audit.checkpoint": {"level": "INFO"},  # each checkpoint: a copy in the logs
+        "django.request": {"filters": ["quiet_refusals"]},
+    },
 }

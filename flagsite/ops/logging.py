@@ -42,3 +42,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class QuietRefusals(logging.Filter):
+    """Drops django.request's line for 401 and 429 answers: a flood of bad keys would otherwise
+    write a log line per request. The refusals are logged where they are decided instead
+    (authentication: each unknown key until its address is blocked, then one line; throttling)."""
+
+    QUIET = {401, 429}
+
+    def filter(self, record):
+        return getattr(record, "status_code", None) not in self.QUIET
