@@ -10,7 +10,9 @@ requests/s on /api/evaluate with a valid SDK key, and the attacks run one after 
                 the SDK key, /admin/login/), reopened when dropped
   slow-header   50 sockets send part of their headers and stall, reopened when dropped
   invalid-keys  4 clients evaluating with a new invalid key on every request
-  bulk          2 clients posting /api/evaluate/bulk with 150,000 flagIds (2.3 MB)
+  bulk          2 clients posting /api/evaluate/bulk with 150,000 flagIds (3.5 MB: over the body limit)
+  bulk-max      2 clients posting /api/evaluate/bulk with FLAGS_MAX_BULK_FLAGS flagIds (the most one call
+                may ask; the rate limit weighs each by its cost)
   worker-kill   SIGKILL of one granian worker at the start of the phase
 
 Attackers run in their own processes. For each phase: the steady client's requests, success rate, p50 / p99 / max latency, and what the
@@ -49,6 +51,7 @@ ATTACKERS = 4
 # address, and a real attacker is not the steady client's host (same address: the steady client
 # would share the attacker's block wherever its key is not yet known good, e.g. a restarted worker).
 ATTACKER_ADDRESS = "127.0.0.2"
+KEY_GUESSER_ADDRESS = "127.0.0.3"  # blocked by the invalid-key flood: the other attacks come from elsewhere
 
 
 class Steady(threading.Thread):
@@ -109,8 +112,8 @@ def slow_sockets(port, key, stop, headers_only, outcomes):
         sock.close()
 
 
-def flood(url, body_for, path, stop, outcomes, headers_for):
-    transport = httpx.HTTPTransport(local_address=ATTACKER_ADDRESS)
+def flood(url, body_for, path, stop, outcomes, headers_for, address=ATTACKER_ADDRESS):
+    transport = httpx.HTTPTransport(local_address=address)
     with httpx.Client(base_url=url, timeout=30, transport=transport) as client:
         while not stop.is_set():
             try:
@@ -157,12 +160,15 @@ def main():
         sys.exit("nginx not found: apt-get install -y nginx-light (or --no-proxy)")
     os.environ.setdefault("DEBUG", "false")
     _common.django_setup()
+    from django.conf import settings
     flags = _common.create_flags("attack-flag", 20)
     key = _common.sdk_key("production", "attack")
+    attacker_key = _common.sdk_key("production", "attacker")  # its own key: per-key limits are not the steady client's
 
     _common.ARTIFACTS.mkdir(exist_ok=True)
     web_port, proxy_port = _common.free_port(), _common.free_port()
-    env = {"ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING"}
+    env = {"ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING",
+           "NUM_PROXIES": "1" if use_proxy else "0"}  # the client address is nginx's X-Forwarded-For entry
     servers = [_common.Server("granian", _common.granian_command(web_port, args.workers), env=env, port=web_port,
                               log=_common.ARTIFACTS / "attack-granian.log")]
     nginx_dir = tempfile.mkdtemp(prefix="flagsite-attack-nginx-")
@@ -171,7 +177,10 @@ def main():
                                       log=_common.ARTIFACTS / "attack-nginx.log"))
     port = proxy_port if use_proxy else web_port
     url = f"http://127.0.0.1:{port}"
-    bulk_body = ('{"userId": "u", "flagIds": [' + ",".join(f'"{flags[i % 20]}-{i}"' for i in range(150_000)) + "]}").encode()
+    def bulk_body(count):
+        return ('{"userId": "u", "flagIds": [' + ",".join(f'"{flags[i % 20]}-{i}"' for i in range(count)) + "]}").encode()
+
+    oversize, most = bulk_body(150_000), bulk_body(settings.FLAGS_MAX_BULK_FLAGS)
 
     def evaluate_body():
         return b'{"flagId": "attack-flag-00", "userId": "attacker"}'
@@ -181,12 +190,16 @@ def main():
         "slow-body": lambda stop, out: slow_sockets(port, key, stop, False, out),
         "slow-header": lambda stop, out: slow_sockets(port, key, stop, True, out),
         "invalid-keys": lambda stop, out: flood(url, evaluate_body, "/api/evaluate", stop, out,
-                                                lambda: {"Authorization": f"Bearer sdk_production_{uuid.uuid4().hex}"}),
-        "bulk": lambda stop, out: flood(url, lambda: bulk_body, "/api/evaluate/bulk", stop, out,
-                                        lambda: {"Authorization": f"Bearer {key}"}),
+                                                lambda: {"Authorization": f"Bearer sdk_production_{uuid.uuid4().hex}"},
+                                                KEY_GUESSER_ADDRESS),
+        "bulk": lambda stop, out: flood(url, lambda: oversize, "/api/evaluate/bulk", stop, out,
+                                        lambda: {"Authorization": f"Bearer {attacker_key}"}),
+        "bulk-max": lambda stop, out: flood(url, lambda: most, "/api/evaluate/bulk", stop, out,
+                                            lambda: {"Authorization": f"Bearer {attacker_key}"}),
         "worker-kill": lambda stop, out: kill_a_worker(servers[0].pid, out),
     }
-    attackers_per = {"slow-body": 1, "slow-header": 1, "invalid-keys": ATTACKERS, "bulk": 2, "worker-kill": 1}
+    attackers_per = {"slow-body": 1, "slow-header": 1, "invalid-keys": ATTACKERS, "bulk": 2, "bulk-max": 2,
+                     "worker-kill": 1}
     steady = Steady(url, key, args.rate)
     report = []
     try:

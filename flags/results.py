@@ -6,6 +6,7 @@ EvaluateResponse) can be made once and shared. Shared answers are never mutated.
 """
 
 from feature_flag_client.engine.model import FLAG_NOT_FOUND
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.renderers import JSONRenderer
 
 
@@ -36,7 +37,16 @@ class PerResult:
         return built
 
 
-_render = JSONRenderer().render  # the bytes DRF's Response would send, made once
+_renderer = JSONRenderer()
+_encode = _renderer.encoder_class(
+    ensure_ascii=_renderer.ensure_ascii, allow_nan=not _renderer.strict,
+    separators=SHORT_SEPARATORS if _renderer.compact else LONG_SEPARATORS).encode
+
+
+def _render(data):
+    """The bytes DRF's JSONRenderer().render(data) makes, without its per-call set-up: a bulk call
+    listing 1,000 unknown keys renders 2,000 times (19 ms a call through render(), issue 14)."""
+    return _encode(data).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 def _json(result):

@@ -1,7 +1,10 @@
 """flags/results.py: answers built once per shared engine result."""
 
+import pytest
 from feature_flag_client.engine.model import FLAG_NOT_FOUND, STATIC, Evaluation
+from rest_framework.renderers import JSONRenderer
 
+from flags import results
 from flags.results import PerResult
 
 
@@ -18,3 +21,18 @@ def test_per_result__builds_once_per_shared_result_and_never_keeps_unknown_keys(
 
     # "known" built once: the unknown keys never filled the (2-entry) table and emptied it
     assert built == ["known"] + [f"ghost-{index}" for index in range(10)]
+
+
+@pytest.mark.parametrize("data", [
+    {"flagId": "ghost", "enabled": False, "variant": None, "value": None, "reason": "FLAG_NOT_FOUND",
+     "error": {"code": "FLAG_NOT_FOUND", "message": "Flag 'ghost' not found."}},
+    {"flagId": "ümlaut-🚀", "value": {"nested": [1, 2.5, True, None, "line\u2028sep\u2029"]}},
+    "plain-key",
+])
+def test_render__the_same_bytes_as_drfs_renderer(data):
+    assert results._render(data) == JSONRenderer().render(data)
+
+
+def test_render__nan__refused_as_drf_does():
+    with pytest.raises(ValueError):
+        results._render({"value": float("nan")})
