@@ -183,6 +183,13 @@ def get_snapshot(environment_key):
     return _entry(environment_key).snapshot
 
 
+def warm_up():
+    """Compile every environment's snapshot now: a server process calls it before taking requests,
+    or its first request pays it (0.8 s when a rule targets devices: the user-agent tables load)."""
+    for environment_key in Environment.objects.values_list("key", flat=True):
+        get_snapshot(environment_key)
+
+
 def snapshot_payload(environment_key):
     """The serialized snapshot (environment, version, flags, segments) matching get_snapshot()."""
     return _entry(environment_key).payload

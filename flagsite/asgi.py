@@ -12,6 +12,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (after
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from flags.routing import websocket_urlpatterns  # noqa: E402
+from flagsite.ops.startup import prepare_web_process  # noqa: E402
+
+prepare_web_process()
 
 
 def browser_origin_validator(app):

@@ -5,8 +5,7 @@ import logging
 from grpc_health.v1 import health_pb2
 
 from flags.live import ThreadWatcher
-from flags.models import Environment
-from flags.snapshot import get_snapshot
+from flags import snapshot
 from grpc_api import metrics
 from grpc_api.servicer import FlagService, release_connection
 from grpc_api.transport import SERVICE_NAME, UNARY_THREADS, add_flag_service, add_standard_services, build_server
@@ -37,8 +36,7 @@ class FlagServer:
 
     def start(self):
         """Warm every environment's snapshot and the watcher, then accept calls and report SERVING."""
-        for environment in Environment.objects.values_list("key", flat=True):
-            get_snapshot(environment)
+        snapshot.warm_up()
         self.watcher.start()
         release_connection()
         self.server.start()
