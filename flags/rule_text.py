@@ -8,14 +8,26 @@ PHRASES = {
     "starts_with": "starts with", "ends_with": "ends with", "matches": "matches", "gt": "is greater than",
     "gte": "is at least", "lt": "is less than", "lte": "is at most", "before": "is before",
     "after": "is after", "semver_eq": "is version", "semver_gt": "is a version above",
-    "semver_lt": "is a version below", "is": "is", "is_not": "is not",
+    "semver_lt": "is a version below", "in_cidr": "is in", "is": "is", "is_not": "is not",
 }
 
 
+def word(value):
+    """One value as a reader writes it: en, 18, true; quoted when it would not read as one word
+    (empty, spaces, quotes)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "nothing"}[value]
+    text = str(value)
+    if text == "" or any(c.isspace() or c in "\"'," for c in text):
+        return '"' + text.replace('"', '\\"') + '"'
+    return text
+
+
 def one_of(values, conjunction="or"):
+    """A value or a list of them as prose: "en", "en or de", "a, b or c"."""
     if not isinstance(values, (list, tuple)):
-        return str(values)
-    items = [str(v) for v in values]
+        return word(values)
+    items = [word(v) for v in values]
     if not items:
         return "nothing"
     if len(items) == 1:
@@ -56,7 +68,7 @@ def condition(rule):
         return f"{field} is not set"
     if op in ("in", "not_in"):
         return f"{field} {PHRASES[op]} {one_of(value)}"
-    return f"{field} {PHRASES.get(op, op)} {value}"
+    return f"{field} {PHRASES.get(op, op)} {one_of(value)}"
 
 
 def describe(rules, enabled=True, killed=False):
