@@ -1,6 +1,8 @@
 """Django admin: the operator's editor. Forms validate with the services' checks (messages at the
 rule's path); every write calls a service, never model.save()."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
@@ -58,9 +60,33 @@ def stale_form_message(seen, now):
             f"-> {now}). Reload the page to see the current values, then redo your edit.")
 
 
+class JSONTextarea(forms.Textarea):
+    """A textarea as tall as the JSON it holds (3 to 30 rows), monospaced."""
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        lines = str(value or "").count("\n") + 1
+        context["widget"]["attrs"].update(rows=min(max(lines + 1, 3), 30), cols=80, style="font-family: monospace")
+        return context
+
+
+class IndentedJSONField(forms.JSONField):
+    """Rules, tags and variants shown as indented JSON, not one line; still parsed (and refused
+    with "Enter a valid JSON.") on save."""
+
+    widget = JSONTextarea
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value  # what the user typed, shown back with the error
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
+
+
 class FlagForm(forms.ModelForm):
     # The versions this form was loaded at; saving is refused once they moved (REST, dashboard, admin).
     seen_versions = forms.CharField(widget=forms.HiddenInput, required=False)
+    tags = IndentedJSONField(required=False)
+    variants = IndentedJSONField(required=False)
 
     class Meta:
         model = Flag
@@ -88,10 +114,11 @@ class FlagForm(forms.ModelForm):
 
 
 class FlagStateForm(forms.ModelForm):
+    rules = IndentedJSONField(required=False)
+
     class Meta:
         model = FlagState
         fields = ["enabled", "rules"]
-        widgets = {"rules": forms.Textarea(attrs={"rows": 6, "cols": 80, "style": "font-family: monospace"})}
 
     def clean_rules(self):
         rules = self.cleaned_data.get("rules")
@@ -105,6 +132,8 @@ class FlagStateForm(forms.ModelForm):
 
 class FlagStateInline(admin.StackedInline):
     model = FlagState
+    verbose_name = "environment"  # each section is titled "Environment: Production" (FlagState.__str__)
+    verbose_name_plural = "environments"
     form = FlagStateForm
     extra = 0
     can_delete = False
@@ -113,6 +142,9 @@ class FlagStateInline(admin.StackedInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("environment")
 
     # A state is part of its flag: the flag's permissions govern it (as in REST), not flagstate's.
     def has_view_permission(self, request, obj=None):
@@ -197,14 +229,16 @@ class FlagAdmin(admin.ModelAdmin):
 
     @admin.display(description="status")
     def status(self, obj):
+        """One line, whatever the column's width: "development on · staging on · production KILLED"."""
         env = getattr(self, "_status_environment", None)
         parts = []
         for state in obj.states.all():
             if env and state.environment.key != env:
                 continue
             label = "KILLED" if state.killed else ("on" if state.enabled else "off")
-            parts.append(f"{state.environment.key}: {label}")
-        return " | ".join(parts)
+            parts.append((state.environment.key, label))
+        return format_html('<span style="white-space: nowrap">{}</span>',
+                           format_html_join(" · ", "{}&nbsp;<b>{}</b>", parts))
 
     def changelist_view(self, request, extra_context=None):
         self._status_environment = request.GET.get("environment")

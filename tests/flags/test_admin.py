@@ -1,6 +1,7 @@
 """The Django admin writes only through services: every edit leaves an audit entry."""
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -413,3 +414,38 @@ def test_privileges_changed_outside_the_admin__audited_as_the_system(django_user
 
     entry = AuditEntry.objects.get(action="user.privileges_changed", target_key="root")
     assert (entry.before, entry.after, entry.actor) == ({"is_active": True}, {"is_active": False}, "system")
+
+
+def test_admin_change_page__environment_sections_by_name_and_json_indented(admin_client, flag, actor):
+    from flags import services
+
+    rules = [{"type": "custom", "field": "locale", "operator": "starts_with", "value": ["en", "de"]}]
+    services.flag_update(actor=actor, flag=flag, environment="production", data={"rules": rules})
+    page = admin_client.get(change_url(flag)).content.decode()
+
+    titles = re.findall(r'<h3><b>(.*?)</b>\s*<span class="inline_label">(.*?)\s*</span>', page)
+    assert titles == [("Environment:", "Development"), ("Environment:", "Staging"), ("Environment:", "Production")]
+    indented = json.dumps(rules, indent=2).replace('"', "&quot;")
+    rows = indented.count("\n") + 2
+    assert f'rows="{rows}"' in page and indented in page  # every key on its own line, box as tall as that
+
+
+def test_admin_tags_not_json__field_error_on_tags_and_nothing_written(admin_client, flag, world):
+    before = world.snapshot()
+    data = change_form_data(flag)
+    data["tags"] = '["ui",'
+    response = admin_client.post(change_url(flag), data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["tags"] == ["Enter a valid JSON."]
+    assert '["ui",' in response.content.decode().replace("&quot;", '"')  # what was typed, kept to fix
+    assert world.snapshot() == before
+
+
+def test_admin_changelist__status_on_one_line(admin_client, make_flag, actor):
+    from flags import services
+
+    flag = make_flag("one-line")
+    services.flag_kill(actor=actor, flag=flag, reason="r", environments=["production"])
+    page = admin_client.get(reverse("admin:flags_flag_changelist")).content.decode()
+    assert ('<span style="white-space: nowrap">development&nbsp;<b>on</b> · staging&nbsp;<b>on</b> · '
+            'production&nbsp;<b>KILLED</b></span>') in page
