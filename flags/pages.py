@@ -25,7 +25,7 @@ from audit.models import AuditEntry
 from flags import selectors, services
 from flags.errors import ServiceError, ValidationFailed
 from flags.models import Flag, FlagState
-from flags.rule_text import describe
+from flags.rule_text import describe, variant_split
 
 AUDIT_PAGE_SIZE = 50
 
@@ -128,14 +128,17 @@ def flag_detail(request, key):
     if time_range not in analytics_selectors.TIME_RANGES:
         time_range = "24h"
     states = list(FlagState.objects.filter(flag=flag).select_related("environment").order_by("environment__sort_order"))
-    env_rows = [{"state": s, "status": _status(s), "sentence": describe(s.rules, s.enabled, s.killed)} for s in states]
+    env_rows = [{"state": s, "status": _status(s), "sentence": describe(s.rules, s.enabled, s.killed, flag.variants)}
+                for s in states]
+    variants = [{"key": v.get("key"), "weight": v.get("weight"), "share": share,
+                 "value": json.dumps(v.get("value"), ensure_ascii=False)} for v, share in variant_split(flag.variants)]
     series = analytics_selectors.flag_series(flag_key=flag.key, time_range=time_range)
     entries = []
     if request.user.has_perm("audit.view_auditentry"):  # as /api/audit/flag/<key>
         entries = AuditEntry.objects.filter(target_type="flag", target_key=flag.key).order_by("-id")[:20]
     activity = analytics_selectors.flag_activity(flag.key)
     return render(request, "flags/detail.html", {
-        "flag": flag, "env_rows": env_rows, "series": series, "time_range": time_range,
+        "flag": flag, "env_rows": env_rows, "variants": variants, "series": series, "time_range": time_range,
         "time_ranges": list(analytics_selectors.TIME_RANGES), "audit": audit_rows(entries),
         "stale": bool(activity and activity.stale), "activity": activity,
         "next": request.get_full_path(),

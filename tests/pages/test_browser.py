@@ -214,7 +214,8 @@ def test_flag_detail__charts_render_with_data(browser, site, staff_user, page_fl
     log_in(page, site)
     page.goto(f"{site.http_url}/flags/ab-test")
 
-    expect(page.get_by_text("When country is US, CA or UK, then 30% of users.").first).to_be_visible()
+    expect(page.get_by_text("When country is US, CA or UK, then 30% of users, serving control (50%) or treatment (50%).")
+           .first).to_be_visible()
     expect(page.locator("#total-evaluations")).to_have_text("708")
     page.wait_for_function("window.flagsiteCharts && window.flagsiteCharts.variants")
     totals = page.evaluate("""() => {

@@ -131,3 +131,25 @@ def test_analytics_overview__metrics_and_top_flags(staff_client, page_flag):
     body = staff_client.get("/analytics/").content.decode()
     assert re.search(r'id="evaluations-24h">7<', body)
     assert "<code>checkout</code></a> <span>7</span>" in body
+
+
+def test_detail__multivariate_flag_shows_its_variants_weights_and_values(staff_client, page_flag):
+    page_flag("pricing", kind="multivariate", variants=[
+        {"key": "control", "weight": 2, "value": {"price": 9.99}},
+        {"key": "treatment", "weight": 1, "value": {"price": 8.99}}])
+    body = staff_client.get("/flags/pricing").content.decode()
+
+    assert "On for everyone, serving control (66.7%) or treatment (33.3%)." in body
+    assert "On for everyone." not in body
+    rows = re.findall(r"<tr><th scope=\"row\"><code>(\w+)</code></th><td>(\d+)</td><td>([\d.]+%)</td>"
+                      r"<td><code>(.*?)</code></td></tr>", body)
+    assert rows == [("control", "2", "66.7%", "{&quot;price&quot;: 9.99}"),
+                    ("treatment", "1", "33.3%", "{&quot;price&quot;: 8.99}")]
+    assert 'id="chart-variants"' in body
+
+
+def test_detail__boolean_flag_has_no_variant_card(staff_client, page_flag):
+    page_flag("plain")
+    body = staff_client.get("/flags/plain").content.decode()
+    assert "On for everyone." in body
+    assert 'id="chart-variants"' not in body and "Variant" not in body
