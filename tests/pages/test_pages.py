@@ -203,3 +203,19 @@ def test_audit_log__paginated_by_groups_filters_kept(staff_client, page_flag):
     assert 'href="?action=flag.created&page=2"' in first
     second = staff_client.get("/audit/?action=flag.created&page=2").content.decode()
     assert len(audit_groups(second)) == 3 and "flag-00" in second and "flag-52" not in second
+
+
+def test_favicon__served_at_the_root_and_linked_from_every_page(client, staff_client, page_flag):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon")
+    assert b"".join(response.streaming_content)[:4] == b"\0\0\1\0"  # an icon file
+    page_flag("checkout")
+    for path in PAGES:
+        assert '<link rel="icon" href="/favicon.ico"' in staff_client.get(path).content.decode(), path
+
+
+def test_api_docs_with_trailing_slash__redirects_to_the_docs(client):
+    response = client.get("/api/docs/")
+    assert (response.status_code, response["Location"]) == (302, "/api/docs")
+    assert client.get("/api/docs/?x=1")["Location"] == "/api/docs?x=1"
+    assert client.get(response["Location"]).status_code == 200
