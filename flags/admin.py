@@ -199,13 +199,29 @@ class TagFilter(admin.SimpleListFilter):
         return queryset.filter(key__in=keys)
 
 
+def status_column(environment):
+    """A changelist column: the flag's status in `environment`."""
+
+    @admin.display(description=environment.name)
+    def column(flag):
+        state = next((s for s in flag.states.all() if s.environment_id == environment.pk), None)
+        if state is None:
+            return "-"
+        if state.killed:
+            return format_html('<strong style="color: {}">KILLED</strong>', "#ba2121")
+        return "on" if state.enabled else "off"
+
+    column.__name__ = f"status_{environment.key}"
+    return column
+
+
 @admin.register(Flag)
 class FlagAdmin(admin.ModelAdmin):
     form = FlagForm
     inlines = [FlagStateInline]
     action_form = FlagActionForm
     actions = ["turn_on", "turn_off", "kill", "restore", "archive"]
-    list_display = ["key", "name", "kind", "tag_list", "status", "archived", "updated_at"]
+    list_display = ["key", "name", "kind", "tag_list", "archived", "updated_at"]  # + statuses: get_list_display
     list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
     search_fields = ["key", "name", "description"]
     readonly_fields = ["created_at", "updated_at", "audit_history"]
@@ -227,22 +243,12 @@ class FlagAdmin(admin.ModelAdmin):
     def tag_list(self, obj):
         return ", ".join(obj.tags or [])
 
-    @admin.display(description="status")
-    def status(self, obj):
-        """One line, whatever the column's width: "development on · staging on · production KILLED"."""
-        env = getattr(self, "_status_environment", None)
-        parts = []
-        for state in obj.states.all():
-            if env and state.environment.key != env:
-                continue
-            label = "KILLED" if state.killed else ("on" if state.enabled else "off")
-            parts.append((state.environment.key, label))
-        return format_html('<span style="white-space: nowrap">{}</span>',
-                           format_html_join(" · ", "{}&nbsp;<b>{}</b>", parts))
-
-    def changelist_view(self, request, extra_context=None):
-        self._status_environment = request.GET.get("environment")
-        return super().changelist_view(request, extra_context)
+    def get_list_display(self, request):
+        """A short status column per environment ("on", "off", "KILLED"), or just the one chosen
+        in the environment filter: one line each, where a single status column wrapped."""
+        env = request.GET.get("environment")
+        columns = [status_column(e) for e in Environment.objects.all() if not env or e.key == env]
+        return ["key", "name", "kind", "tag_list", *columns, "archived", "updated_at"]
 
     @admin.display(description="audit history")
     def audit_history(self, obj):

@@ -441,11 +441,17 @@ def test_admin_tags_not_json__field_error_on_tags_and_nothing_written(admin_clie
     assert world.snapshot() == before
 
 
-def test_admin_changelist__status_on_one_line(admin_client, make_flag, actor):
+def test_admin_changelist__a_short_status_column_per_environment(admin_client, make_flag, actor):
     from flags import services
 
     flag = make_flag("one-line")
     services.flag_kill(actor=actor, flag=flag, reason="r", environments=["production"])
-    page = admin_client.get(reverse("admin:flags_flag_changelist")).content.decode()
-    assert ('<span style="white-space: nowrap">development&nbsp;<b>on</b> · staging&nbsp;<b>on</b> · '
-            'production&nbsp;<b>KILLED</b></span>') in page
+    url = reverse("admin:flags_flag_changelist")
+    page = admin_client.get(url).content.decode()
+    headers = re.findall(r'<th scope="col" class="column-status_(\w+)">', page)
+    assert headers == ["development", "staging", "production"]
+    cells = re.findall(r'<td class="field-status_(\w+)">(.*?)</td>', page)
+    assert cells == [("development", "on"), ("staging", "on"),
+                     ("production", '<strong style="color: #ba2121">KILLED</strong>')]
+    only = admin_client.get(url, {"environment": "staging"}).content.decode()  # the filter scopes the columns
+    assert re.findall(r'<td class="field-status_(\w+)">(.*?)</td>', only) == [("staging", "on")]
