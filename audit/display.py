@@ -39,8 +39,8 @@ def page_of_groups(entries, number, per_page):
 
 
 def fmt(value):
-    if value is None:
-        return "—"
+    if value is None or value == "":
+        return "—"  # nothing, visibly
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
     return str(value)

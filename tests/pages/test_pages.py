@@ -170,6 +170,8 @@ def test_audit_log__a_kill_in_every_environment_is_one_collapsed_entry(staff_cli
     assert body.count("Reason: errors spiking") == 1
     assert re.findall(r'<span class="tag">(\w+)</span>', body) == ["development", "staging", "production"]
     assert "<summary>12 changes in 3 environments</summary>" in body
+    assert ('<td>production</td><th scope="row"><code>killedBy</code></th><td class="before">—</td>'
+            '<td class="after">ops</td>') in body  # an empty value shows as a dash, not as nothing
     assert AuditEntry.objects.filter(action="flag.killed").count() == 3  # the log itself is untouched
 
 
