@@ -76,6 +76,16 @@ class IndentedJSONField(forms.JSONField):
 
     widget = JSONTextarea
 
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip():
+            try:
+                json.loads(value, cls=self.decoder)
+            except json.JSONDecodeError as exc:  # say where: the JSON spans many lines now
+                raise forms.ValidationError(
+                    f"Enter a valid JSON: {exc.msg[:1].lower()}{exc.msg[1:]} (line {exc.lineno}, column {exc.colno}).",
+                    code="invalid") from None
+        return super().to_python(value)
+
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value  # what the user typed, shown back with the error
