@@ -81,6 +81,6 @@ def present(entries):
             changes += [(entry.environment, field, fmt(o), fmt(n)) for field, o, n in diff(entry.before, entry.after)]
     return {
         "entry": entries[0], "count": len(entries), "changes": changes, "values": values,
-        "environments": [e.environment for e in reversed(entries) if e.environment],
+        "environments": list(dict.fromkeys(e.environment for e in reversed(entries) if e.environment)),
         "open": len(changes) + len(values) <= OPEN_UP_TO,
     }
