@@ -1,6 +1,8 @@
 """Django admin: the operator's editor. Forms validate with the services' checks (messages at the
 rule's path); every write calls a service, never model.save()."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
@@ -58,9 +60,43 @@ def stale_form_message(seen, now):
             f"-> {now}). Reload the page to see the current values, then redo your edit.")
 
 
+class JSONTextarea(forms.Textarea):
+    """A textarea as tall as the JSON it holds (3 to 30 rows), monospaced."""
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        lines = str(value or "").count("\n") + 1
+        context["widget"]["attrs"].update(rows=min(max(lines + 1, 3), 30), cols=80, style="font-family: monospace")
+        return context
+
+
+class IndentedJSONField(forms.JSONField):
+    """Rules, tags and variants shown as indented JSON, not one line; still parsed (and refused
+    with "Enter a valid JSON.") on save."""
+
+    widget = JSONTextarea
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip():
+            try:
+                json.loads(value, cls=self.decoder)
+            except json.JSONDecodeError as exc:  # say where: the JSON spans many lines now
+                raise forms.ValidationError(
+                    f"Enter a valid JSON: {exc.msg[:1].lower()}{exc.msg[1:]} (line {exc.lineno}, column {exc.colno}).",
+                    code="invalid") from None
+        return super().to_python(value)
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value  # what the user typed, shown back with the error
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
+
+
 class FlagForm(forms.ModelForm):
     # The versions this form was loaded at; saving is refused once they moved (REST, dashboard, admin).
     seen_versions = forms.CharField(widget=forms.HiddenInput, required=False)
+    tags = IndentedJSONField(required=False)
+    variants = IndentedJSONField(required=False)
 
     class Meta:
         model = Flag
@@ -88,10 +124,11 @@ class FlagForm(forms.ModelForm):
 
 
 class FlagStateForm(forms.ModelForm):
+    rules = IndentedJSONField(required=False)
+
     class Meta:
         model = FlagState
         fields = ["enabled", "rules"]
-        widgets = {"rules": forms.Textarea(attrs={"rows": 6, "cols": 80, "style": "font-family: monospace"})}
 
     def clean_rules(self):
         rules = self.cleaned_data.get("rules")
@@ -105,6 +142,8 @@ class FlagStateForm(forms.ModelForm):
 
 class FlagStateInline(admin.StackedInline):
     model = FlagState
+    verbose_name = "environment"  # each section is titled "Environment: Production" (FlagState.__str__)
+    verbose_name_plural = "environments"
     form = FlagStateForm
     extra = 0
     can_delete = False
@@ -113,6 +152,9 @@ class FlagStateInline(admin.StackedInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("environment")
 
     # A state is part of its flag: the flag's permissions govern it (as in REST), not flagstate's.
     def has_view_permission(self, request, obj=None):
@@ -167,13 +209,29 @@ class TagFilter(admin.SimpleListFilter):
         return queryset.filter(key__in=keys)
 
 
+def status_column(environment):
+    """A changelist column: the flag's status in `environment`."""
+
+    @admin.display(description=environment.name)
+    def column(flag):
+        state = next((s for s in flag.states.all() if s.environment_id == environment.pk), None)
+        if state is None:
+            return "-"
+        if state.killed:
+            return format_html('<strong style="color: {}">KILLED</strong>', "#ba2121")
+        return "on" if state.enabled else "off"
+
+    column.__name__ = f"status_{environment.key}"
+    return column
+
+
 @admin.register(Flag)
 class FlagAdmin(admin.ModelAdmin):
     form = FlagForm
     inlines = [FlagStateInline]
     action_form = FlagActionForm
     actions = ["turn_on", "turn_off", "kill", "restore", "archive"]
-    list_display = ["key", "name", "kind", "tag_list", "status", "archived", "updated_at"]
+    list_display = ["key", "name", "kind", "tag_list", "archived", "updated_at"]  # + statuses: get_list_display
     list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
     search_fields = ["key", "name", "description"]
     readonly_fields = ["created_at", "updated_at", "audit_history"]
@@ -195,20 +253,12 @@ class FlagAdmin(admin.ModelAdmin):
     def tag_list(self, obj):
         return ", ".join(obj.tags or [])
 
-    @admin.display(description="status")
-    def status(self, obj):
-        env = getattr(self, "_status_environment", None)
-        parts = []
-        for state in obj.states.all():
-            if env and state.environment.key != env:
-                continue
-            label = "KILLED" if state.killed else ("on" if state.enabled else "off")
-            parts.append(f"{state.environment.key}: {label}")
-        return " | ".join(parts)
-
-    def changelist_view(self, request, extra_context=None):
-        self._status_environment = request.GET.get("environment")
-        return super().changelist_view(request, extra_context)
+    def get_list_display(self, request):
+        """A short status column per environment ("on", "off", "KILLED"), or just the one chosen
+        in the environment filter: one line each, where a single status column wrapped."""
+        env = request.GET.get("environment")
+        columns = [status_column(e) for e in Environment.objects.all() if not env or e.key == env]
+        return ["key", "name", "kind", "tag_list", *columns, "archived", "updated_at"]
 
     @admin.display(description="audit history")
     def audit_history(self, obj):

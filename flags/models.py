@@ -65,7 +65,7 @@ class FlagState(models.Model):
         constraints = [models.UniqueConstraint(fields=["flag", "environment"], name="unique_flag_state")]
 
     def __str__(self):
-        return f"{self.flag_id}@{self.environment_id}"
+        return self.environment.name  # a state is shown on its flag's page: "Production"
 
 
 class ApiKey(models.Model):

@@ -12,22 +12,22 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
 from analytics import selectors as analytics_selectors
+from audit import display as audit_display
 from audit.actor import Actor
 from audit.models import AuditEntry
 from flags import selectors, services
 from flags.errors import ServiceError, ValidationFailed
 from flags.models import Flag, FlagState
-from flags.rule_text import describe
+from flags.rule_text import describe, variant_split
 
-AUDIT_PAGE_SIZE = 50
+AUDIT_GROUPS_PER_PAGE = 50  # groups of entries (one action each), not entries
 
 
 VIEW_FLAGS = ("flags.view_flag",)
@@ -92,35 +92,6 @@ def overview(request):
     })
 
 
-def _diff(before, after):
-    """[(field, before, after)] of the keys whose value changed (nested dicts flattened one level)."""
-    before, after = before or {}, after or {}
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return [("value", before, after)] if before != after else []
-    rows = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            rows.extend((f"{key}.{field}", o, n) for field, o, n in _diff(old, new))
-        else:
-            rows.append((key, old, new))
-    return rows
-
-
-def _fmt(value):
-    if value is None:
-        return "—"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def audit_rows(entries):
-    return [{"entry": e, "diff": [(f, _fmt(o), _fmt(n)) for f, o, n in _diff(e.before, e.after)]} for e in entries]
-
-
 @staff_required
 def flag_detail(request, key):
     flag = _flag_or_404(key)
@@ -128,15 +99,19 @@ def flag_detail(request, key):
     if time_range not in analytics_selectors.TIME_RANGES:
         time_range = "24h"
     states = list(FlagState.objects.filter(flag=flag).select_related("environment").order_by("environment__sort_order"))
-    env_rows = [{"state": s, "status": _status(s), "sentence": describe(s.rules, s.enabled, s.killed)} for s in states]
+    env_rows = [{"state": s, "status": _status(s), "sentence": describe(s.rules, s.enabled, s.killed, flag.variants)}
+                for s in states]
+    variants = [{"key": v.get("key"), "weight": v.get("weight"), "share": share,
+                 "value": json.dumps(v.get("value"), ensure_ascii=False)} for v, share in variant_split(flag.variants)]
     series = analytics_selectors.flag_series(flag_key=flag.key, time_range=time_range)
     entries = []
     if request.user.has_perm("audit.view_auditentry"):  # as /api/audit/flag/<key>
         entries = AuditEntry.objects.filter(target_type="flag", target_key=flag.key).order_by("-id")[:20]
+        entries = [audit_display.present(group) for group in audit_display.group(entries)]
     activity = analytics_selectors.flag_activity(flag.key)
     return render(request, "flags/detail.html", {
-        "flag": flag, "env_rows": env_rows, "series": series, "time_range": time_range,
-        "time_ranges": list(analytics_selectors.TIME_RANGES), "audit": audit_rows(entries),
+        "flag": flag, "env_rows": env_rows, "variants": variants, "series": series, "time_range": time_range,
+        "time_ranges": list(analytics_selectors.TIME_RANGES), "audit": entries,
         "stale": bool(activity and activity.stale), "activity": activity,
         "next": request.get_full_path(),
     })
@@ -224,10 +199,10 @@ def audit_log(request):
         entries = entries.filter(environment=filters["environment"])
     if filters["actor"]:
         entries = entries.filter(actor__icontains=filters["actor"])
-    page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
+    page, rows = audit_display.page_of_groups(entries, request.GET.get("page"), AUDIT_GROUPS_PER_PAGE)
+    query = urlencode({k: v for k, v in filters.items() if v})
     return render(request, "audit/log.html", {
-        "page": page, "rows": audit_rows(page.object_list), "filters": filters, "query": query,
+        "page": page, "rows": rows, "filters": filters, "query": query,
         "actions": list(AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()),
         "environments": selectors.environment_list(),
     })

@@ -8,14 +8,29 @@ PHRASES = {
     "starts_with": "starts with", "ends_with": "ends with", "matches": "matches", "gt": "is greater than",
     "gte": "is at least", "lt": "is less than", "lte": "is at most", "before": "is before",
     "after": "is after", "semver_eq": "is version", "semver_gt": "is a version above",
-    "semver_lt": "is a version below", "is": "is", "is_not": "is not",
+    "semver_lt": "is a version below", "in_cidr": "is in", "is": "is", "is_not": "is not",
 }
 
 
+def word(value):
+    """One value as a reader writes it: en, 18, true; quoted when it would not read as one word
+    (empty, spaces, quotes)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "nothing"}[value]
+    text = str(value)
+    if text == "" or any(c.isspace() or c in "\"'," for c in text):
+        return '"' + text.replace('"', '\\"') + '"'
+    return text
+
+
 def one_of(values, conjunction="or"):
+    """A value or a list of them as prose: "en", "en or de", "a, b or c"."""
     if not isinstance(values, (list, tuple)):
-        return str(values)
-    items = [str(v) for v in values]
+        return word(values)
+    return joined([word(v) for v in values], conjunction)
+
+
+def joined(items, conjunction="or"):
     if not items:
         return "nothing"
     if len(items) == 1:
@@ -56,23 +71,38 @@ def condition(rule):
         return f"{field} is not set"
     if op in ("in", "not_in"):
         return f"{field} {PHRASES[op]} {one_of(value)}"
-    return f"{field} {PHRASES.get(op, op)} {value}"
+    return f"{field} {PHRASES.get(op, op)} {one_of(value)}"
 
 
-def describe(rules, enabled=True, killed=False):
-    """The whole state as one sentence."""
+def variant_split(variants):
+    """[(variant, "50%")]: each variant's share of the weights (a multivariate flag's split)."""
+    variants = [v for v in variants or [] if isinstance(v, dict)]
+    total = sum(v.get("weight") or 0 for v in variants if isinstance(v.get("weight"), (int, float)))
+    split = []
+    for v in variants:
+        weight = v.get("weight") if isinstance(v.get("weight"), (int, float)) else 0
+        share = round(100 * weight / total, 1) if total else 0
+        split.append((v, f"{share:g}%"))
+    return split
+
+
+def describe(rules, enabled=True, killed=False, variants=()):
+    """The whole state as one sentence; a multivariate flag's `variants` say what those users get."""
     if killed:
         return "Killed: everyone gets the flag off."
     if not enabled:
         return "Off for everyone."
     rules = rules if isinstance(rules, list) else []
-    if not rules:
-        return "On for everyone."
     percentages = [r for r in rules if isinstance(r, dict) and r.get("type") == "percentage"]
     conditions = [condition(r) for r in rules if r not in percentages]
     rollout = " and ".join(condition(r) for r in percentages)
     if conditions and rollout:
-        return f"When {' and '.join(conditions)}, then {rollout}."
-    if conditions:
-        return f"When {' and '.join(conditions)}, then everyone."
-    return f"On for {rollout}."
+        sentence = f"When {' and '.join(conditions)}, then {rollout}"
+    elif conditions:
+        sentence = f"When {' and '.join(conditions)}, then everyone"
+    else:
+        sentence = f"On for {rollout or 'everyone'}"
+    split = variant_split(variants)
+    if split:
+        sentence += ", serving " + joined([f"{word(v.get('key'))} ({share})" for v, share in split])
+    return sentence + "."

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.urls import path
 
 from flags import apis
-from flagsite.api.docs import DocsPage, SchemaApi
+from flagsite.api.docs import DocsPage, DocsSlashRedirect, SchemaApi
 from flagsite.api.health import HealthApi
 
 urlpatterns = [
@@ -13,6 +13,7 @@ urlpatterns = [
     path("health", HealthApi.as_view(), name="api-health"),
     path("schema", SchemaApi.as_view(), name="api-schema"),
     path("docs", DocsPage.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/", DocsSlashRedirect.as_view(), name="api-docs-slash"),
     path("flags", apis.FlagListCreateApi.as_view(), name="flag-list"),
     path("flags/<str:key>", apis.FlagDetailApi.as_view(), name="flag-detail"),
     path("flags/<str:key>/toggle", apis.FlagToggleApi.as_view(), name="flag-toggle"),

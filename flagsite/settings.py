@@ -253,6 +253,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in the embedded run
+WHITENOISE_ROOT = BASE_DIR / "flagsite" / "public"  # served at /: /favicon.ico, which browsers ask for on every page
 
 LOGIN_URL = "/admin/login/"
 

@@ -16,8 +16,10 @@ loads no third-party script.
 import threading
 
 from django.conf import settings
-from django.urls import get_urlconf
+from django.http import HttpResponseRedirect
+from django.urls import get_urlconf, reverse
 from django.utils import translation
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -91,3 +93,13 @@ class DocsPage(JsonErrorsMixin, SpectacularSwaggerSplitView):
     """Swagger UI from our own static files (drf-spectacular-sidecar, no CDN); its start-up script is
     a separate request (``?script``), not inline, so the Content-Security-Policy needs no
     'unsafe-inline' for scripts."""
+
+
+class DocsSlashRedirect(DocsPage):
+    """/api/docs/ as people type it: a redirect to the page's one address, /api/docs (query kept).
+    A DocsPage otherwise: the same access, JSON errors, and no place in the schema."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        query = request.META.get("QUERY_STRING", "")
+        return HttpResponseRedirect(reverse("api-docs") + (f"?{query}" if query else ""))

@@ -1,6 +1,8 @@
 """The Django admin writes only through services: every edit leaves an audit entry."""
 
+import html
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -73,9 +75,10 @@ def test_admin_bad_rule__shows_the_rule_path_and_writes_nothing(admin_client, fl
 
 def test_admin_rules_not_json__field_error_and_nothing_written(admin_client, flag, world):
     before = world.snapshot()
-    response = admin_client.post(change_url(flag), change_form_data(flag, production={"rules": "[{oops"}))
+    response = admin_client.post(change_url(flag), change_form_data(flag, production={"rules": '[\n  {"a": 1},\n  {oops'}))
     assert response.status_code == 200
-    assert "Enter a valid JSON." in response.content.decode()
+    assert ("Enter a valid JSON: expecting property name enclosed in double quotes (line 3, column 4)."
+            in html.unescape(response.content.decode()))
     assert world.snapshot() == before
 
 
@@ -413,3 +416,47 @@ def test_privileges_changed_outside_the_admin__audited_as_the_system(django_user
 
     entry = AuditEntry.objects.get(action="user.privileges_changed", target_key="root")
     assert (entry.before, entry.after, entry.actor) == ({"is_active": True}, {"is_active": False}, "system")
+
+
+def test_admin_change_page__environment_sections_by_name_and_json_indented(admin_client, flag, actor):
+    from flags import services
+
+    rules = [{"type": "custom", "field": "locale", "operator": "starts_with", "value": ["en", "de"]}]
+    services.flag_update(actor=actor, flag=flag, environment="production", data={"rules": rules})
+    page = admin_client.get(change_url(flag)).content.decode()
+
+    titles = re.findall(r'<h3><b>(.*?)</b>\s*<span class="inline_label">(.*?)\s*</span>', page)
+    assert titles == [("Environment:", "Development"), ("Environment:", "Staging"), ("Environment:", "Production")]
+    rows, text = re.search(r'<textarea name="states-2-rules" cols="80" rows="(\d+)"[^>]*>\n(.*?)</textarea>',
+                           page, re.S).groups()
+    text = html.unescape(text)
+    assert json.loads(text) == rules and '\n    "operator": "starts_with"' in text  # indented, a key a line
+    assert int(rows) == text.count("\n") + 2  # the box as tall as its content
+
+
+def test_admin_tags_not_json__field_error_on_tags_and_nothing_written(admin_client, flag, world):
+    before = world.snapshot()
+    data = change_form_data(flag)
+    data["tags"] = '["ui",'
+    response = admin_client.post(change_url(flag), data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["tags"] == [
+        "Enter a valid JSON: expecting value (line 1, column 7)."]
+    assert '["ui",' in response.content.decode().replace("&quot;", '"')  # what was typed, kept to fix
+    assert world.snapshot() == before
+
+
+def test_admin_changelist__a_short_status_column_per_environment(admin_client, make_flag, actor):
+    from flags import services
+
+    flag = make_flag("one-line")
+    services.flag_kill(actor=actor, flag=flag, reason="r", environments=["production"])
+    url = reverse("admin:flags_flag_changelist")
+    page = admin_client.get(url).content.decode()
+    headers = re.findall(r'<th scope="col" class="column-status_(\w+)">', page)
+    assert headers == ["development", "staging", "production"]
+    cells = re.findall(r'<td class="field-status_(\w+)">(.*?)</td>', page)
+    assert cells == [("development", "on"), ("staging", "on"),
+                     ("production", '<strong style="color: #ba2121">KILLED</strong>')]
+    only = admin_client.get(url, {"environment": "staging"}).content.decode()  # the filter scopes the columns
+    assert re.findall(r'<td class="field-status_(\w+)">(.*?)</td>', only) == [("staging", "on")]

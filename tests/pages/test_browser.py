@@ -214,7 +214,8 @@ def test_flag_detail__charts_render_with_data(browser, site, staff_user, page_fl
     log_in(page, site)
     page.goto(f"{site.http_url}/flags/ab-test")
 
-    expect(page.get_by_text("When country is US, CA or UK, then 30% of users.").first).to_be_visible()
+    expect(page.get_by_text("When country is US, CA or UK, then 30% of users, serving control (50%) or treatment (50%).")
+           .first).to_be_visible()
     expect(page.locator("#total-evaluations")).to_have_text("708")
     page.wait_for_function("window.flagsiteCharts && window.flagsiteCharts.variants")
     totals = page.evaluate("""() => {
@@ -286,4 +287,32 @@ def test_csp__every_page_has_a_strict_policy__admin_and_api_docs_work_under_it(b
     page.goto(f"{site.http_url}/api/docs")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Flagsite API", timeout=15_000)
     expect(page.locator(".opblock").first).to_be_visible()
+    context.close()
+
+
+def test_overview_on_a_phone__every_environment_on_screen_and_usable(browser, site, staff_user, page_flag):
+    """At 390 px the grid stacks: each flag's environments side by side under its name, production
+    included, with nothing to scroll sideways."""
+    page_flag("new-checkout", tags=["payments"])
+    page_flag("a-flag-with-a-rather-long-key-for-a-phone", enabled=False)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    log_in(page, site)
+    expect(page.locator("#live-status")).to_have_text("Live: changes appear as they happen", timeout=10_000)
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for flag in ("new-checkout", "a-flag-with-a-rather-long-key-for-a-phone"):
+        for env in ("development", "staging", "production"):
+            box = cell(page, flag, env).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (flag, env, box)
+    label = page.evaluate("""() => getComputedStyle(
+        document.querySelector('tr[data-flag="new-checkout"] td[data-env="production"]'), '::before').content""")
+    assert label == '"Production"'
+    production = cell(page, "new-checkout", "production")
+    production.get_by_role("button", name="Kill new-checkout in production").tap()
+    page.locator("#kill-reason").fill("errors")
+    page.locator("#kill-dialog").get_by_role("button", name="Kill flag").tap()
+    expect(production).to_have_attribute("data-status", "killed")
+    expect(production.get_by_role("button", name="Restore new-checkout in production")).to_be_in_viewport()
+    shot(page, "overview-mobile")
     context.close()

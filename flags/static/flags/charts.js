@@ -35,9 +35,12 @@
     window.flagsiteCharts.evaluations = bars(document.getElementById("chart-evaluations"), series.series, daily);
     window.flagsiteCharts.ratio = doughnut(document.getElementById("chart-ratio"), ["On", "Off"],
       [series.totals.enabled, series.totals.disabled], [ON, OFF]);
-    var variants = Object.keys(series.totals.variants);
-    window.flagsiteCharts.variants = doughnut(document.getElementById("chart-variants"), variants,
-      variants.map(function (k) { return series.totals.variants[k]; }), PALETTE.slice(0, variants.length));
+    var variantsCanvas = document.getElementById("chart-variants");  // multivariate flags only
+    if (variantsCanvas) {
+      var variants = Object.keys(series.totals.variants);
+      window.flagsiteCharts.variants = doughnut(variantsCanvas, variants,
+        variants.map(function (k) { return series.totals.variants[k]; }), PALETTE.slice(0, variants.length));
+    }
   }
   var allNode = document.getElementById("all-series");
   if (allNode) {

@@ -1,0 +1,153 @@
+"""Regenerate docs/screenshots/*.png: the dashboard (desktop and 390 px wide), a multivariate flag's
+page, the audit log and the admin's flag page, on the demo data plus a few operator actions, in a
+throwaway SQLite database. Playwright drives Debian's Chromium (/usr/bin/chromium; never a
+downloaded browser) against a daphne started here.
+
+    .venv/bin/python scripts/screenshots.py
+"""
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+USER, PASSWORD = "ops", "screenshots-only"
+MAX_BYTES = 300_000
+
+
+def seed():
+    """Demo data, then what an operator does in the first minutes: a kill everywhere, a toggle, a
+    rule edit; and a day of evaluations for the A/B test."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from analytics import services as analytics_services
+    from analytics.hll import HyperLogLog
+    from audit.actor import Actor
+    from flags import services
+    from flags.selectors import flag_get
+
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("load_demo_data", verbosity=0)
+    user = get_user_model().objects.create_superuser(USER, None, PASSWORD)
+
+    def act():  # each call is one request of its own, as from the dashboard
+        return Actor.for_user(user, request_id=uuid.uuid4().hex)
+
+    services.flag_toggle(actor=act(), flag=flag_get("dark-mode"), environment="staging", enabled=False)
+    services.flag_update(actor=act(), flag=flag_get("mobile-redesign"), environment="production",
+                         data={"rules": [{"type": "device", "operator": "in", "value": ["mobile"]}]})
+    services.flag_kill(actor=act(), flag=flag_get("checkout-upsell"), reason="Upsell errors after deploy 412")
+
+    hour = int(time.time()) // 3600
+    counts, users = [], []
+    for back in range(24):
+        n = 40 + 25 * (back % 6)
+        counts += [["production", "pricing-experiment", "control", True, hour - back, n],
+                   ["production", "pricing-experiment", "treatment", True, hour - back, n + back % 4]]
+        sketch = HyperLogLog.of(f"user-{back}-{i}" for i in range(n)).to_bytes()
+        users.append(["production", "pricing-experiment", hour - back, base64.b64encode(sketch).decode()])
+    analytics_services.rollup_apply(batch={"counts": counts, "users": users})
+    return flag_get("dark-mode").pk
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(port):
+    server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                               "flagsite.asgi:application"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("daphne did not start")
+
+
+def shoot(url, admin_flag_id):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        desktop = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = desktop.new_page()
+        page.goto(f"{url}/")
+        page.get_by_label("Username").fill(USER)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        # one kill from the dashboard itself: three environments, one audit entry on the audit page
+        expect(page.locator("#live-status")).to_have_text("Live: changes appear as they happen", timeout=15_000)
+        page.locator('tr[data-flag="new-checkout"] td[data-env="production"] [data-role="kill"]').click()
+        page.locator("#kill-reason").fill("Payment provider timeouts")
+        page.locator("#kill-dialog").get_by_role("button", name="Kill flag").click()
+        page.goto(f"{url}/")
+        expect(page.locator("#live-status")).to_have_text("Live: changes appear as they happen", timeout=15_000)
+        save(page, "dashboard-desktop")
+
+        page.goto(f"{url}/flags/pricing-experiment")
+        page.wait_for_function("window.flagsiteCharts && window.flagsiteCharts.variants")
+        save(page, "flag-detail-multivariate")
+        page.goto(f"{url}/audit/")
+        save(page, "audit-log")
+        page.goto(f"{url}/admin/flags/flag/{admin_flag_id}/change/")
+        save(page, "admin-flag")
+        page.goto(f"{url}/admin/flags/flag/")
+        save(page, "admin-flag-list")
+
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                    storage_state=desktop.storage_state())
+        page = phone.new_page()
+        page.goto(f"{url}/")
+        expect(page.locator("#live-status")).to_have_text("Live: changes appear as they happen", timeout=15_000)
+        save(page, "dashboard-mobile")
+        browser.close()
+
+
+def save(page, name):
+    path = OUT / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    size = path.stat().st_size
+    print(f"{path.relative_to(ROOT)}: {size // 1000} KB")
+    if size > MAX_BYTES:
+        raise SystemExit(f"{path} is over {MAX_BYTES // 1000} KB")
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="flagsite-screenshots-") as tmp:
+        # a database of its own; embedded cache and channel layer (no Redis)
+        os.environ.pop("REDIS_URL", None)
+        os.environ.update(DATABASE_URL=f"sqlite:///{tmp}/db.sqlite3", DJANGO_SETTINGS_MODULE="flagsite.settings")
+        sys.path.insert(0, str(ROOT))
+        import django
+
+        django.setup()
+        admin_flag_id = seed()
+        port = free_port()
+        server = serve(port)
+        try:
+            shoot(f"http://127.0.0.1:{port}", admin_flag_id)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
