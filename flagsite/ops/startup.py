@@ -3,7 +3,7 @@
 import gc
 import logging
 
-from django.db import DatabaseError, connection
+from django.db import connection
 
 logger = logging.getLogger(__name__)
 
@@ -12,7 +12,8 @@ def prepare_web_process():
     """Import the views and compile every environment's snapshot (or the first request pays it: 0.8 s with device
     rules, bench/attack.py's slowest request after a worker restart), then settle the heap.
 
-    A database not reachable or not migrated yet is no reason to refuse to start: the first
+    Warming is an optimisation, never a reason to refuse to start (a database not reachable or not
+    migrated yet, or a test process that imports the app with the database blocked): the first
     request compiles then, as before. As grpc_api.transport.settle_heap: the loaded app (~150k
     objects that never become garbage) is moved out of the collector's reach, so full collections
     stop pausing requests for tens of ms (bench/rest.py: p99 at c=50 from ~30-80 ms to ~20 ms)."""
@@ -23,9 +24,10 @@ def prepare_web_process():
     get_resolver().url_patterns  # imports every view now (0.1 s), not on the first request
     try:
         snapshot.warm_up()
-    except DatabaseError as exc:
+    except Exception as exc:
         logger.warning("snapshots not compiled at start-up (%s): the first request compiles them", exc)
     finally:
-        connection.close()  # this thread serves no request; a forked worker must not share the socket
+        if not connection.in_atomic_block:  # (a test importing the app inside its transaction)
+            connection.close()  # this thread serves no request; a forked worker must not share the socket
     gc.collect()
     gc.freeze()
