@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bench._common import nginx_command
-from tests.ops.conftest import ROOT, production_env, run
+from tests.ops.conftest import ROOT, production_env, run, settings_under
 from tests.tools import compose_command
 
 
@@ -33,6 +33,25 @@ def test_compose_config__valid_and_resolves_with_the_required_secrets():
     resolved = yaml.safe_load(result.stdout)
     assert resolved["services"]["web"]["environment"]["SECRET_KEY"] == "s" * 50
     assert "pw@postgres:5432" in resolved["services"]["grpc"]["environment"]["DATABASE_URL"]
+
+
+@pytest.mark.needs("compose")
+def test_compose_config__local_http_by_two_documented_settings():
+    """HTTPS redirect and secure cookies stay on unless .env turns them off, as the README says for
+    plain http://localhost:8000; the settings then really are off in the app's process."""
+    secrets = {"SECRET_KEY": "s" * 50, "POSTGRES_PASSWORD": "pw", "FLAGS_AUDIT_KEY": "a" * 32}
+    default = yaml.safe_load(compose_config(**secrets).stdout)["services"]["web"]["environment"]
+    assert (default["SECURE_SSL_REDIRECT"], default["SECURE_COOKIES"]) == ("true", "true")
+    result = compose_config(**secrets, SECURE_SSL_REDIRECT="false", SECURE_COOKIES="false")
+    assert result.returncode == 0, result.stderr
+    local = yaml.safe_load(result.stdout)["services"]["web"]["environment"]
+    assert (local["SECURE_SSL_REDIRECT"], local["SECURE_COOKIES"]) == ("false", "false")
+    readme = (ROOT / "README.md").read_text()
+    assert "`SECURE_SSL_REDIRECT=false` and `SECURE_COOKIES=false`" in readme
+    assert "docker compose run --rm web python manage.py createsuperuser" in readme
+    probed = settings_under(production_env(SECURE_SSL_REDIRECT="false", SECURE_COOKIES="false"),
+                            "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+    assert probed == {"SECURE_SSL_REDIRECT": False, "SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False}
 
 
 @pytest.mark.needs("compose")
