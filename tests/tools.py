@@ -2,7 +2,7 @@
 
 scripts/test installs them when it can (root with apt-get). Where it cannot, tests/conftest.py
 deselects the tests that need a missing program and prints one line saying what is missing and how
-to get it: the suite still exits 0. FLAGSITE_TESTS_WITHOUT=chromium,nginx,compose treats programs
+to get it: the suite still exits 0. FLAGSITE_TESTS_WITHOUT=chromium,nginx,compose,curl treats programs
 as missing (to run the suite as a machine without them would)."""
 
 import os
@@ -30,6 +30,7 @@ TOOLS = {
     "chromium": (lambda: os.access(CHROMIUM, os.X_OK), "chromium"),
     "nginx": (lambda: nginx_binary() is not None, "nginx-light"),
     "compose": (lambda: compose_command() is not None, "docker-compose"),
+    "curl": (lambda: shutil.which("curl") is not None, "curl"),  # the README's shell snippets
 }
 
 

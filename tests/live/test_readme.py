@@ -58,7 +58,8 @@ def fences():
 
 
 def runnable():
-    return [pytest.param(RUN_AS[label], code, id=f"README.md:{line}")
+    return [pytest.param(RUN_AS[label], code, id=f"README.md:{line}",
+                         marks=[pytest.mark.needs("curl")] if RUN_AS[label] == "shell" else [])
             for line, label, code in fences() if label in RUN_AS and code.splitlines()[0] not in NOT_RUN]
 
 
