@@ -1,6 +1,8 @@
 """Shared fixtures. The three environments exist through the data migration; flags and segments
 are built through the services, as users would."""
 
+from collections import Counter
+
 import pytest
 from django.core.cache import cache
 
@@ -9,6 +11,35 @@ from audit.models import AuditEntry
 from flags import services, snapshot
 from flags.models import Environment, Flag, FlagState
 from segments.models import Segment
+
+
+MISSING_TOOLS = pytest.StashKey()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `needs(tool)` whose tool is missing are deselected, not failed (tests/tools.py)."""
+    from tests import tools
+
+    kept, deselected, counts = [], [], Counter()
+    for item in items:
+        absent = {name for marker in item.iter_markers("needs") for name in marker.args if tools.missing(name)}
+        counts.update(absent)
+        (deselected if absent else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+    config.stash[MISSING_TOOLS] = counts
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """One line naming every missing tool and the package that provides it."""
+    from tests.tools import TOOLS
+
+    counts = config.stash.get(MISSING_TOOLS, Counter())
+    if counts:
+        parts = [f"{name} ({count} tests; apt-get install {TOOLS[name][1]})" for name, count in sorted(counts.items())]
+        terminalreporter.write_line("not run, missing on this machine: " + ", ".join(parts)
+                                    + "; scripts/test installs them when run as root with apt-get", yellow=True)
 
 
 @pytest.fixture(scope="session")

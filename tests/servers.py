@@ -36,7 +36,8 @@ def child_env(**extra):
     return env
 
 
-def wait_for_port(port, process, timeout=20.0):
+def wait_for_port(port, process, timeout=60.0):
+    """Polls until the port accepts (a loaded machine can take tens of seconds to import Django)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -92,7 +93,7 @@ def start_grpcserver(port=None, output=None, **env):
                            port, output, **env)
     server.target = f"127.0.0.1:{port}"
     with grpc.insecure_channel(server.target) as channel:
-        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20, wait_for_ready=True)
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=60, wait_for_ready=True)
     return server
 
 

@@ -1,7 +1,8 @@
 """Unleash's client specification, run through our Unleash import and our engine.
 
-Every JSON file in the specification directory is read: ../shared/conformance/unleash-client-specification
-relative to the repository (override with FLAGSITE_CONFORMANCE_DIR). Each file's Unleash `state` is
+Every JSON file in the specification directory is read: tests/conformance/unleash-client-specification,
+the vendored npm package @unleash/client-specification 6.1.0 (see its README; override with
+FLAGSITE_CONFORMANCE_DIR). Each file's Unleash `state` is
 imported with `import_unleash`, compiled once with `compile_snapshot`, and every case is one test:
 `tests` compare `enabled`; `variantTests` compare the variant name ("disabled" when none), payload,
 `enabled` and `feature_enabled`. Files that do not apply are listed in EXCLUDED with the reason and
@@ -18,8 +19,7 @@ import pytest
 from feature_flag_client.engine import compile_snapshot
 from feature_flag_client.engine.unleash import import_unleash, unleash_context
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DIR = REPO.parent / "shared" / "conformance" / "unleash-client-specification"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "conformance" / "unleash-client-specification"
 SPEC_DIR = Path(os.environ.get("FLAGSITE_CONFORMANCE_DIR") or DEFAULT_DIR)
 
 EXCLUDED = {

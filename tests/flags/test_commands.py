@@ -59,10 +59,30 @@ def test_kill_switch__named_environments_only(flag):
         "production", "staging"]
 
 
-def test_kill_switch__restore__undoes_it(flag):
+def test_kill_switch__restore__undoes_it_and_records_the_reason_given(flag):
     run("kill_switch", flag.key, "--reason", "r")
     out, _ = run("kill_switch", flag.key, "--reason", "fixed", "--restore")
     assert "restored" in out and not FlagState.objects.filter(flag=flag, killed=True).exists()
+    assert list(AuditEntry.objects.filter(action="flag.restored").values_list("reason", flat=True)) == ["fixed"] * 3
+
+
+def test_kill_switch__restore_without_reason__restores_and_writes_the_audit_entries(flag):
+    run("kill_switch", flag.key, "--reason", "r", "-e", "production")
+    out, _ = run("kill_switch", flag.key, "--restore", "-e", "production")
+    assert "new-checkout restored in production" in out
+    assert not FlagState.objects.filter(flag=flag, killed=True).exists()
+    entry = AuditEntry.objects.filter(action="flag.restored").get()
+    assert (entry.environment, entry.target_key, entry.reason, entry.actor) == (
+        "production", flag.key, "", f"cli:{os_user()}")
+    assert snapshot.get_snapshot("production").evaluate(flag.key, "u1", {}).enabled
+
+
+@pytest.mark.parametrize("reason", [None, "  "])
+def test_kill_switch__kill_without_reason__clear_error_and_nothing_written(flag, world, reason):
+    before = world.snapshot()
+    with pytest.raises(CommandError, match=r"^--reason is required to kill a flag"):
+        run("kill_switch", flag.key, *(["--reason", reason] if reason else []))
+    assert world.snapshot() == before
 
 
 def test_kill_switch__unknown_flag__one_line_error_and_nothing_written(flag, world):

@@ -137,7 +137,9 @@ def manage(*args, **kwargs):
                           capture_output=True, text=True, timeout=60, **kwargs)
 
 
-def wait_serving(port, timeout=20.0):
+def wait_serving(port, timeout=60.0):
+    """The health service's status once it answers: polled, with a deadline generous enough for a
+    process importing Django on a machine busy with other tests."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout

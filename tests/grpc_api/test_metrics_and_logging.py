@@ -15,6 +15,7 @@ import urllib.request
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from analytics import counters
@@ -131,13 +132,15 @@ def test_grpcserver_process__metrics_port_per_worker(flags, sdk_key):
                                 "--port", str(port), "--workers", "2", "--metrics-port", str(metrics_port)],
                                env=process_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_serving(port)
+        assert wait_serving(port) == health_pb2.HealthCheckResponse.SERVING
         for _ in range(10):  # new connections: the kernel spreads them over both workers
             with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as chan:
                 flags_pb2_grpc.FlagServiceStub(chan).Evaluate(flags_pb2.EvaluateRequest(flag_id="on-flag"),
                                                               metadata=auth(sdk_key))
-        deadline, totals = time.monotonic() + 10, []
-        while time.monotonic() < deadline:  # each worker answers for itself, on metrics port + its index
+        # Each worker answers for itself, on metrics port + its index: polled until both answer (the
+        # second worker may still be importing Django on a busy machine), not for a fixed time.
+        deadline, totals = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
             try:
                 totals = [value(scrape(f"http://127.0.0.1:{metrics_port + index}/metrics"),
                                 "flagsite_grpc_requests_total", method="Evaluate", code="OK") for index in (0, 1)]

@@ -175,38 +175,3 @@ def test_fake_client__user_code_tested_without_a_server():
     flags.set("new-checkout", False)
     assert flags.evaluate("new-checkout", "anyone").reason == "DISABLED"
     assert flags.is_enabled("unknown", "anyone") is False
-
-
-def test_readme_sdk_snippet__runs_verbatim_against_the_demo_data(server, sdk_key, capsys):
-    """The Python block of the README's SDK section, with only the host and key filled in."""
-    import re
-    from pathlib import Path
-
-    from django.core.management import call_command
-
-    call_command("load_demo_data", verbosity=0)
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Live updates and the Python SDK", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    code = code.replace("http://localhost:3001", server.http_url).replace("ws://localhost:3001", server.ws_url[:-3])
-    namespace = {"KEY": sdk_key}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
-    try:
-        client_answer = namespace["client"].evaluate_flag(
-            flag_id="beta-dashboard", user_id="user-123", context={"plan": "premium"})
-        local_answer = namespace["flags"].evaluate_flag("beta-dashboard", "user-123", {"plan": "premium"})
-        assert client_answer == local_answer
-        assert namespace["ws_client"].wait_connected(5)
-        flag = Flag.objects.get(key="beta-dashboard")
-        services.flag_kill(actor=SYSTEM, flag=flag, reason="readme")
-        printed = []
-
-        def announced():
-            printed.append(capsys.readouterr().out)
-            return f"Flag {flag.name} was killed" in "".join(printed)
-
-        assert wait_until(announced, timeout=3)
-        assert wait_until(lambda: namespace["flags"].evaluate("beta-dashboard", "user-123").reason == "KILLED")
-    finally:
-        namespace["ws_client"].close()
-        namespace["flags"].close()

@@ -4,12 +4,15 @@ here: Compose itself validates and resolves the file (`docker compose config` ne
 
 import os
 import re
-import shutil
 import subprocess
+import tempfile
 
+import pytest
 import yaml
 
-from tests.ops.conftest import ROOT, production_env, run
+from bench._common import nginx_command
+from tests.ops.conftest import ROOT, production_env, run, settings_under
+from tests.tools import compose_command
 
 
 def load():
@@ -18,17 +21,12 @@ def load():
 
 def compose_config(**env):
     """`docker compose config` (plugin) or `docker-compose config` (Debian's standalone Compose)."""
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        command = ["docker", "compose"]
-    elif shutil.which("docker-compose"):
-        command = ["docker-compose"]
-    else:
-        raise AssertionError("Compose is not installed: apt-get install -y docker-compose (.ci/run does)")
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "POSTGRES_PASSWORD", "FLAGS_AUDIT_KEY")}
-    return subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config"], cwd=ROOT,
+    return subprocess.run([*compose_command(), "-f", str(ROOT / "docker-compose.yml"), "config"], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.needs("compose")
 def test_compose_config__valid_and_resolves_with_the_required_secrets():
     result = compose_config(SECRET_KEY="s" * 50, POSTGRES_PASSWORD="pw", FLAGS_AUDIT_KEY="a" * 32)
     assert result.returncode == 0, result.stderr
@@ -37,12 +35,33 @@ def test_compose_config__valid_and_resolves_with_the_required_secrets():
     assert "pw@postgres:5432" in resolved["services"]["grpc"]["environment"]["DATABASE_URL"]
 
 
+@pytest.mark.needs("compose")
+def test_compose_config__local_http_by_two_documented_settings():
+    """HTTPS redirect and secure cookies stay on unless .env turns them off, as the README says for
+    plain http://localhost:8000; the settings then really are off in the app's process."""
+    secrets = {"SECRET_KEY": "s" * 50, "POSTGRES_PASSWORD": "pw", "FLAGS_AUDIT_KEY": "a" * 32}
+    default = yaml.safe_load(compose_config(**secrets).stdout)["services"]["web"]["environment"]
+    assert (default["SECURE_SSL_REDIRECT"], default["SECURE_COOKIES"]) == ("true", "true")
+    result = compose_config(**secrets, SECURE_SSL_REDIRECT="false", SECURE_COOKIES="false")
+    assert result.returncode == 0, result.stderr
+    local = yaml.safe_load(result.stdout)["services"]["web"]["environment"]
+    assert (local["SECURE_SSL_REDIRECT"], local["SECURE_COOKIES"]) == ("false", "false")
+    readme = (ROOT / "README.md").read_text()
+    assert "`SECURE_SSL_REDIRECT=false` and `SECURE_COOKIES=false`" in readme
+    assert "docker compose run --rm web python manage.py createsuperuser" in readme
+    probed = settings_under(production_env(SECURE_SSL_REDIRECT="false", SECURE_COOKIES="false"),
+                            "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+    assert probed == {"SECURE_SSL_REDIRECT": False, "SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False}
+
+
+@pytest.mark.needs("compose")
 def test_compose_config__refuses_to_resolve_without_a_secret_key():
     result = compose_config(POSTGRES_PASSWORD="pw", FLAGS_AUDIT_KEY="a" * 32)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
 
+@pytest.mark.needs("compose")
 def test_compose_config__refuses_to_resolve_without_an_audit_key():
     result = compose_config(SECRET_KEY="s" * 50, POSTGRES_PASSWORD="pw")
     assert result.returncode != 0
@@ -81,6 +100,18 @@ def test_compose__clients_reach_http_only_through_the_proxy__and_dead_web_worker
     assert "ports" not in services["web"] and "ports" not in services["ws"]
     assert "--respawn-failed-workers" in services["web"]["command"]
     assert "--respawn-failed-workers" in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.needs("nginx")
+def test_proxy_config__nginx_accepts_it():
+    """`nginx -t` on deploy/nginx.conf as shipped, but for the upstream host names (`web`, `ws`
+    resolve only inside Compose's network) and the pid and temporary paths, which
+    bench._common.nginx_command moves to this host (the same rewrite test_slow_clients.py runs)."""
+    with tempfile.TemporaryDirectory(prefix="flagsite-nginx-") as directory:
+        command = nginx_command(directory, 18000, 18001, 18002)
+        result = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
 
 
 def test_compose__app_env_is_production_and_points_at_the_stores():

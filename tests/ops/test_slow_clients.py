@@ -13,11 +13,11 @@ import time
 import httpx
 import pytest
 
-from bench._common import granian_command, nginx_binary, nginx_command
+from bench._common import granian_command, nginx_command
 from tests.api.conftest import create_flag, make_key
 from tests.servers import ServerProcess, free_port
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.needs("nginx")]
 
 SLOW = 50
 HOLD = 11.0  # seconds the steady client evaluates while the slow sockets stall: past the proxy's 10 s timeouts
@@ -27,8 +27,6 @@ CLOSED_WITHIN = 20.0  # every slow socket is dropped by then (the proxy's timeou
 @pytest.fixture
 def production_http():
     """granian (the production command, 2 workers) behind the shipped proxy config; the proxy's URL."""
-    if nginx_binary() is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run and scripts/test do)")
     web_port, proxy_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="flagsite-nginx-") as directory:
         web = ServerProcess(granian_command(web_port, workers=2), web_port)

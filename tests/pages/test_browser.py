@@ -3,7 +3,6 @@ a downloaded browser) against a real daphne process. Screenshots of every page g
 artifacts/screenshots/."""
 
 import base64
-import os
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,11 +16,11 @@ from audit.models import AuditEntry
 from flags.models import FlagState
 from tests.pages.conftest import PASSWORD
 from tests.servers import ROOT, start_daphne
+from tests.tools import CHROMIUM
 
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.needs("chromium")]
 
 
 # Reports every Content-Security-Policy violation of a page on its console (Playwright's init
@@ -49,15 +48,17 @@ class CspWatchingBrowser:
 
 
 @pytest.fixture
-def browser():
+def browser(monkeypatch):
     """Every browser test also proves its pages ran with no Content-Security-Policy violation."""
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs a loop in this thread
+    # Playwright's sync API runs a loop in this thread. monkeypatch restores the variable after
+    # this test whatever happens here (a launch that fails too), so Django's async-safety checks
+    # stay on for the tests after it (`check --deploy` reports async.E001 when it is set).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         instance = CspWatchingBrowser(playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS))
         yield instance
         instance.instance.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     assert instance.violations == [], instance.violations
 
 

@@ -11,7 +11,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("flag", help="flag key")
-        parser.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+        parser.add_argument("--reason", help="why (recorded in the audit log); required to kill, optional to restore")
         parser.add_argument("--environment", "-e", action="append", dest="environments", metavar="ENV",
                             help="environment key; repeat for several (default: all environments)")
         parser.add_argument("--restore", action="store_true", help="undo the kill instead")
@@ -19,11 +19,13 @@ class Command(BaseCommand):
                                              "(default: the OS user alone)")
 
     def handle(self, *args, flag, reason, environments, restore, actor, **options):
+        if not restore and not (reason or "").strip():  # a restore needs no reason; a kill does
+            raise CommandError("--reason is required to kill a flag (say why; it is recorded in the audit log)")
         try:
             target = flag_get(flag)
             who = Actor.cli(actor)
             if restore:
-                states = services.flag_restore(actor=who, flag=target, environments=environments, reason=reason)
+                states = services.flag_restore(actor=who, flag=target, environments=environments, reason=reason or "")
                 verb = "restored"
             else:
                 states = services.flag_kill(actor=who, flag=target, reason=reason, environments=environments)
