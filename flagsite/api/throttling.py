@@ -105,24 +105,32 @@ def _cache_failed(now, exc):
     logger.warning("rate limits not applied for %.0f s, cache unavailable: %s", CACHE_RETRY_SECONDS, exc)
 
 
+def charge(scope, ident, weight=1):
+    """Charge ``weight`` calls to ``ident`` (``key:<id>``, ``user:<pk>`` or ``ip:<address>``) in
+    ``scope``: None when the call may go ahead, else the seconds until it may (Retry-After).
+    The one limiter every transport calls (DRF views below, the fast evaluation path)."""
+    rate = rate_for(scope)
+    if rate is None:
+        return None
+    limit, period = rate
+    weight = min(limit, weight)  # a call heavier than the whole budget passes once, as the window's only call
+    now = time.time()
+    window = int(now // period)
+    total = count(f"flags:rate:{scope}:{ident}:{period}:{window}", period, weight)
+    if total is None or total <= limit:
+        return None
+    logger.info("rate limited: scope=%s client=%s limit=%s/%ss", scope, ident, limit, period)
+    return max(1, math.ceil((window + 1) * period - now))
+
+
 class ApiRateThrottle(BaseThrottle):
     def allow_request(self, request, view):
         scope = scope_for(view)
-        rate = rate_for(scope)
-        if rate is None:
+        if rate_for(scope) is None:
             return True
-        limit, period = rate
         weigh = getattr(view, "rate_weight", None)
-        # a call heavier than the whole budget still passes once a window, as the window's only call
-        weight = min(limit, weigh(request)) if weigh is not None else 1
-        now = time.time()
-        window = int(now // period)
-        total = count(f"flags:rate:{scope}:{self.ident(request)}:{period}:{window}", period, weight)
-        if total is None or total <= limit:
-            return True
-        self._wait = max(1, math.ceil((window + 1) * period - now))
-        logger.info("rate limited: scope=%s client=%s limit=%s/%ss", scope, self.ident(request), limit, period)
-        return False
+        self._wait = charge(scope, self.ident(request), weigh(request) if weigh is not None else 1)
+        return self._wait is None
 
     def ident(self, request):
         auth = request.auth
