@@ -22,15 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 
-# The production HTTP command (README "Deployment", Dockerfile, docker-compose.yml `web`): granian
-# WSGI workers with one blocking thread each; a worker that dies is replaced at once instead of
-# granian stopping every worker (its default).
-GRANIAN_FLAGS = ["--interface", "wsgi", "--blocking-threads", "1", "--respawn-failed-workers"]
+# The one web process (README command 1 and "Deployment", Dockerfile, docker-compose.yml `web`):
+# granian's ASGI interface. Warm evaluations answer on the event loop (flags/fastlane.py), the rest
+# of Django and /ws behind it; a worker that dies is replaced at once instead of granian stopping
+# every worker (its default).
+GRANIAN_FLAGS = ["--interface", "asgi", "--respawn-failed-workers"]
 
 
 def granian_command(port, workers=1, host="127.0.0.1"):
     return [str(Path(sys.executable).parent / "granian"), *GRANIAN_FLAGS, "--host", host, "--port", str(port),
-            "--workers", str(workers), "flagsite.wsgi:application"]
+            "--workers", str(workers), "flagsite.asgi:application"]
 
 
 def nginx_binary():

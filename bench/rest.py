@@ -163,6 +163,9 @@ def main():
         "granian": [str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads", "1",
                     "--respawn-failed-workers",
                     "--host", "127.0.0.1", "--port", "{port}", "--no-ws", "--log-level", "warning", "flagsite.wsgi:application"],
+        # the one web process (README command 1 and production): granian ASGI, the fast lane ahead of Django
+        "asgi": [str(BIN / "granian"), "--interface", "asgi", "--workers", str(args.workers), "--respawn-failed-workers",
+                 "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "flagsite.asgi:application"],
         # the comparison that chose granian: sync workers close the connection after each response
         "gunicorn": [str(BIN / "gunicorn"), "-w", str(args.workers), "-b", "127.0.0.1:{port}",
                      "--log-level", "warning", "flagsite.wsgi:application"],

@@ -239,6 +239,13 @@ def parse_evaluation(data, bulk=False):
     return flag_ids, user_id, context, environment
 
 
+def bulk_call_weight(flag_ids, snapshot):
+    """A bulk call's rate-limit weight: the flags listed, else every flag of the snapshot."""
+    if flag_ids is not None:
+        return bulk_weight(min(len(flag_ids), settings.FLAGS_MAX_BULK_FLAGS))
+    return bulk_weight(len(snapshot.table))
+
+
 def snapshot_for(request, environment):
     """The in-process snapshot (no SQL while fresh); an unknown environment -> 400 from get_snapshot."""
     return get_snapshot(environment_for(request, environment, check_exists=False))
@@ -271,10 +278,10 @@ class EvaluateBulkApi(APIView):
             return 1
         flag_ids, environment = data.get("flagIds"), data.get("environment")
         if isinstance(flag_ids, list):
-            return bulk_weight(min(len(flag_ids), settings.FLAGS_MAX_BULK_FLAGS))
+            return bulk_call_weight(flag_ids, None)
         if flag_ids is None and (environment is None or isinstance(environment, str)):
             try:
-                return bulk_weight(len(snapshot_for(request, environment).table))
+                return bulk_call_weight(None, snapshot_for(request, environment))
             except ValidationFailed:  # an unknown environment: post() answers the 400
                 return 1
         return 1

@@ -183,6 +183,15 @@ def get_snapshot(environment_key):
     return _entry(environment_key).snapshot
 
 
+def fresh_snapshot(environment_key):
+    """The compiled snapshot when it needs no re-check now (no I/O at all), else None: for callers
+    on an event loop, which hand the request to a thread instead."""
+    entry = _entries.get(environment_key)
+    if entry is not None and time.monotonic() - entry.checked_at < _staleness:
+        return entry.snapshot
+    return None
+
+
 def warm_up():
     """Compile every environment's snapshot now: a server process calls it before taking requests,
     or its first request pays it (0.8 s when a rule targets devices: the user-agent tables load)."""

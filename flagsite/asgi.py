@@ -1,4 +1,6 @@
-"""ASGI entry point: Django for HTTP, Channels for the /ws WebSocket (daphne serves both)."""
+"""ASGI entry point, the one web process (granian, README command 1 and production): warm
+evaluations on the fast lane (flags/fastlane.py), every other HTTP request through Django, the /ws
+WebSocket through Channels."""
 
 import os
 
@@ -11,6 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (after Django is set up)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from flags import fastlane  # noqa: E402
 from flags.routing import websocket_urlpatterns  # noqa: E402
 from flagsite.ops.startup import prepare_web_process  # noqa: E402
 
@@ -31,9 +34,21 @@ def browser_origin_validator(app):
     return application
 
 
+async def lifespan(scope, receive, send):
+    """Start-up happened at import (prepare_web_process); acknowledge the server's lifespan events."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": fastlane.asgi(django_asgi_app),
+        "lifespan": lifespan,
         # AuthMiddlewareStack: the dashboard's staff session may follow /ws too (keys work as before)
         "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "flags.fastlane.FastLaneMiddleware",  # warm evaluations answered before the rest (flags/fastlane.py)
     "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
     "flagsite.ops.chunked.ChunkedBodyMiddleware",  # chunked bodies get a Content-Length (read to their end)
     "corsheaders.middleware.CorsMiddleware",

@@ -1,4 +1,4 @@
-"""Real server processes for tests: daphne (HTTP + /ws) started on a free port, sharing the test
+"""Real server processes for tests: the web server (granian ASGI: HTTP + /ws) started on a free port, sharing the test
 database with the test process (tests that use them need committed data: transaction=True)."""
 
 import os
@@ -72,12 +72,12 @@ class ServerProcess:
             self.process.wait()
 
 
-def start_daphne(port=None, output=None, **env):
+def start_web(port=None, output=None, workers=1, **env):
+    """The web server command of README command 1 and production (bench/_common.granian_command)."""
+    from bench._common import granian_command
+
     port = port or free_port()
-    server = ServerProcess(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "flagsite.asgi:application"],
-        port, output, **env,
-    )
+    server = ServerProcess(granian_command(port, workers), port, output, **env)
     server.http_url = f"http://127.0.0.1:{port}"
     server.ws_url = f"ws://127.0.0.1:{port}/ws"
     return server

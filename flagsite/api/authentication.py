@@ -153,6 +153,22 @@ def resolve_api_key(raw_key, client_ip=None):
     return result
 
 
+def cached_api_key(raw_key, touch=True):
+    """(user, principal) for a key this process holds fresh in its cache, else None (no lookup,
+    no failure counting: resolve_api_key does those). ``touch=False``: also None when the key's
+    last_used_at stamp is due, for callers that must not wait on the database."""
+    hit = _cache.get(hash_key(raw_key))
+    now = time.monotonic()
+    if hit is None or hit[0] <= now:
+        return None
+    api_key_id = hit[1][1].id
+    if touch:
+        _touch(api_key_id, now)
+    elif now - _last_used.get(api_key_id, -LAST_USED_WRITE_INTERVAL) >= LAST_USED_WRITE_INTERVAL:
+        return None
+    return hit[1]
+
+
 def _lookup(key_hash, now):
     try:
         result = _load(key_hash)
@@ -192,13 +208,17 @@ def _touch(api_key_id, now):
 
 
 def raw_key_from(request):
-    header = request.META.get("HTTP_AUTHORIZATION")
-    if header:
-        scheme, _, value = header.partition(" ")
+    return raw_key_of(request.META.get("HTTP_AUTHORIZATION"), request.META.get("HTTP_X_API_KEY"))
+
+
+def raw_key_of(authorization, x_api_key):
+    """The key of an ``Authorization: Bearer`` header, else of ``X-API-Key``; None for other schemes."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return None  # Basic / other schemes: not ours
         return value.strip()
-    return request.META.get("HTTP_X_API_KEY")
+    return x_api_key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

@@ -34,20 +34,26 @@ class JSONParser(parsers.JSONParser):
                 length = 0
             if length > limit:
                 raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-        raw = stream.read(limit + 1) if limit is not None else stream.read()
-        if limit is not None and len(raw) > limit:
-            raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-        try:
-            text = raw.decode(json.detect_encoding(raw)) if isinstance(raw, bytes) else raw
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise ParseError(f"Request body is not valid JSON: {exc}") from None
-        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
-            raise ParseError("Request body is not valid JSON: a string holds a lone surrogate "
-                             "(a \\uD800-\\uDFFF escape that is not half of a pair).")
-        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(data, MAX_JSON_DEPTH):
-            raise ParseError(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels.")
-        return data
+        return parse_json(stream.read(limit + 1) if limit is not None else stream.read())
+
+
+def parse_json(raw):
+    """A JSON request body (bytes) -> data, with every rule above: 413 past the upload limit, 400
+    (ParseError) for text that is not JSON, not Unicode, or nested too deep."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and len(raw) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    try:
+        text = raw.decode(json.detect_encoding(raw)) if isinstance(raw, bytes) else raw
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ParseError(f"Request body is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
+        raise ParseError("Request body is not valid JSON: a string holds a lone surrogate "
+                         "(a \\uD800-\\uDFFF escape that is not half of a pair).")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(data, MAX_JSON_DEPTH):
+        raise ParseError(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    return data
 
 
 MAX_JSON_DEPTH = 64

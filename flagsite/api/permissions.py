@@ -33,12 +33,15 @@ def request_environment(request, requested=None):
     ``requested`` (a body field) wins over ``?environment=``; an SDK key is bound to its own
     environment and may not name another one. Default: ``FLAGS_DEFAULT_ENVIRONMENT``.
     """
-    requested = requested or request.query_params.get("environment") or None
-    sdk = sdk_principal(request)
-    if sdk is not None:
-        if requested is not None and requested != sdk.environment:
+    return environment_of(request.auth, requested or request.query_params.get("environment") or None)
+
+
+def environment_of(principal, requested=None):
+    """request_environment for a caller authenticated as ``principal`` (request.auth)."""
+    if isinstance(principal, ApiKeyPrincipal) and principal.kind == "sdk":
+        if requested is not None and requested != principal.environment:
             raise exceptions.PermissionDenied(
-                f"This SDK key belongs to environment '{sdk.environment}'."
+                f"This SDK key belongs to environment '{principal.environment}'."
             )
-        return sdk.environment
+        return principal.environment
     return requested or getattr(settings, "FLAGS_DEFAULT_ENVIRONMENT", "development")

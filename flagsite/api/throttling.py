@@ -135,7 +135,7 @@ class ApiRateThrottle(BaseThrottle):
     def ident(self, request):
         auth = request.auth
         if isinstance(auth, authentication.ApiKeyPrincipal):
-            return f"key:{auth.id}"
+            return key_ident(auth)
         user = request.user
         if user is not None and getattr(user, "pk", None) is not None:
             return f"user:{user.pk}"
@@ -143,6 +143,11 @@ class ApiRateThrottle(BaseThrottle):
 
     def wait(self):
         return getattr(self, "_wait", None)
+
+
+def key_ident(principal):
+    """Whom an API key's calls are charged to: the key, whichever user it acts for."""
+    return f"key:{principal.id}"
 
 
 def bulk_weight(flags):

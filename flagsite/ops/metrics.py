@@ -35,8 +35,12 @@ _children = {}
 
 def observe_request(request, status, seconds):
     match = getattr(request, "resolver_match", None)
-    route = match.route if match is not None else "unmatched"
-    method = request.method if request.method in METHODS else "OTHER"
+    observe(request.method, match.route if match is not None else "unmatched", status, seconds)
+
+
+def observe(method, route, status, seconds):
+    """Count one answered request: ``route`` is its URL pattern (Django's resolver_match.route)."""
+    method = method if method in METHODS else "OTHER"
     key = (method, route, status)
     children = _children.get(key)
     if children is None:

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.servers import free_port, manage, start_daphne, start_grpcserver
+from tests.servers import free_port, manage, start_web, start_grpcserver
 
 WAIT = 30.0  # the bound on every wait for a store or a server to come or go
 
@@ -222,7 +222,7 @@ def servers(tmp_path):
     def start(kind, **env):
         log = open(tmp_path / f"{kind}-{len(started)}.log", "w")
         try:
-            server = (start_daphne if kind == "web" else start_grpcserver)(output=log, **env)
+            server = (start_web if kind == "web" else start_grpcserver)(output=log, **env)
         except BaseException:
             log.close()
             print(Path(log.name).read_text()[-5000:])

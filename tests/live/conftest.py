@@ -3,7 +3,7 @@ import pytest
 from audit.actor import Actor
 from flags import services
 from flags.models import Environment
-from tests.servers import start_daphne
+from tests.servers import start_web
 
 SYSTEM = Actor.system("live-tests")
 
@@ -11,7 +11,7 @@ SYSTEM = Actor.system("live-tests")
 @pytest.fixture
 def server(transactional_db):
     """A real daphne process (HTTP + /ws) on a free port, sharing this test's database."""
-    process = start_daphne(FLAGS_WS_PING_SECONDS="0.5")
+    process = start_web(FLAGS_WS_PING_SECONDS="0.5")
     yield process
     process.stop()
 

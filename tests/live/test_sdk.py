@@ -146,7 +146,7 @@ def test_local_client__server_goes_away__keeps_serving_last_good_snapshot(server
 
 def test_local_client__server_returns__converges_on_changes_made_while_it_was_down(
         server, sdk_key, make_live_flag):
-    from tests.servers import start_daphne
+    from tests.servers import start_web
 
     make_live_flag("sdk-return")
     local = LocalFeatureFlagClient(base_url=f"{server.http_url}/api", api_key=sdk_key,
@@ -157,7 +157,7 @@ def test_local_client__server_returns__converges_on_changes_made_while_it_was_do
         server.stop()
         services.flag_kill(actor=SYSTEM, flag=Flag.objects.get(key="sdk-return"), reason="while down")
         assert local.evaluate("sdk-return", "u1").reason == "STATIC"  # last good snapshot
-        restarted = start_daphne(port=server.port)
+        restarted = start_web(port=server.port)
         assert wait_until(lambda: local.evaluate("sdk-return", "u1").reason == "KILLED", timeout=10)
         assert wait_until(local.websocket.connected.is_set, timeout=10)
     finally:

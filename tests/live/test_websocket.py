@@ -203,14 +203,14 @@ def test_two_nodes__kill_through_node_a__node_b_clients_and_evaluations_follow_w
     with channel-layer notices (Redis pub/sub in the PostgreSQL + Redis leg) and without them."""
     from django.contrib.auth.models import Permission
 
-    from tests.servers import start_daphne
+    from tests.servers import start_web
 
     editor = django_user_model.objects.create_user("node-editor")
     editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_flag", "change_flag"]))
     token = services.api_key_create(actor=SYSTEM, name="editor", kind="management", user=editor)[1]
     make_live_flag("ws-nodes")
     notice_setting = {"FLAGS_CHANGE_NOTICES": "true" if notices == "on" else "false"}
-    node_a, node_b = start_daphne(**notice_setting), start_daphne(**notice_setting)
+    node_a, node_b = start_web(**notice_setting), start_web(**notice_setting)
     http_b = httpx.Client(base_url=node_b.http_url, headers={"Authorization": f"Bearer {sdk_key}"})
     evaluate_on_b = lambda: http_b.post(  # noqa: E731
         "/api/evaluate", json={"flagId": "ws-nodes", "userId": "u1"}).json()["reason"]

@@ -9,7 +9,7 @@ from feature_flag_client import WebSocketClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from tests.servers import free_port, start_daphne
+from tests.servers import free_port, start_web
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 GUESS = "sdk_production_" + "unseen" * 6
@@ -19,7 +19,7 @@ GUESS = "sdk_production_" + "unseen" * 6
 def daphne_without_database(tmp_path):
     """daphne whose PostgreSQL refuses connections (nothing listens on its port)."""
     log = open(tmp_path / "daphne.log", "w+")
-    server = start_daphne(output=log, DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/nowhere")
+    server = start_web(output=log, DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/nowhere")
     yield server, log
     server.stop()
     log.close()
@@ -64,7 +64,7 @@ def test_sdk_client__backs_off_on_4503(daphne_without_database):
 
 
 def test_connections_per_key__capped_with_4429__a_closed_one_frees_its_slot(sdk_key):
-    server = start_daphne(FLAGS_WS_MAX_CONNECTIONS_PER_KEY="3")
+    server = start_web(FLAGS_WS_MAX_CONNECTIONS_PER_KEY="3")
     try:
         url = f"{server.ws_url}?key={sdk_key}"
         sockets = [ws_connect(url, open_timeout=10) for _ in range(3)]
@@ -90,7 +90,7 @@ def test_connections_per_key__capped_with_4429__a_closed_one_frees_its_slot(sdk_
 def test_invalid_key_flood__4429_without_lookup():
     from django.core.cache import cache
 
-    server = start_daphne(FLAGS_AUTH_FAILURE_LIMIT="3/d")
+    server = start_web(FLAGS_AUTH_FAILURE_LIMIT="3/d")
     window = int(time.time() // 86400)
     cache.delete(f"flags:authfail:127.0.0.1:86400:{window}")  # shared with daphne on the Redis leg
     try:

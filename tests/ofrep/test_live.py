@@ -14,7 +14,7 @@ from openfeature.flag_evaluation import Reason
 from feature_flag_client.openfeature import FlagsiteProvider
 from flags import services
 from flags.models import Flag
-from tests.servers import start_daphne
+from tests.servers import start_web
 
 from .data import COLORS, SYSTEM, build_flags
 
@@ -96,7 +96,7 @@ def test_ofrep_provider__x_api_key_header_and_a_change_is_seen(server, sdk_key, 
 
 def test_ofrep_provider__429_pauses_evaluation_until_retry_after(transactional_db, sdk_key, domains):
     build_flags()
-    server = start_daphne(FLAGS_OFREP_RATE_LIMIT="2/m")
+    server = start_web(FLAGS_OFREP_RATE_LIMIT="2/m")
     try:
         client = ofrep_client(server, sdk_key, "ofrep-429")
         first = [client.get_boolean_value("dark-mode", False, EvaluationContext("u")) for _ in range(2)]

@@ -8,13 +8,13 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.servers import start_daphne
+from tests.servers import start_web
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_api_docs__references_only_same_origin_assets__each_answers_200():
-    server = start_daphne()
+    server = start_web()
     try:
         page = httpx.get(f"{server.http_url}/api/docs", timeout=20)
         assert page.status_code == 200, page.text

@@ -3,13 +3,13 @@ message); the details go to the logs and to the token-protected /metrics."""
 
 import httpx
 
-from tests.servers import free_port, start_daphne
+from tests.servers import free_port, start_web
 
 
 def test_health__database_unreachable__anonymous_body_says_unavailable__metrics_and_logs_say_why(tmp_path):
     port = free_port()  # nothing listens there: a real connection failure, refused by the kernel
     log = open(tmp_path / "daphne.log", "w")
-    server = start_daphne(output=log, DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/flagsite_gone",
+    server = start_web(output=log, DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/flagsite_gone",
                           REDIS_URL="", FLAGS_METRICS="true", FLAGS_METRICS_TOKEN="health-test-token")
     try:
         response = httpx.get(f"{server.http_url}/api/health", timeout=20)

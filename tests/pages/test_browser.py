@@ -15,7 +15,7 @@ from analytics.hll import HyperLogLog
 from audit.models import AuditEntry
 from flags.models import FlagState
 from tests.pages.conftest import PASSWORD
-from tests.servers import ROOT, start_daphne
+from tests.servers import ROOT, start_web
 from tests.tools import CHROMIUM
 
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -64,7 +64,7 @@ def browser(monkeypatch):
 
 @pytest.fixture
 def site(transactional_db):
-    server = start_daphne(FLAGS_WS_PING_SECONDS="5", FLAGS_ANALYTICS_AUTOFLUSH="false")
+    server = start_web(FLAGS_WS_PING_SECONDS="5", FLAGS_ANALYTICS_AUTOFLUSH="false")
     yield server
     server.stop()
 

@@ -1,0 +1,146 @@
+"""The evaluation fast lane (flags/fastlane.py) answers exactly what Django and DRF answer: the same
+status, body and headers (but the request id), for every request it takes; the requests it must
+not take (errors, CORS, cold keys, ...) reach Django untouched. The rest of the suite runs through
+the lane too (it is first in MIDDLEWARE); tests/live runs it through granian's ASGI door."""
+
+import gzip
+import json
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from flags import fastlane
+from tests.api.conftest import create_flag, make_key, user_with
+
+pytestmark = pytest.mark.django_db
+DJANGO_ONLY = [name for name in django_settings.MIDDLEWARE if name != "flags.fastlane.FastLaneMiddleware"]
+BODY = {"userId": "user-7", "context": {"country": "US", "plan": "premium"}}
+
+
+@pytest.fixture
+def lane_answers(monkeypatch):
+    """The lane's verdicts: True when it answered, False when it left the request to Django."""
+    verdicts = []
+    real = fastlane.answer
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        verdicts.append(result is not None)
+        return result
+
+    monkeypatch.setattr(fastlane, "answer", spy)
+    return verdicts
+
+
+@pytest.fixture
+def flags(db):
+    rules = [{"type": "geo", "operator": "in", "value": ["US", "CA"]}]
+    create_flag("checkout", states={"production": {"enabled": True, "rules": rules}})
+    create_flag("banner", states={"production": {"enabled": True}})
+    for i in range(12):  # a bulk answer over FLAGS_GZIP_MIN_BYTES
+        create_flag(f"filler-{i:02d}", states={"production": {"enabled": i % 2 == 0}})
+
+
+def post(path, body, key, secure=False, **headers):
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return APIClient().post(path, raw, content_type=headers.pop("content_type", "application/json"), secure=secure,
+                            HTTP_AUTHORIZATION=f"Bearer {key}", **headers)
+
+
+def both(path, body, key, **headers):
+    """(the lane's response, Django's response) to the same request; the key is warm for both."""
+    post(path, {"flagId": "checkout"} if path == "/api/evaluate" else {}, key)  # warm the key cache
+    lane = post(path, body, key, **headers)
+    with override_settings(MIDDLEWARE=DJANGO_ONLY):
+        django = post(path, body, key, **headers)
+    return lane, django
+
+
+def same(lane, django):
+    assert lane.status_code == django.status_code
+    strip = {"X-Request-ID"}
+    if lane.headers.get("Content-Encoding") == "gzip":  # Django pads gzip with random bytes (BREACH)
+        assert gzip.decompress(lane.content) == gzip.decompress(django.content)
+        strip.add("Content-Length")
+    else:
+        assert lane.content == django.content
+    assert {k: v for k, v in lane.headers.items() if k not in strip} == \
+        {k: v for k, v in django.headers.items() if k not in strip}
+    assert lane.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/evaluate", {"flagId": "checkout", **BODY}),
+    ("/api/evaluate", {"flagId": "checkout", "userId": "user-8", "context": {"country": "FR"}}),
+    ("/api/evaluate", {"flagId": "no-such-flag"}),
+    ("/api/evaluate/bulk", {"flagIds": ["checkout", "banner", "checkout", "nope"], **BODY}),
+    ("/api/evaluate/bulk", {"flagIds": ["banner"], "environment": "production"}),
+    ("/api/evaluate/bulk", BODY),  # every flag: over 1 KB, gzipped below when the client accepts it
+])
+@pytest.mark.parametrize("headers", [{}, {"HTTP_ACCEPT_ENCODING": "gzip, deflate"}, {"HTTP_X_REQUEST_ID": "req-42"}])
+def test_answers_equal_djangos__sdk_key(flags, lane_answers, path, body, headers):
+    key = make_key("sdk", environment="production")
+    lane, django = both(path, body, key, **headers)
+    same(lane, django)
+    assert lane_answers[-1] is True
+    if headers.get("HTTP_X_REQUEST_ID"):
+        assert lane.headers["X-Request-ID"] == "req-42"
+    if path == "/api/evaluate/bulk" and "flagIds" not in body and headers.get("HTTP_ACCEPT_ENCODING"):
+        assert lane.headers["Content-Encoding"] == "gzip"
+
+
+def test_answers_equal_djangos__management_token_and_hsts(flags, lane_answers, settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    key = make_key("management", user=user_with("reader", ["flags.view_flag"]))
+    lane, django = both("/api/evaluate", {"flagId": "checkout", "environment": "production", **BODY}, key, secure=True)
+    same(lane, django)
+    assert lane.headers["Strict-Transport-Security"].startswith("max-age=3600")
+    assert lane_answers[-1] is True
+    assert json.loads(lane.content)["environment"] == "production"
+
+
+def test_over_the_rate_limit__the_same_429(flags, lane_answers, settings):
+    settings.FLAGS_RATE_LIMIT_EVALUATE = "3/h"
+    key = make_key("sdk", environment="production")
+    from django.core.cache import cache
+
+    post("/api/evaluate", {"flagId": "checkout"}, key)  # warm: 1 of 3
+    post("/api/evaluate", {"flagId": "checkout"}, key)
+    post("/api/evaluate", {"flagId": "checkout"}, key)
+    lane = post("/api/evaluate", {"flagId": "checkout"}, key)
+    assert lane_answers[-1] is True
+    cache.clear()
+    with override_settings(MIDDLEWARE=DJANGO_ONLY):
+        for _ in range(3):
+            post("/api/evaluate", {"flagId": "checkout"}, key)
+        django = post("/api/evaluate", {"flagId": "checkout"}, key)
+    assert lane.status_code == 429
+    same(lane, django)
+
+
+@pytest.mark.parametrize("change", [
+    {"body": b"{not json"},
+    {"body": {"flagId": ""}},
+    {"body": {"flagId": "checkout", "environment": "staging"}},  # not this SDK key's environment
+    {"body": {"flagId": "checkout"}, "HTTP_ORIGIN": "https://app.example.com"},  # CORS: Django's middleware
+    {"body": {"flagId": "checkout"}, "content_type": "text/plain"},
+    {"body": {"flagId": "checkout"}, "HTTP_HOST": "evil.example.com"},
+    {"body": {"flagId": "checkout"}, "QUERY_STRING": "environment=production"},
+])
+def test_what_the_lane_leaves_to_django(flags, lane_answers, change):
+    key = make_key("sdk", environment="production")
+    post("/api/evaluate", {"flagId": "checkout"}, key)
+    assert lane_answers == [False]  # a cold key: Django looks it up (and fills the cache)
+    headers = dict(change)
+    body = headers.pop("body")
+    lane, django = both("/api/evaluate", body, key, **headers)
+    assert lane_answers[-1] is False
+    same(lane, django)
+
+
+def test_an_unknown_key__django_answers_401(flags, lane_answers):
+    response = post("/api/evaluate", {"flagId": "checkout"}, "sdk_not-a-key")
+    assert response.status_code == 401
+    assert lane_answers == [False]
