@@ -14,11 +14,13 @@ Cost: no SQL, and about one cache ``incr`` per ``batch = max(1, limit // 100)`` 
 takes units from the shared counter a batch at a time (one ``incr(batch)``, plus an ``add`` at the
 start of each window) and spends them locally (``Allowance``); a call heavier than what is left takes
 a batch big enough for it. A batch is granted only up to the limit, and once the shared total passes
-it the process refuses that client until the window ends without asking the cache again. So across
-P processes a client gets at most ``limit`` calls per window, and at least ``limit - P * (batch - 1)``
-(units a process took but did not spend lapse with the window): within the documented tolerance
-``limit + P * (batch - 1)``. Limits under 200 a window have batch 1: exact, one ``incr`` per call,
-as before. When the cache is down, requests pass unlimited (a flag server must keep answering), and for
+it the process refuses that client until the window ends without asking the cache again (and logs
+once). So across P processes a client gets at most ``limit`` calls per window and, in single calls,
+at least ``limit - P * (batch - 1)`` (units a process took but did not spend lapse with the window):
+within the tolerance ``limit + P * (batch - 1)``, on the strict side. Limits under 200 a window have
+batch 1, so are exact as before.
+
+When the cache is down, requests pass unlimited (a flag server must keep answering), and for
 ``CACHE_RETRY_SECONDS`` after a failure the limiter does not touch the cache at all: a hung Redis
 costs one socket timeout per retry interval, not one per request (and one log line, not one each).
 
