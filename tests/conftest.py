@@ -77,6 +77,7 @@ def _rate_limiter_trusts_the_cache():
 
     throttling._cache_down_until = 0.0
     throttling._blocked.clear()  # addresses blocked for failed authentications, this process's memo
+    throttling.allowance.reset()  # rate-limit units this process holds: the shared counters were just cleared
     yield
     throttling._cache_down_until = 0.0
     throttling._blocked.clear()

@@ -10,13 +10,22 @@ in-process, otherwise). Two scopes, each set by an environment variable ("N/s", 
 
 A view opts out with ``throttle_classes = ()`` (health) or picks a scope with ``rate_limit_scope``.
 Over the limit: 429 ``{"error": {"code": "throttled", ...}}`` with ``Retry-After`` (seconds, >= 1).
-Cost: one cache ``incr`` per request (plus an ``add`` at the start of each window); no SQL. When
-the cache is down, requests pass unlimited (a flag server must keep answering), and for
+Cost: no SQL, and about one cache ``incr`` per ``batch = max(1, limit // 100)`` calls: each process
+takes units from the shared counter a batch at a time (one ``incr(batch)``, plus an ``add`` at the
+start of each window) and spends them locally (``Allowance``); a call heavier than what is left takes
+a batch big enough for it. A batch is granted only up to the limit, and once the shared total passes
+it the process refuses that client until the window ends without asking the cache again (and logs
+once). So across P processes a client gets at most ``limit`` calls per window and, in single calls,
+at least ``limit - P * (batch - 1)`` (units a process took but did not spend lapse with the window):
+within the tolerance ``limit + P * (batch - 1)``, on the strict side. Limits under 200 a window have
+batch 1, so are exact as before.
+
+When the cache is down, requests pass unlimited (a flag server must keep answering), and for
 ``CACHE_RETRY_SECONDS`` after a failure the limiter does not touch the cache at all: a hung Redis
 costs one socket timeout per retry interval, not one per request (and one log line, not one each).
 
 A view may weigh its calls with ``rate_weight(request)`` (bulk evaluation: 1 + flags / BULK_UNIT),
-charged in the same one ``incr``.
+spent from the same allowance.
 
 Failed authentications (an unknown or revoked API key, on REST, OFREP, /ws and gRPC) are counted
 per client address: ``FLAGS_AUTH_FAILURE_LIMIT`` (default ``100/m``) failures in a window, and that
@@ -26,6 +35,7 @@ A blocked address is remembered in-process, so its refusals cost no cache round 
 
 import logging
 import math
+import threading
 import time
 
 from django.conf import settings
@@ -105,22 +115,81 @@ def _cache_failed(now, exc):
     logger.warning("rate limits not applied for %.0f s, cache unavailable: %s", CACHE_RETRY_SECONDS, exc)
 
 
+class Allowance:
+    """One process's allowances: units taken from the shared counters in batches and spent here.
+    Thread-safe; the lock is never held across a cache call. Only the current and the previous
+    window of each period are kept."""
+
+    MAX_CLIENTS = 100_000  # per window; past it the window's allowances are forgotten (costs a batch each)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._windows = {}  # (period, window) -> {(scope, ident, limit): [units left, budget spent]}
+
+    def charge(self, scope, ident, weight=1):
+        """See ``charge`` (module level): the same, against this allowance."""
+        rate = rate_for(scope)
+        if rate is None:
+            return None
+        limit, period = rate
+        weight = min(limit, weight)  # a call heavier than the whole budget passes once, as the window's only call
+        now = time.time()
+        window = int(now // period)
+        with self._lock:
+            state = self._state(period, window, (scope, ident, limit))
+            if state[0] >= weight:
+                state[0] -= weight
+                return None
+            if state[1]:
+                return _retry_after(window, period, now)
+            have, state[0] = state[0], 0  # this call's, while it asks for more
+        take = max(max(1, limit // 100), weight - have)
+        total = count(f"flags:rate:{scope}:{ident}:{period}:{window}", period, take)
+        if total is None:  # cache unavailable: let it through, keep what we had
+            with self._lock:
+                state[0] += have
+            return None
+        granted = take if total <= limit else max(0, limit - (total - take))  # only units within the limit
+        with self._lock:
+            if total > limit:
+                state[1] = True  # no more batches this window
+            if have + granted >= weight:
+                state[0] += have + granted - weight
+                return None
+            state[0] += have  # a refused call keeps nothing of a partial batch: batch 1 stays exact
+        logger.info("rate limited: scope=%s client=%s limit=%s/%ss", scope, ident, limit, period)
+        return _retry_after(window, period, now)
+
+    def _state(self, period, window, client):
+        states = self._windows.get((period, window))
+        if states is None:  # a new window: drop all but the previous one (a thread may still be in it)
+            self._windows = {key: value for key, value in self._windows.items()
+                             if key[0] != period or key[1] == window - 1}
+            states = self._windows[(period, window)] = {}
+        state = states.get(client)
+        if state is None:
+            if len(states) >= self.MAX_CLIENTS:
+                states.clear()
+            state = states[client] = [0, False]
+        return state
+
+    def reset(self):
+        with self._lock:
+            self._windows = {}
+
+
+def _retry_after(window, period, now):
+    return max(1, math.ceil((window + 1) * period - now))
+
+
+allowance = Allowance()  # this process's
+
+
 def charge(scope, ident, weight=1):
     """Charge ``weight`` calls to ``ident`` (``key:<id>``, ``user:<pk>`` or ``ip:<address>``) in
     ``scope``: None when the call may go ahead, else the seconds until it may (Retry-After).
     The one limiter every transport calls (DRF views below, the fast evaluation path)."""
-    rate = rate_for(scope)
-    if rate is None:
-        return None
-    limit, period = rate
-    weight = min(limit, weight)  # a call heavier than the whole budget passes once, as the window's only call
-    now = time.time()
-    window = int(now // period)
-    total = count(f"flags:rate:{scope}:{ident}:{period}:{window}", period, weight)
-    if total is None or total <= limit:
-        return None
-    logger.info("rate limited: scope=%s client=%s limit=%s/%ss", scope, ident, limit, period)
-    return max(1, math.ceil((window + 1) * period - now))
+    return allowance.charge(scope, ident, weight)
 
 
 class ApiRateThrottle(BaseThrottle):
