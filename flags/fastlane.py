@@ -54,7 +54,7 @@ class Answer:
 
 def handles(method, path):
     """Whether the lane may answer this request at all (cheap: method and path only)."""
-    return method == "POST" and path in ROUTES
+    return method == "POST" and path in ROUTES and settings.FLAGS_FAST_LANE
 
 
 def answer(request, body, *, blocking):

@@ -314,6 +314,9 @@ FLAGS_RATE_LIMIT_MANAGEMENT = os.environ.get("FLAGS_RATE_LIMIT_MANAGEMENT", "600
 # Unknown/revoked API keys per client address (REST, OFREP, /ws, gRPC), then 429 until the window ends.
 FLAGS_AUTH_FAILURE_LIMIT = os.environ.get("FLAGS_AUTH_FAILURE_LIMIT", "100/m")
 # flagIds per bulk evaluation (REST, gRPC EvaluateBulk): 400 / INVALID_ARGUMENT past it.
+# Warm evaluations skip Django's request cycle (flags/fastlane.py); off: every request through Django,
+# the same answers (for comparison: bench/rest.py, or to rule the lane out when investigating).
+FLAGS_FAST_LANE = env_bool("FLAGS_FAST_LANE", default=True)
 FLAGS_MAX_BULK_FLAGS = int(os.environ.get("FLAGS_MAX_BULK_FLAGS", "1000"))
 # Open /ws connections per API key in each daphne process; the next is closed with 4429.
 FLAGS_WS_MAX_CONNECTIONS_PER_KEY = int(os.environ.get("FLAGS_WS_MAX_CONNECTIONS_PER_KEY", "500"))

@@ -144,3 +144,12 @@ def test_an_unknown_key__django_answers_401(flags, lane_answers):
     response = post("/api/evaluate", {"flagId": "checkout"}, "sdk_not-a-key")
     assert response.status_code == 401
     assert lane_answers == [False]
+
+
+def test_fast_lane_off__every_request_through_django(flags, lane_answers, settings):
+    settings.FLAGS_FAST_LANE = False
+    key = make_key("sdk", environment="production")
+    for _ in range(3):
+        response = post("/api/evaluate", {"flagId": "checkout", **BODY}, key)
+        assert (response.status_code, json.loads(response.content)["enabled"]) == (200, True)
+    assert lane_answers == []
