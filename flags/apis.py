@@ -304,12 +304,19 @@ class SdkSnapshotApi(APIView):
     @env_schema(responses=dict)
     def get(self, request):
         snapshot = snapshot_for(request, None)
-        etag = f'"{snapshot.environment}-{snapshot.version}"'
-        if {etag, "*"} & _etags(request.headers.get("If-None-Match", "")):
-            return Response(status=304, headers={"ETag": etag})
-        payload = snapshot_payload(snapshot.environment)
-        etag = f'"{snapshot.environment}-{payload["version"]}"'
-        return Response(payload, headers={"ETag": etag, "Cache-Control": "no-cache"})
+        status, data, headers = sdk_snapshot_answer(snapshot, lambda: snapshot_payload(snapshot.environment),
+                                                    request.headers.get("If-None-Match", ""))
+        return Response(data, status=status, headers=headers)
+
+
+def sdk_snapshot_answer(snapshot, payload, if_none_match):
+    """(status, body data, headers) for the SDK snapshot: 304 when the client holds this version,
+    else ``payload()``, labelled with the version it carries."""
+    etag = f'"{snapshot.environment}-{snapshot.version}"'
+    if {etag, "*"} & _etags(if_none_match):
+        return 304, None, {"ETag": etag}
+    data = payload()
+    return 200, data, {"ETag": f'"{snapshot.environment}-{data["version"]}"', "Cache-Control": "no-cache"}
 
 
 def _etags(header):

@@ -1,5 +1,6 @@
-"""The evaluation fast lane: `/api/evaluate` and `/api/evaluate/bulk` answered without Django's
-request cycle or DRF's view machinery (issue 15).
+"""The evaluation fast lane: `/api/evaluate`, `/api/evaluate/bulk`, `/api/sdk/snapshot` and OFREP's
+`/ofrep/v1/evaluate/flags[/{key}]` answered without Django's request cycle or DRF's view machinery
+(issue 15).
 
 A warm evaluation needs little: read the body, find the key in the in-process key cache, charge
 the rate limiter, evaluate on the in-process snapshot, count, write the prebuilt JSON. Django's
@@ -31,18 +32,117 @@ from django.urls import resolve
 from rest_framework import exceptions
 
 from analytics import counters as analytics_counters
-from flags import snapshot
-from flags.apis import EvaluateApi, EvaluateBulkApi, bulk_call_weight, parse_evaluation
+from flags import ofrep, snapshot
+from flags.apis import (
+    EvaluateApi,
+    EvaluateBulkApi,
+    SdkSnapshotApi,
+    bulk_call_weight,
+    parse_evaluation,
+    sdk_snapshot_answer,
+)
 from flags.errors import ValidationFailed
 from flags.results import _render, bulk_json, evaluation_json
 from flagsite.api import authentication, parsers, throttling
-from flagsite.api.exceptions import exception_handler
+from flagsite.api.throttling import bulk_weight
 from flagsite.api.permissions import environment_of
 from flagsite.ops import metrics
 from flagsite.ops.requestid import request_id_from, request_id_var
 
 logger = logging.getLogger(__name__)
-ROUTES = {"/api/evaluate": (EvaluateApi, False), "/api/evaluate/bulk": (EvaluateBulkApi, True)}
+
+
+# ---- the routes: what each one reads, and what it answers -----------------------------------------
+# read(data, key) -> (environment asked for, args), raising an API error when Django must answer;
+# prepare(snapshot, args, meta) -> None to leave it to Django, else (rate weight, produce), where
+# produce() -> (status, body bytes or data, extra headers) runs once the limiter let the call in.
+
+
+def _read_evaluation(bulk):
+    def read(data, key):
+        flag_ids, user_id, context, environment = parse_evaluation(data, bulk=bulk)
+        return environment, (flag_ids, user_id, context)
+
+    return read
+
+
+def _prepare_evaluate(evaluated, args, meta):
+    flag_id, user_id, context = args
+
+    def produce():
+        result = evaluated.evaluate(flag_id, user_id, context)
+        analytics_counters.record(result, user_id, context)
+        return 200, evaluation_json(result), {}
+
+    return 1, produce
+
+
+def _prepare_bulk(evaluated, args, meta):
+    flag_ids, user_id, context = args
+
+    def produce():
+        results = evaluated.evaluate_all(user_id, context, flag_ids)
+        analytics_counters.record_all(results, user_id, context)
+        return 200, bulk_json(evaluated.environment, evaluated.version, results), {}
+
+    return bulk_call_weight(flag_ids, evaluated), produce
+
+
+def _read_ofrep(data, key):
+    return None, (key, *ofrep.parse_request(data))
+
+
+def _prepare_ofrep_flag(evaluated, args, meta):
+    key, user_id, attributes = args
+    if ofrep.flag_problem(evaluated, key, user_id) is not None:
+        return None  # 404 / 400 in OFREP's shape: Django's view
+    return 1, lambda: (200, ofrep.evaluate_flag(evaluated, key, user_id, attributes), {})
+
+
+def _prepare_ofrep_bulk(evaluated, args, meta):
+    _, user_id, attributes = args
+    return bulk_weight(len(evaluated.table)), lambda: ofrep.evaluate_all(
+        evaluated, user_id, attributes, meta.get("HTTP_IF_NONE_MATCH", ""))
+
+
+def _prepare_sdk_snapshot(evaluated, args, meta):
+    payload = snapshot.fresh_payload(evaluated.environment)
+    if payload is None or payload["version"] != evaluated.version:
+        return None
+    return 1, lambda: sdk_snapshot_answer(evaluated, lambda: payload, meta.get("HTTP_IF_NONE_MATCH", ""))
+
+
+@dataclass(frozen=True)
+class Route:
+    view: type  # the DRF view Django runs here: its permissions, rate-limit scope, Allow header, error shapes
+    method: str
+    read: object
+    prepare: object
+
+
+ROUTES = {
+    "/api/evaluate": Route(EvaluateApi, "POST", _read_evaluation(bulk=False), _prepare_evaluate),
+    "/api/evaluate/bulk": Route(EvaluateBulkApi, "POST", _read_evaluation(bulk=True), _prepare_bulk),
+    "/api/sdk/snapshot": Route(SdkSnapshotApi, "GET", lambda data, key: (None, None), _prepare_sdk_snapshot),
+    "/ofrep/v1/evaluate/flags": Route(ofrep.OfrepEvaluateBulkApi, "POST", _read_ofrep, _prepare_ofrep_bulk),
+}
+OFREP_FLAG = "/ofrep/v1/evaluate/flags/"
+OFREP_FLAG_ROUTE = Route(ofrep.OfrepEvaluateFlagApi, "POST", _read_ofrep, _prepare_ofrep_flag)
+
+
+def _route(method, path):
+    """(route, OFREP flag key or None) for a request the lane may take, else (None, None)."""
+    route, key = ROUTES.get(path), None
+    if route is None and path.startswith(OFREP_FLAG) and len(path) > len(OFREP_FLAG):
+        route, key = OFREP_FLAG_ROUTE, path[len(OFREP_FLAG):]
+    if route is None or route.method != method:
+        return None, None
+    return route, key
+
+
+def handles(method, path):
+    """Whether the lane may answer this request at all (cheap: method and path only)."""
+    return settings.FLAGS_FAST_LANE and _route(method, path)[0] is not None
 
 
 @dataclass
@@ -52,13 +152,8 @@ class Answer:
     body: bytes
 
 
-def handles(method, path):
-    """Whether the lane may answer this request at all (cheap: method and path only)."""
-    return method == "POST" and path in ROUTES and settings.FLAGS_FAST_LANE
-
-
 def answer(request, body, *, blocking):
-    """The lane's answer to a POST to one of ROUTES, or None to let Django answer it.
+    """The lane's answer to a request for one of its routes, or None to let Django answer it.
 
     ``request``: an HttpRequest (Django's own, or LaneRequest from ASGI) for its META, host and
     scheme; ``body``: the request body; ``blocking``: whether this call may wait on the database
@@ -66,10 +161,11 @@ def answer(request, body, *, blocking):
     per batch either way."""
     started = time.perf_counter()
     meta = request.META
-    view, bulk = ROUTES[request.path]
-    if (
-        meta.get("QUERY_STRING") or "HTTP_ORIGIN" in meta or "HTTP_TRANSFER_ENCODING" in meta
-        or meta.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json"
+    route, flag_key = _route(request.method, request.path)
+    if route is None or meta.get("QUERY_STRING") or "HTTP_ORIGIN" in meta or "HTTP_TRANSFER_ENCODING" in meta:
+        return None
+    if route.method == "POST" and (
+        meta.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json"
         or len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     ):
         return None
@@ -81,41 +177,42 @@ def answer(request, body, *, blocking):
     if not found:
         return None
     user, principal = found
-    if principal.kind != "sdk" and not user.has_perms(view.required_perms["POST"]):
+    view = route.view
+    if principal.kind != "sdk" and not user.has_perms(view.required_perms[route.method]):
         return None
     try:
-        flag_ids, user_id, context, environment = parse_evaluation(parsers.parse_json(body), bulk=bulk)
+        data = parsers.parse_json(body) if route.method == "POST" else None
+        environment, args = route.read(data, flag_key)
         environment = environment_of(principal, environment)
         evaluated = snapshot.get_snapshot(environment) if blocking else snapshot.fresh_snapshot(environment)
+        prepared = evaluated and route.prepare(evaluated, args, meta)
     except (exceptions.APIException, ValidationFailed):
         return None
-    if evaluated is None:
+    if not prepared:
         return None
 
+    weight, produce = prepared
     request_id = request_id_from(meta)
     token = request_id_var.set(request_id)
     try:
-        weight = bulk_call_weight(flag_ids, evaluated) if bulk else 1
         wait = throttling.charge(throttling.scope_for(view), throttling.key_ident(principal), weight)
-        if wait is not None:
-            refusal = exception_handler(exceptions.Throttled(wait=wait), {})
-            extra = [(name, value) for name, value in refusal.headers.items() if name != "Content-Type"]
-            status, body = refusal.status_code, _render(refusal.data)
-        elif bulk:
-            results = evaluated.evaluate_all(user_id, context, flag_ids)
-            analytics_counters.record_all(results, user_id, context)
-            status, body, extra = 200, bulk_json(evaluated.environment, evaluated.version, results), []
-        else:
-            result = evaluated.evaluate(flag_ids, user_id, context)
-            analytics_counters.record(result, user_id, context)
-            status, body, extra = 200, evaluation_json(result), []
+        if wait is None:
+            status, content, extra = produce()
+        else:  # the view's own error handler shapes the 429 (REST's or OFREP's)
+            refusal = view().get_exception_handler()(exceptions.Throttled(wait=wait), {"kwargs": {"key": flag_key}})
+            status, content, extra = refusal.status_code, refusal.data, refusal.headers
     finally:
         request_id_var.reset(token)
-    headers = [("Content-Type", "application/json"), *extra, *_common_headers(view, secure)]
+    body = content if isinstance(content, bytes) else b"" if content is None else _render(content)
+    headers = [("Content-Type", "application/json")] if body else []  # DRF drops it from an empty answer
+    inner, outer = _common_headers(view, secure)
+    headers += [*((name, value) for name, value in extra.items() if name != "Content-Type"), *inner]
     if len(body) >= getattr(settings, "FLAGS_GZIP_MIN_BYTES", 1024):
         body, headers = _compressed(request, body, headers)
+    else:
+        headers += outer
     headers += [("Content-Length", str(len(body))), ("X-Request-ID", request_id)]
-    metrics.observe("POST", _route(request.path), status, time.perf_counter() - started)
+    metrics.observe(route.method, _route_label(request.path, flag_key), status, time.perf_counter() - started)
     return Answer(status, headers, body)
 
 
@@ -154,7 +251,7 @@ _common = {}
 def _common_headers(view, secure):
     """The headers Django's middleware (SecurityMiddleware, XFrameOptionsMiddleware, CORS's Vary)
     and DRF (Allow) put on an evaluation answer without an Origin header, made once per process by
-    that middleware itself on a blank response."""
+    that middleware itself on a blank response: (those set inside gzip's, CORS's set outside it)."""
     key = (view, secure)
     headers = _common.get(key)
     if headers is None:
@@ -165,11 +262,16 @@ def _common_headers(view, secure):
         probe = LaneRequest("POST", "/api/evaluate", {"SERVER_NAME": "lane", "SERVER_PORT": "443" if secure else "80"},
                             "https" if secure else "http")
         response = HttpResponse(content_type="application/json")
-        response["Allow"] = ", ".join(view().allowed_methods)
+        instance = view()
+        instance.setup(probe)  # as as_view() does: a view with get() answers HEAD too
+        response["Allow"] = ", ".join(instance.allowed_methods)
         for middleware in (XFrameOptionsMiddleware, SecurityMiddleware):
             response = middleware(lambda request: response).process_response(probe, response)
-        response = CorsMiddleware(lambda request: response).add_response_headers(probe, response)
-        headers = _common[key] = [(name, value) for name, value in response.items() if name != "Content-Type"]
+        inner = [(name, value) for name, value in response.items() if name != "Content-Type"]
+        blank = HttpResponse()
+        before = set(blank.items())
+        CorsMiddleware(lambda request: blank).add_response_headers(probe, blank)
+        headers = _common[key] = inner, [item for item in blank.items() if item not in before]
     return headers
 
 
@@ -180,23 +282,24 @@ def _compressed(request, body, headers):
 
     from flagsite.ops.compression import JsonGZipMiddleware
 
-    response = HttpResponse(body, content_type="application/json")
+    response = HttpResponse(body)
+    for name, value in headers:
+        response[name] = value
     response = JsonGZipMiddleware(lambda request: response).process_response(request, response)
     response = CorsMiddleware(lambda request: response).add_response_headers(request, response)
-    changed = {name: value for name, value in response.items() if name not in ("Content-Type", "Content-Length")}
-    headers = [(name, changed.pop(name, value)) for name, value in headers] + list(changed.items())
-    return response.content, headers
+    return response.content, [(name, value) for name, value in response.items() if name != "Content-Length"]
 
 
-_routes = {}
+_labels = {}
 
 
-def _route(path):
-    """The metrics label Django's resolver gives the path (its URL pattern)."""
-    route = _routes.get(path)
-    if route is None:
-        route = _routes[path] = resolve(path).route
-    return route
+def _route_label(path, flag_key):
+    """The metrics label Django's resolver gives the path (its URL pattern), one per route."""
+    probe = path if flag_key is None else OFREP_FLAG + "key"
+    label = _labels.get(probe)
+    if label is None:
+        label = _labels[probe] = resolve(probe).route
+    return label
 
 
 # ---- the two doors --------------------------------------------------------------------------------
@@ -330,6 +433,7 @@ class FastLaneMiddleware:
         if result is None:
             return self.get_response(request)
         response = HttpResponse(result.body, status=result.status)
+        del response["Content-Type"]  # only the lane's headers (an empty answer has none)
         for name, value in result.headers:
             response[name] = value
         return response

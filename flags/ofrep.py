@@ -318,14 +318,28 @@ class OfrepEvaluateFlagApi(OfrepApi):
     def post(self, request, key):
         user_id, attributes = parse_request(request.data)
         snapshot = self.snapshot(request)
-        if key not in snapshot:
-            raise OfrepError(404, "FLAG_NOT_FOUND", f"Flag '{key}' was not found in environment "
-                             f"'{snapshot.environment}'.")
-        if user_id is None and needs_targeting_key(snapshot, key):
-            raise OfrepError(400, "TARGETING_KEY_MISSING", missing_key_details(key))
-        result = snapshot.evaluate(key, user_id, attributes)
-        analytics_counters.record(result, user_id, attributes)
-        return Response(success(snapshot, result))
+        problem = flag_problem(snapshot, key, user_id)
+        if problem is not None:
+            raise problem
+        return Response(evaluate_flag(snapshot, key, user_id, attributes))
+
+
+def flag_problem(snapshot, key, user_id):
+    """The OfrepError a single-flag evaluation answers instead of a result (unknown flag, missing
+    targeting key), or None."""
+    if key not in snapshot:
+        return OfrepError(404, "FLAG_NOT_FOUND", f"Flag '{key}' was not found in environment "
+                          f"'{snapshot.environment}'.")
+    if user_id is None and needs_targeting_key(snapshot, key):
+        return OfrepError(400, "TARGETING_KEY_MISSING", missing_key_details(key))
+    return None
+
+
+def evaluate_flag(snapshot, key, user_id, attributes):
+    """evaluationSuccess for one flag (flag_problem() found none), counted."""
+    result = snapshot.evaluate(key, user_id, attributes)
+    analytics_counters.record(result, user_id, attributes)
+    return success(snapshot, result)
 
 
 class OfrepEvaluateBulkApi(OfrepApi):
@@ -352,23 +366,30 @@ class OfrepEvaluateBulkApi(OfrepApi):
     )
     def post(self, request):
         user_id, attributes = parse_request(request.data)
-        snapshot = self.snapshot(request)
-        flags = []
-        for key in snapshot.table:
-            if user_id is None and needs_targeting_key(snapshot, key):
-                flags.append({"key": key, "errorCode": "TARGETING_KEY_MISSING",
-                              "errorDetails": missing_key_details(key)})
-                continue
-            result = snapshot.evaluate(key, user_id, attributes)
-            analytics_counters.record(result, user_id, attributes)
-            flags.append(success(snapshot, result))
-        # The ETag hashes the answer itself (environment, version and every evaluated flag for this
-        # context): rules that read the clock or draw at random cannot leave a client on a stale 304.
-        etag = _etag(snapshot.environment, snapshot.version, flags)
-        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-        if {etag, "*"} & _etags(request.headers.get("If-None-Match", "")):
-            return Response(status=304, headers=headers)
-        return Response({"flags": flags}, headers=headers)
+        status, data, headers = evaluate_all(self.snapshot(request), user_id, attributes,
+                                             request.headers.get("If-None-Match", ""))
+        return Response(data, status=status, headers=headers)
+
+
+def evaluate_all(snapshot, user_id, attributes, if_none_match):
+    """(status, body data, headers) of a bulk evaluation: every flag, counted; 304 when the client's
+    If-None-Match holds this answer's ETag."""
+    flags = []
+    for key in snapshot.table:
+        if user_id is None and needs_targeting_key(snapshot, key):
+            flags.append({"key": key, "errorCode": "TARGETING_KEY_MISSING",
+                          "errorDetails": missing_key_details(key)})
+            continue
+        result = snapshot.evaluate(key, user_id, attributes)
+        analytics_counters.record(result, user_id, attributes)
+        flags.append(success(snapshot, result))
+    # The ETag hashes the answer itself (environment, version and every evaluated flag for this
+    # context): rules that read the clock or draw at random cannot leave a client on a stale 304.
+    etag = _etag(snapshot.environment, snapshot.version, flags)
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if {etag, "*"} & _etags(if_none_match):
+        return 304, None, headers
+    return 200, {"flags": flags}, headers
 
 
 class OfrepConfigurationApi(OfrepApi):

@@ -192,6 +192,14 @@ def fresh_snapshot(environment_key):
     return None
 
 
+def fresh_payload(environment_key):
+    """snapshot_payload() when it needs no re-check now, else None (as fresh_snapshot)."""
+    entry = _entries.get(environment_key)
+    if entry is not None and time.monotonic() - entry.checked_at < _staleness:
+        return entry.payload
+    return None
+
+
 def warm_up():
     """Compile every environment's snapshot now: a server process calls it before taking requests,
     or its first request pays it (0.8 s when a rule targets devices: the user-agent tables load)."""

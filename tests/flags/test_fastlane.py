@@ -49,12 +49,18 @@ def post(path, body, key, secure=False, **headers):
                             HTTP_AUTHORIZATION=f"Bearer {key}", **headers)
 
 
+def get(path, key, **headers):
+    return APIClient().get(path, HTTP_AUTHORIZATION=f"Bearer {key}", **headers)
+
+
 def both(path, body, key, **headers):
-    """(the lane's response, Django's response) to the same request; the key is warm for both."""
-    post(path, {"flagId": "checkout"} if path == "/api/evaluate" else {}, key)  # warm the key cache
-    lane = post(path, body, key, **headers)
+    """(the lane's response, Django's response) to the same request (a GET when body is None); the
+    key is warm for both."""
+    send = (lambda: get(path, key, **headers)) if body is None else (lambda: post(path, body, key, **headers))
+    get("/api/sdk/snapshot", key)  # warm the key cache (any key may ask; Django answers a cold one)
+    lane = send()
     with override_settings(MIDDLEWARE=DJANGO_ONLY):
-        django = post(path, body, key, **headers)
+        django = send()
     return lane, django
 
 
@@ -78,6 +84,10 @@ def same(lane, django):
     ("/api/evaluate/bulk", {"flagIds": ["checkout", "banner", "checkout", "nope"], **BODY}),
     ("/api/evaluate/bulk", {"flagIds": ["banner"], "environment": "production"}),
     ("/api/evaluate/bulk", BODY),  # every flag: over 1 KB, gzipped below when the client accepts it
+    ("/ofrep/v1/evaluate/flags/checkout", {"context": {"targetingKey": "user-7", "country": "US"}}),
+    ("/ofrep/v1/evaluate/flags/banner", {}),
+    ("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "user-7", "country": "CA"}}),
+    ("/api/sdk/snapshot", None),
 ])
 @pytest.mark.parametrize("headers", [{}, {"HTTP_ACCEPT_ENCODING": "gzip, deflate"}, {"HTTP_X_REQUEST_ID": "req-42"}])
 def test_answers_equal_djangos__sdk_key(flags, lane_answers, path, body, headers):
@@ -87,8 +97,22 @@ def test_answers_equal_djangos__sdk_key(flags, lane_answers, path, body, headers
     assert lane_answers[-1] is True
     if headers.get("HTTP_X_REQUEST_ID"):
         assert lane.headers["X-Request-ID"] == "req-42"
-    if path == "/api/evaluate/bulk" and "flagIds" not in body and headers.get("HTTP_ACCEPT_ENCODING"):
+    if path in ("/api/evaluate/bulk", "/api/sdk/snapshot") and "flagIds" not in (body or {}) \
+            and headers.get("HTTP_ACCEPT_ENCODING"):
         assert lane.headers["Content-Encoding"] == "gzip"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "user-7"}}),
+    ("/api/sdk/snapshot", None),
+])
+def test_if_none_match__the_same_304(flags, lane_answers, path, body):
+    key = make_key("sdk", environment="production")
+    first, _ = both(path, body, key)
+    lane, django = both(path, body, key, HTTP_IF_NONE_MATCH=first.headers["ETag"])
+    assert lane.status_code == 304
+    assert lane_answers[-1] is True
+    same(lane, django)
 
 
 def test_answers_equal_djangos__management_token_and_hsts(flags, lane_answers, settings):
@@ -128,14 +152,16 @@ def test_over_the_rate_limit__the_same_429(flags, lane_answers, settings):
     {"body": {"flagId": "checkout"}, "content_type": "text/plain"},
     {"body": {"flagId": "checkout"}, "HTTP_HOST": "evil.example.com"},
     {"body": {"flagId": "checkout"}, "QUERY_STRING": "environment=production"},
+    {"path": "/ofrep/v1/evaluate/flags/nope", "body": {}},  # OFREP's 404 FLAG_NOT_FOUND
+    {"path": "/ofrep/v1/evaluate/flags/checkout", "body": {"context": "US"}},  # OFREP's 400 INVALID_CONTEXT
 ])
 def test_what_the_lane_leaves_to_django(flags, lane_answers, change):
     key = make_key("sdk", environment="production")
-    post("/api/evaluate", {"flagId": "checkout"}, key)
+    get("/api/sdk/snapshot", key)
     assert lane_answers == [False]  # a cold key: Django looks it up (and fills the cache)
     headers = dict(change)
-    body = headers.pop("body")
-    lane, django = both("/api/evaluate", body, key, **headers)
+    body, path = headers.pop("body"), headers.pop("path", "/api/evaluate")
+    lane, django = both(path, body, key, **headers)
     assert lane_answers[-1] is False
     same(lane, django)
 
