@@ -27,6 +27,7 @@ from flags.serializers import (
     RestoreInputSerializer,
     ToggleInputSerializer,
 )
+from flags.serializers import ExplainInputSerializer, ExplainOutputSerializer
 from flags.snapshot import get_snapshot, snapshot_payload
 from flagsite.api.common import actor_for, environment_for, expected_version, key_from, validate
 from flagsite.api.pagination import Pagination
@@ -200,6 +201,27 @@ class FlagUnarchiveApi(APIView):
         environment = environment_for(request)  # validated before the write, as for kill-switch
         services.flag_unarchive(actor=actor_for(request), flag=selectors.flag_get(key))
         return flag_response(key, environment)
+
+
+class FlagExplainApi(APIView):
+    """Why a user gets what they get: one flag for one user in every environment (or the listed
+    ones), side by side, each with the deciding rule and every rule tried. It reveals rules, so it
+    is management-only: users with flags.view_flag (token or session); SDK keys get 403."""
+
+    required_perms = {"POST": ["flags.view_flag"]}
+
+    @extend_schema(request=ExplainInputSerializer, responses=ExplainOutputSerializer)
+    def post(self, request, key):
+        data = validate(ExplainInputSerializer, request.data)
+        flag = selectors.flag_get(key)
+        explanations = selectors.flag_explain(flag=flag, user_id=data["userId"], context=data["context"],
+                                              environments=data.get("environments"))
+        return Response({
+            "flagId": flag.key,
+            "userId": data["userId"],
+            "archived": flag.archived,
+            "environments": {environment: explanation.as_dict() for environment, explanation in explanations.items()},
+        })
 
 
 # Evaluation: the hot path. Validation by hand (no serializer), the in-process snapshot only, the
