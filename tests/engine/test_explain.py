@@ -139,7 +139,9 @@ def test_killed_disabled_unknown__no_deciding_rule():
 
 
 def test_explain__leaves_the_normal_path_alone__no_results_kept_no_hits_counted():
-    flags = [boolean("f", [{"type": "segment", "operator": "in", "value": ["s"]},
+    flags = [boolean("parent", [{"type": "percentage", "operator": "less_than", "value": 50}]),
+             boolean("f", [{"type": "segment", "operator": "in", "value": ["s"]},
+                           {"type": "flag", "field": "parent", "operator": "disabled"},
                            {"type": "percentage", "operator": "less_than", "value": 50}])]
     snapshot = compile_snapshot(flags=flags, segments={"s": {"plan": "x"}}, environment="e", version=1,
                                 counting=True)
@@ -147,6 +149,7 @@ def test_explain__leaves_the_normal_path_alone__no_results_kept_no_hits_counted(
 
     for i in range(20):
         snapshot.explain("f", f"u{i}", {"plan": "x"})
+        snapshot.explain("ghost", f"u{i}", {})
 
     assert snapshot.results == results and snapshot.table == table
     assert sum(snapshot.hit_counts().values()) == 0

@@ -67,8 +67,8 @@ class Explanation:
 def explain(snapshot, flag_id, user_id=None, context=None):
     """The Explanation of one flag for one user in a compiled Snapshot."""
     compiled = snapshot.flags.get(flag_id)
-    if compiled is None:
-        result = snapshot.evaluate(flag_id, user_id, context)
+    if compiled is None:  # what evaluate answers, built here: evaluate would count it (counting=True)
+        result = Evaluation(flag_id, False, None, None, FLAG_NOT_FOUND, None, snapshot.environment, snapshot.version)
         return Explanation(result, None, [], f"no flag {flag_id!r} in this environment")
     context, user_id = _normalise(user_id, context)
     state = compiled.state
@@ -286,7 +286,13 @@ class _RecordingCompiler(_FlagCompiler):
         return None, None
 
     def _parent(self, rule, u, c):
-        parent = self.scope.snapshot.evaluate(rule.get("field"), u, c)
+        """The prerequisite's result as the rule saw it: from the snapshot's compiled table, as the
+        rule reads it (snapshot.evaluate would count it on a counting snapshot)."""
+        parent = self.scope.table.get(rule.get("field"))
+        if parent is None:
+            return {"enabled": False, "variant": None, "reason": FLAG_NOT_FOUND}
+        if parent.__class__ is not Evaluation:
+            parent = parent(u, c)
         return {"enabled": parent.enabled, "variant": parent.variant, "reason": parent.reason}
 
     def _message(self, node, u, c):
