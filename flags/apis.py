@@ -2,6 +2,8 @@
 serialize. Errors are raised (flags.errors, DRF exceptions) and shaped by the one handler in
 flagsite/api/exceptions.py."""
 
+import math
+
 from django.conf import settings
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpResponse
@@ -220,8 +222,21 @@ class FlagExplainApi(APIView):
             "flagId": flag.key,
             "userId": data["userId"],
             "archived": flag.archived,
-            "environments": {environment: explanation.as_dict() for environment, explanation in explanations.items()},
+            "environments": {environment: _json_safe(explanation.as_dict())
+                             for environment, explanation in explanations.items()},
         })
+
+
+def _json_safe(data):
+    """An explanation echoes context values; the parser lets NaN and Infinity through (Python's
+    json does), which strict JSON cannot render: those become the strings "NaN", "Infinity"."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return "NaN" if data != data else ("Infinity" if data > 0 else "-Infinity")
+    if isinstance(data, dict):
+        return {key: _json_safe(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_json_safe(value) for value in data]
+    return data
 
 
 # Evaluation: the hot path. Validation by hand (no serializer), the in-process snapshot only, the

@@ -176,3 +176,15 @@ def test_explain__every_vector_over_rest__agrees_with_evaluate(path, keys, reade
         problems += [f"{case['description']}: {p}"
                      for p in check(explained, evaluated, states[case["flagId"]], document["segments"])]
     assert not problems, "\n".join(problems)
+
+
+def test_explain__nan_and_infinity_in_the_context__answered_not_a_500(reader_api):
+    create_flag("age", states={"production": {"enabled": True, "rules": [
+        {"type": "custom", "field": "age", "operator": "gte", "value": 18}]}})
+
+    response = reader_api.post("/api/flags/age/explain", '{"userId": "u", "context": {"age": NaN, "x": [Infinity]},'
+                               ' "environments": ["production"]}')
+
+    assert response.status_code == 200, response.content
+    rule = response.json()["environments"]["production"]["rules"][0]
+    assert (rule["matched"], rule["value"]) == (False, "NaN")
