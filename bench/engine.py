@@ -26,6 +26,14 @@ The cost of running `matches` rules on RE2 (linear time) instead of Python's bac
 (the baseline, measured in the same run): microseconds per match for a few everyday patterns on
 short and 4096-character values, then per snapshot.evaluate of one flag with a `matches` rule and
 per 20-flag bulk (20 such flags evaluated for one user), each with the ratio re2/re.
+
+    .venv/bin/python bench/engine.py --explain [--baseline main] [--rounds 5]
+
+Explain mode must cost the normal path nothing: snapshot.evaluate of this checkout's engine against
+the engine at git ref --baseline (extracted from git into a temporary package and imported side by
+side), interleaved round by round in this one process, best round kept, as the ratio after/before.
+Cases A-C above plus D (geo by context.ip and device by context.userAgent, the rule readers explain
+shares) and E (a segment and an `any`), then the cost of one snapshot.explain for comparison.
 """
 
 import argparse
@@ -49,7 +57,7 @@ IDS = [f"user-{i}" for i in range(1_000_000)]
 
 # ---- ours -------------------------------------------------------------------------------------
 
-def ours():
+def ours(compile_snapshot=compile_snapshot):
     snapshot = compile_snapshot(flags=[
         {"key": "a", "kind": "boolean", "enabled": True, "rules": []},
         {"key": "b", "kind": "boolean", "enabled": True,
@@ -282,6 +290,148 @@ def regex_main(rounds):
         print(f"{label:<42}{'':>7}{times['re']:>10.2f}{times['re2']:>10.2f}{times['re2'] / times['re']:>8.1f}x")
 
 
+# ---- --explain: the normal path before and after explain mode ------------------------------------
+
+UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+EXPLAIN_FLAGS = [
+    {"key": "d", "kind": "boolean", "enabled": True, "rules": [
+        {"type": "geo", "operator": "in", "value": ["US", "CA", "GB"]},
+        {"type": "device", "operator": "in", "value": ["mobile", "tablet"]},
+    ]},
+    {"key": "e", "kind": "boolean", "enabled": True, "rules": [
+        {"type": "segment", "operator": "in", "value": ["premium"]},
+        {"type": "any", "rules": [{"type": "custom", "field": "age", "operator": "gte", "value": 18},
+                                  {"type": "user", "operator": "in", "value": ["vip-1", "vip-2"]}]},
+    ]},
+]
+EXPLAIN_CASES = {  # case -> (flag, context)
+    "D": ("d", {"ip": "8.8.8.8", "userAgent": UA}),
+    "E": ("e", {"plan": "premium", "age": 30}),
+}
+
+
+def baseline_engine(ref):
+    """The engine package as it was at a git ref, imported under another name (engine_<sha>)."""
+    import importlib
+    import io
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parent.parent
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=root, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", ref, "python-sdk/feature_flag_client/engine"], cwd=root,
+                             check=True, capture_output=True).stdout
+    target = Path(tempfile.mkdtemp(prefix="engine-baseline-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    name = f"engine_{sha}"
+    (target / "python-sdk/feature_flag_client/engine").rename(target / name)
+    sys.path.insert(0, str(target))
+    return importlib.import_module(name), sha
+
+
+def _explain_runs(compile):
+    runs = ours(compile)
+    snapshot = compile(flags=EXPLAIN_FLAGS, segments={"premium": {"plan": "premium"}}, environment="bench",
+                       version=1)
+    evaluate = snapshot.evaluate
+    for case, (flag, context) in EXPLAIN_CASES.items():
+        def run(ids, flag=flag, context=context):
+            on = 0
+            for user_id in ids:
+                on += evaluate(flag, user_id, dict(context)).enabled
+            return on
+
+        runs[case] = run
+    return runs, snapshot
+
+
+def _bytecode(compiled, seen=None):
+    """The bytecode of a compiled flag and of every function its closures reach, in order."""
+    seen = set() if seen is None else seen
+    found = []
+    stack = [compiled]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if callable(item) and hasattr(item, "__code__"):
+            found.append(item.__code__.co_code)
+            stack.extend(cell.cell_contents for cell in item.__closure__ or () if _filled(cell))
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif hasattr(item, "choose"):  # a variant plan
+            stack.append(item.choose)
+    return found
+
+
+def _filled(cell):
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def explain_main(rounds, seconds, ref):
+    from feature_flag_client import engine as current
+
+    before_engine, sha = baseline_engine(ref)
+    impls = {"before": _explain_runs(before_engine.compile_snapshot)[0]}
+    impls["after"], snapshot = _explain_runs(current.compile_snapshot)
+    same = []
+    for flags, segments in ((EXPLAIN_FLAGS, {"premium": {"plan": "premium"}}), (None, None)):
+        pair = []
+        for engine in (before_engine, current):
+            if flags is None:  # cases A-C: the flags ours() compiles
+                from types import SimpleNamespace
+
+                captured = SimpleNamespace()
+
+                def capture(**kwargs):
+                    captured.snapshot = engine.compile_snapshot(**kwargs)
+                    return captured.snapshot
+
+                ours(capture)
+                pair.append(captured.snapshot)
+            else:
+                pair.append(engine.compile_snapshot(flags=flags, segments=segments, environment="b", version=1))
+        same += [key for key in pair[1].table if _bytecode(pair[0].table[key]) == _bytecode(pair[1].table[key])]
+    cases = list(impls["after"])
+    sizes = {}
+    for case in cases:
+        elapsed, _ = measure(impls["after"][case], IDS[:5000])
+        sizes[case] = max(5000, min(len(IDS), int(seconds * 5000 / max(elapsed, 1e-9))))
+    best, share = {}, {}
+    for round_number in range(rounds):
+        offset = (round_number * 7919) % 100_000
+        for case in cases:
+            order = ("before", "after") if round_number % 2 == 0 else ("after", "before")
+            for name in order:
+                ids = IDS[offset:offset + sizes[case]]
+                elapsed, on = measure(impls[name][case], ids)
+                best[name, case] = max(best.get((name, case), 0), len(ids) / elapsed)
+                share[name, case] = on / len(ids)
+    print(f"snapshot.evaluate, evaluations per second, best of {rounds} interleaved rounds "
+          f"(Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    print(f"before: the engine at {ref} ({sha}); after: this checkout's (explain mode)")
+    print(f"{'case':<5}{'before':>14}{'after':>14}{'after/before':>14}{'on (b/a)':>16}")
+    for case in cases:
+        ratio = best["after", case] / best["before", case]
+        print(f"{case:<5}{best['before', case]:>14,.0f}{best['after', case]:>14,.0f}{ratio:>13.3f}x"
+              f"{share['before', case]:>8.1%}/{share['after', case]:.1%}")
+    print(f"flags whose compiled evaluation (the closure and every function it reaches) is bytecode-identical "
+          f"before and after: {', '.join(sorted(same))} of {', '.join(sorted(k.lower() for k in cases))}")
+    print()
+    for flag, context in (("e", {"plan": "premium", "age": 30}), ("d", {"ip": "8.8.8.8", "userAgent": UA})):
+        per_explain = _per_call(snapshot.explain, (flag, "user-1", context), rounds, calls=500)
+        per_evaluate = _per_call(snapshot.evaluate, (flag, "user-1", context), rounds, calls=20000)
+        print(f"one snapshot.explain of flag {flag}: {per_explain:.1f} us "
+              f"({per_explain / per_evaluate:.0f}x one evaluate, {per_evaluate:.2f} us)")
+
+
 # ---- harness ----------------------------------------------------------------------------------
 
 def measure(run, ids):
@@ -296,7 +446,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="target time of one measurement")
     parser.add_argument("--regex", action="store_true", help="RE2 against re for `matches` rules (see above)")
+    parser.add_argument("--explain", action="store_true", help="the normal path before/after explain mode")
+    parser.add_argument("--baseline", default="main", help="git ref of the engine before (--explain)")
     args = parser.parse_args()
+    if args.explain:
+        explain_main(args.rounds, args.seconds, args.baseline)
+        return
     if args.regex:
         regex_main(args.rounds)
         return

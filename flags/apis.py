@@ -2,6 +2,8 @@
 serialize. Errors are raised (flags.errors, DRF exceptions) and shaped by the one handler in
 flagsite/api/exceptions.py."""
 
+import math
+
 from django.conf import settings
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpResponse
@@ -27,6 +29,7 @@ from flags.serializers import (
     RestoreInputSerializer,
     ToggleInputSerializer,
 )
+from flags.serializers import ExplainInputSerializer, ExplainOutputSerializer
 from flags.snapshot import get_snapshot, snapshot_payload
 from flagsite.api.common import actor_for, environment_for, expected_version, key_from, validate
 from flagsite.api.pagination import Pagination
@@ -200,6 +203,40 @@ class FlagUnarchiveApi(APIView):
         environment = environment_for(request)  # validated before the write, as for kill-switch
         services.flag_unarchive(actor=actor_for(request), flag=selectors.flag_get(key))
         return flag_response(key, environment)
+
+
+class FlagExplainApi(APIView):
+    """Why a user gets what they get: one flag for one user in every environment (or the listed
+    ones), side by side, each with the deciding rule and every rule tried. It reveals rules, so it
+    is management-only: users with flags.view_flag (token or session); SDK keys get 403."""
+
+    required_perms = {"POST": ["flags.view_flag"]}
+
+    @extend_schema(request=ExplainInputSerializer, responses=ExplainOutputSerializer)
+    def post(self, request, key):
+        data = validate(ExplainInputSerializer, request.data)
+        flag = selectors.flag_get(key)
+        explanations = selectors.flag_explain(flag=flag, user_id=data["userId"], context=data["context"],
+                                              environments=data.get("environments"))
+        return Response({
+            "flagId": flag.key,
+            "userId": data["userId"],
+            "archived": flag.archived,
+            "environments": {environment: _json_safe(explanation.as_dict())
+                             for environment, explanation in explanations.items()},
+        })
+
+
+def _json_safe(data):
+    """An explanation echoes context values; the parser lets NaN and Infinity through (Python's
+    json does), which strict JSON cannot render: those become the strings "NaN", "Infinity"."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return "NaN" if data != data else ("Infinity" if data > 0 else "-Infinity")
+    if isinstance(data, dict):
+        return {key: _json_safe(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_json_safe(value) for value in data]
+    return data
 
 
 # Evaluation: the hot path. Validation by hand (no serializer), the in-process snapshot only, the

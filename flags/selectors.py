@@ -144,3 +144,21 @@ def api_key_list(*, kind=None, environment=None, user=None, active=None):
     if active is not None:
         qs = qs.filter(revoked_at__isnull=active)
     return qs
+
+
+def flag_explain(*, flag, user_id=None, context=None, environments=None):
+    """{environment key: engine Explanation} of one flag for one user, side by side, from each
+    environment's in-process snapshot: exactly what evaluation answers there, and why. Unknown
+    environment keys -> ValidationFailed on "environments[i]"."""
+    from flags.snapshot import get_snapshot
+
+    if environments is None:
+        keys = [environment.key for environment in environment_list()]
+    else:
+        keys = list(dict.fromkeys(environments))
+        known = set(Environment.objects.filter(key__in=keys).values_list("key", flat=True))
+        unknown = {f"environments[{environments.index(key)}]": [f"Unknown environment '{key}'."]
+                   for key in keys if key not in known}
+        if unknown:
+            raise ValidationFailed(unknown)
+    return {key: get_snapshot(key).explain(flag.key, user_id, context or {}) for key in keys}

@@ -195,3 +195,59 @@ class EvaluateBulkOutputSerializer(serializers.Serializer):
     environment = serializers.CharField()
     version = serializers.IntegerField()
     flags = serializers.DictField(child=EvaluationOutputSerializer())
+
+
+# ---- explain: why a user gets what they get (POST /api/flags/{key}/explain) ------------------------
+
+@extend_schema_field(serializers.CharField(allow_null=True))
+class UserId(serializers.Field):
+    """A user id as evaluation takes it: a string (a number is read as its text, as evaluate does)."""
+
+    default_error_messages = {"invalid": "Expected a string."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int, float)):
+            self.fail("invalid")
+        return data if isinstance(data, str) else str(data)
+
+    def to_representation(self, value):
+        return value
+
+
+class ExplainInputSerializer(StrictSerializer):
+    userId = UserId(required=False, allow_null=True, default=None)
+    context = serializers.DictField(required=False, allow_null=True, default=dict)
+    environments = serializers.ListField(child=Text(max_length=64), required=False, allow_empty=False,
+                                         max_length=100, help_text="Environment keys (default: every environment)")
+
+
+class RuleTraceSerializer(serializers.Serializer):
+    """One rule tried: its validator path, whether it matched, and why (nested rules under `rules`)."""
+
+    path = serializers.CharField(help_text="rules[1].rules[0], or segments.<key>.conditions[0] inside a segment")
+    type = serializers.CharField(allow_null=True)
+    operator = serializers.CharField(allow_null=True, required=False)
+    segment = serializers.CharField(required=False, help_text="On a segment's own node: its key")
+    matched = serializers.BooleanField()
+    attribute = serializers.CharField(required=False, help_text="What the rule looked at (context field, userId, "
+                                      "flag:<prerequisite>)")
+    value = serializers.JSONField(required=False, allow_null=True, help_text="The value it saw")
+    message = serializers.CharField(help_text="Why, in words")
+    variants = serializers.BooleanField(required=False, help_text="The rule carries variants")
+    rules = serializers.ListField(child=serializers.DictField(), required=False, help_text="Nested rules tried")
+
+
+class ExplanationOutputSerializer(EvaluationOutputSerializer):
+    decidingRule = serializers.CharField(allow_null=True, help_text="Path of the rule that decided: the failing "
+                                         "rule (RULE_MISMATCH) or the matched rule that decided on a match; null "
+                                         "when killed, disabled, without rules or not found")
+    summary = serializers.CharField()
+    rules = RuleTraceSerializer(many=True, help_text="The top-level rules tried, in order")
+
+
+class ExplainOutputSerializer(serializers.Serializer):
+    flagId = serializers.CharField()
+    userId = serializers.CharField(allow_null=True)
+    archived = serializers.BooleanField(help_text="Archived flags are not evaluated: FLAG_NOT_FOUND everywhere")
+    environments = serializers.DictField(child=ExplanationOutputSerializer(),
+                                         help_text="Environment key -> its explanation, side by side")

@@ -20,6 +20,7 @@ urlpatterns = [
     path("flags/<str:key>/kill-switch", apis.FlagKillApi.as_view(), name="flag-kill"),
     path("flags/<str:key>/restore", apis.FlagRestoreApi.as_view(), name="flag-restore"),
     path("flags/<str:key>/unarchive", apis.FlagUnarchiveApi.as_view(), name="flag-unarchive"),
+    path("flags/<str:key>/explain", apis.FlagExplainApi.as_view(), name="flag-explain"),
 ]
 
 if getattr(settings, "FLAGS_BENCH_VIEWS", False):

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from .errors import FlagsiteConnectionError, ServerError, error_from_response
+from .errors import FlagsiteConnectionError, PermissionDeniedError, ServerError, error_from_response
 
 DEFAULT_BASE_URL = "http://localhost:3001/api"
 
@@ -105,6 +105,24 @@ class FeatureFlagClient:
         if flag_ids is not None:
             body["flagIds"] = list(flag_ids)
         return self.request("POST", "/evaluate/bulk", json=body, params=self._params(environment))
+
+    def explain(self, flag_id, user_id=None, context=None, environments=None):
+        """Why this flag answers what it does for this user, in every environment (or the listed
+        ones) side by side: POST /flags/{key}/explain. It reveals rules, so it needs a management
+        token (mgmt_...) of a user with flags.view_flag; an SDK key raises PermissionDeniedError
+        before any call (LocalFeatureFlagClient.explain works from the local snapshot instead).
+        {"flagId", "userId", "archived", "environments": {env: {...evaluation, "decidingRule",
+        "summary", "rules": [...]}}}."""
+        if not self.api_key or self.api_key.startswith("sdk_"):
+            raise PermissionDeniedError(
+                "explain needs a management token (mgmt_...): it reveals the flag's rules, which "
+                + ("SDK keys may not read" if self.api_key else "an anonymous client may not read")
+                + "; with an SDK key, use LocalFeatureFlagClient(...).explain(), which explains from "
+                "the local snapshot", status=403, code="permission_denied")
+        body = {"userId": user_id, "context": context or {}}
+        if environments is not None:
+            body["environments"] = list(environments)
+        return self.request("POST", f"/flags/{flag_id}/explain", json=body)
 
     def get_snapshot(self, environment=None, etag=None):
         """(payload, etag) of the environment's snapshot, or (None, etag) when unchanged."""

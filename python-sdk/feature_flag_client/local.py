@@ -72,6 +72,18 @@ class LocalEvaluator:
     def variant(self, flag_id, user_id=None, context=None):
         return self.evaluate(flag_id, user_id, context).variant
 
+    def explain(self, flag_id, user_id=None, context=None):
+        """Why this flag answers what it does for this user, from the local snapshot: the same
+        shape as the server's POST /api/flags/{key}/explain, with this snapshot's environment only:
+        {"flagId", "userId", "environments": {env: {...evaluation, "decidingRule", "summary",
+        "rules": [{"path", "matched", "attribute", "value", "message", ...}]}}}. Not counted as an
+        evaluation; costs a compile of the one flag (tens of microseconds), so keep it off hot paths."""
+        snapshot = self.snapshot
+        explanation = snapshot.explain(flag_id, user_id, context)
+        shown = user_id if user_id is None or isinstance(user_id, str) else str(user_id)
+        return {"flagId": flag_id, "userId": shown,
+                "environments": {snapshot.environment: explanation.as_dict()}}
+
     def take_counts(self):
         """{(flag_id, variant, enabled): evaluations} since the last call."""
         with self._counts_lock:

@@ -34,6 +34,7 @@ MATRIX = [
     ("post", "/api/flags/matrix/kill-switch", {"reason": "r"}, write(200)),
     ("post", "/api/flags/matrix/restore", {}, write(200)),
     ("post", "/api/flags/matrix/unarchive", None, write(200)),
+    ("post", "/api/flags/matrix/explain", {"userId": "u", "context": {"plan": "x"}}, READ),  # reveals rules
     ("post", "/api/evaluate", {"flagId": "matrix", "userId": "u"}, EVALUATE),
     ("post", "/api/evaluate/bulk", {"userId": "u"}, EVALUATE),
     ("get", "/api/sdk/snapshot", None, EVALUATE),

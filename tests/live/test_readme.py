@@ -155,8 +155,11 @@ def _tour(answers):
 
 
 def _management(answers):
-    flags, toggled, killed = answers
+    flags, toggled, explained, killed = answers
     assert "new-checkout" in json.dumps(flags)
+    assert set(explained["environments"]) == {"development", "staging", "production"}
+    staging = explained["environments"]["staging"]  # just turned off
+    assert (staging["reason"], staging["decidingRule"], staging["rules"]) == ("DISABLED", None, [])
     staging = FlagState.objects.get(flag__key="new-checkout", environment__key="staging")
     assert staging.enabled is False and staging.killed  # turned off, then killed with the others
     assert FlagState.objects.filter(flag__key="new-checkout", killed=True, killed_reason="checkout errors").count() == 3

@@ -175,3 +175,42 @@ def test_fake_client__user_code_tested_without_a_server():
     flags.set("new-checkout", False)
     assert flags.evaluate("new-checkout", "anyone").reason == "DISABLED"
     assert flags.is_enabled("unknown", "anyone") is False
+
+
+# ---- explain ------------------------------------------------------------------------------------
+
+EXPLAINED_RULES = [
+    {"type": "custom", "field": "plan", "operator": "in", "value": ["premium", "gold"]},
+    {"type": "percentage", "operator": "less_than", "value": 50},
+]
+
+
+def test_explain__local_snapshot_and_server_explain_alike__sdk_key_refused_before_any_call(
+        server, sdk_key, management_token, make_live_flag):
+    make_live_flag("sdk-explain", rules=EXPLAINED_RULES)
+    local = LocalFeatureFlagClient(base_url=f"{server.http_url}/api", api_key=sdk_key).start(wait=True)
+    remote = FeatureFlagClient(base_url=f"{server.http_url}/api", api_key=management_token)
+    try:
+        for user, context in (("u1", {"plan": "gold"}), ("u2", {"plan": "free"}), (None, {})):
+            here = local.explain("sdk-explain", user, context)
+            there = remote.explain("sdk-explain", user, context, environments=["production"])
+            assert here["environments"]["production"] == there["environments"]["production"]
+            assert here["environments"]["production"]["enabled"] == local.is_enabled("sdk-explain", user, context)
+        everywhere = remote.explain("sdk-explain", "u1", {"plan": "gold"})
+        assert set(everywhere["environments"]) == {"development", "staging", "production"}
+    finally:
+        local.close()
+        remote.close()
+    with pytest.raises(PermissionDeniedError, match="management token"):
+        FeatureFlagClient(base_url="http://127.0.0.1:9/api", api_key=sdk_key, retries=0).explain("sdk-explain", "u1")
+
+
+def test_fake_client__explain_without_a_server():
+    flags = FakeFlagClient({"beta": {"rules": [{"type": "user", "operator": "in", "value": ["u1"]}]}})
+
+    explained = flags.explain("beta", "u2")["environments"]["test"]
+
+    assert (explained["enabled"], explained["reason"], explained["decidingRule"]) == (False, "RULE_MISMATCH",
+                                                                                      "rules[0]")
+    assert explained["rules"][0]["message"] == "userId is 'u2' (rule: in ['u1'])"
+    assert sum(flags.take_counts().values()) == 0  # an explanation is not an evaluation

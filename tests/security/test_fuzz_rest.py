@@ -62,7 +62,7 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 EXPECTED_ROUTES = {
     "/api/health", "/api/schema", "/api/docs", "/api/flags", "/api/flags/<str:key>",
     "/api/flags/<str:key>/toggle", "/api/flags/<str:key>/kill-switch", "/api/flags/<str:key>/restore",
-    "/api/flags/<str:key>/unarchive", "/api/evaluate", "/api/evaluate/bulk", "/api/sdk/snapshot",
+    "/api/flags/<str:key>/unarchive", "/api/flags/<str:key>/explain", "/api/evaluate", "/api/evaluate/bulk", "/api/sdk/snapshot",
     "/api/segments", "/api/segments/<str:key>", "/api/audit", "/api/audit/flag/<str:key>",
     "/api/analytics/flags/<str:key>", "/api/analytics/metrics", "/api/sdk/metrics",
     "/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/<path:key>", "/ofrep/v1/configuration",

@@ -124,6 +124,8 @@ REST = [
          [CHANGE_FLAG]),
     rest("/api/flags/<str:key>/unarchive", "POST", "/api/flags/gone/unarchive", None, rest_write(200),
          [CHANGE_FLAG]),
+    rest("/api/flags/<str:key>/explain", "POST", "/api/flags/m/explain", {"userId": "u", "context": {"plan": "x"}},
+         rest_write(200), [VIEW_FLAG], writes=False, note="reads: SDK keys refused, it reveals rules"),
     rest("/api/segments", "POST", "/api/segments", {"key": "new-seg", "name": "n", "conditions": {"plan": "x"}},
          rest_write(201), ["segments.add_segment"]),
     rest("/api/segments/<str:key>", "PUT", "/api/segments/seg", {"name": "u", "conditions": {"plan": "y"}},

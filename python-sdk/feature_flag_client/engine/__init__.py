@@ -14,6 +14,7 @@ from .compiler import (
     segment_refs,
     segment_rules,
 )
+from .explain import Explanation, explain
 from .model import Evaluation, Reason
 from .unleash import import_unleash, unleash_context
 from .validation import validate_rules, validate_variants
@@ -21,11 +22,13 @@ from .validation import validate_rules, validate_variants
 __all__ = [
     "CompiledFlag",
     "Evaluation",
+    "Explanation",
     "Reason",
     "Snapshot",
     "bucket",
     "compile_flag",
     "compile_snapshot",
+    "explain",
     "import_unleash",
     "iter_rules",
     "prerequisite_refs",

@@ -89,6 +89,38 @@ def _text(value):
     return None
 
 
+def country_reader():
+    """(c) -> the country a geo rule sees: context.country, else the country of context.ip; None
+    when neither says, False when country is not a string. Shared with explain (explain.py)."""
+    country_of = lookups.country_of
+
+    def country(c):
+        value = c.get("country")
+        if value is None:
+            ip = c.get("ip")
+            if ip.__class__ is not str:
+                return None
+            return country_of(ip.strip())
+        return value if value.__class__ is str else False
+
+    return country
+
+
+def device_reader():
+    """(c) -> the device class a device rule sees: context.device (lower-cased), else classified
+    from context.userAgent; None when neither says, False when device is not a string."""
+    device_of = lookups.device_of
+
+    def device(c):
+        value = c.get("device")
+        if value is None:
+            agent = c.get("userAgent")
+            return device_of(agent) if agent.__class__ is str else None
+        return value.lower() if value.__class__ is str else False
+
+    return device
+
+
 class _Plan:
     """Variant assignment for one flag or one rule: overrides, then a weighted sticky hash."""
 
@@ -226,17 +258,8 @@ class _FlagCompiler:
     def _geo(self, rule, allow_plans):
         lookups.ensure_geo()
         codes = frozenset(code.upper() for code in rule["value"])
-        country_of = lookups.country_of
         negated = rule["operator"] == "not_in"
-
-        def country(c):
-            value = c.get("country")
-            if value is None:
-                ip = c.get("ip")
-                if ip.__class__ is not str:
-                    return None
-                return country_of(ip.strip())
-            return value if value.__class__ is str else False
+        country = country_reader()
 
         if negated:
             def not_in_countries(u, c):
@@ -258,15 +281,8 @@ class _FlagCompiler:
         value = rule["value"]
         devices = frozenset(d.lower() for d in ([value] if operator in ("is", "is_not") else value))
         negated = operator in ("is_not", "not_in")
-        device_of = lookups.device_of
         lookups.ensure_device()
-
-        def device(c):
-            value = c.get("device")
-            if value is None:
-                agent = c.get("userAgent")
-                return device_of(agent) if agent.__class__ is str else None
-            return value.lower() if value.__class__ is str else False
+        device = device_reader()
 
         if negated:
             def not_device(u, c):
@@ -646,6 +662,13 @@ class Snapshot:
             return result
 
         return evaluate_counted
+
+    def explain(self, flag_id, user_id=None, context=None):
+        """Why this flag answers what it does for this user: an ``explain.Explanation`` (the same
+        result as evaluate, the deciding rule's path and every rule tried). Off the hot path."""
+        from .explain import explain
+
+        return explain(self, flag_id, user_id, context)
 
     def evaluate_all(self, user_id=None, context=None, flag_ids=None):
         """Evaluations of the listed flags (all flags when None), in order."""
