@@ -3,6 +3,7 @@ evaluations on the fast lane (flags/fastlane.py), every other HTTP request throu
 WebSocket through Channels."""
 
 import os
+from urllib.parse import urlparse
 
 from django.core.asgi import get_asgi_application
 
@@ -21,15 +22,20 @@ prepare_web_process()
 
 
 def browser_origin_validator(app):
-    """AllowedHostsOriginValidator for browsers; SDK clients send no Origin and are let through.
+    """Refuse a browser's handshake from an origin outside ALLOWED_HOSTS; SDK clients send no Origin
+    and are let through (they authenticate with their key; only browsers need cross-site protection).
 
-    Channels 4 refuses a handshake without an Origin header, but only browsers send one (and only
-    browsers need cross-site protection); servers using the SDK authenticate with their key."""
-    validated = AllowedHostsOriginValidator(app)
+    Channels' own AllowedHostsOriginValidator refuses through a consumer that then waits for a
+    websocket.disconnect granian never sends for a refused handshake, so the refusal hung (with the
+    Redis channel layer) instead of answering 403: refuse here, in three messages, and return."""
+    checker = AllowedHostsOriginValidator(app)
 
     async def application(scope, receive, send):
-        has_origin = any(name == b"origin" for name, _ in scope.get("headers", ()))
-        return await (validated if has_origin else app)(scope, receive, send)
+        origin = next((value for name, value in scope.get("headers", ()) if name == b"origin"), None)
+        if origin is None or checker.valid_origin(urlparse(origin.decode("latin1"))):
+            return await app(scope, receive, send)
+        if (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
 
     return application
 
