@@ -1,12 +1,22 @@
-"""REST evaluation benchmark (prints numbers; not a test).
+"""REST evaluation benchmark (prints numbers; not a test): the figures of issue 15's goals.
 
-Measures POST /api/evaluate and POST /api/evaluate/bulk (20 flags) beside a bare DRF APIView JSON
-endpoint (/api/bench/bare, routed only with FLAGS_BENCH_VIEWS=1) on the same server in the same
-run, at concurrency 1 and 50, under daphne (the embedded ASGI server) and granian (WSGI workers,
-the production HTTP path; gunicorn's sync workers on request, as the comparison). Load
-generator: wrk (Debian package `wrk`) with a Lua script per body.
+POST /api/evaluate and POST /api/evaluate/bulk (20 flags, every rule type) with wrk (Debian package
+`wrk`), at concurrency 1 and 50, interleaved rounds, each figure the median of its rounds. Servers,
+all in the same run:
 
-    .venv/bin/python bench/rest.py [--duration 5] [--rounds 5] [--workers N] [--servers daphne,granian,gunicorn]
+- before: granian WSGI workers with FLAGS_FAST_LANE=off, every request through Django and DRF:
+  the production figure issue 15 measured against Unleash (1.3x Unleash's /api/frontend at c=50,
+  0.9x at c=1), the yardstick for the goals; Unleash itself cannot run here (no Docker, no network).
+- asgi: the web server of README command 1 and production (bench/_common.granian_command: granian
+  ASGI, the fast lane, flags/fastlane.py), with the stores this bench runs with.
+- embedded: the same command on command 1's stores (SQLite, in-memory cache and channels), shown
+  when this bench runs with DATABASE_URL + REDIS_URL (then `asgi` is the production layout).
+- wsgi (on request): granian WSGI with the lane as a middleware. daphne (on request): the old command 1.
+
+Rate limits stay on at the production default (FLAGS_RATE_LIMIT_EVALUATE 10000/s per key): each wrk
+thread uses its own SDK key, so the load is up to four clients, none over its limit.
+
+    .venv/bin/python bench/rest.py [--duration 5] [--rounds 3] [--workers 2] [--servers before,asgi,embedded]
 
 Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 """
@@ -30,19 +40,30 @@ sys.path.insert(0, str(ROOT))
 from bench import _common  # noqa: E402
 
 
+KEYS = 4  # SDK keys, one per wrk thread
+
+
 def setup_data():
-    """Migrate and create 20 flags (every rule type) and an SDK key, through services."""
+    """Migrate and create 20 flags (every rule type) and KEYS SDK keys, through services."""
     _common.django_setup()
     _common.create_flags("bench-flag", 20)
-    return _common.sdk_key("production", "bench")
+    return [_common.sdk_key("production", f"bench-{i}") for i in range(KEYS)]
 
 
 BODY = {"userId": "user-123", "context": {"country": "US", "device": "mobile", "plan": "premium",
                                           "appVersion": "1.4.0", "email": "a@example.com", "age": 30}}
-LUA = """wrk.method = "POST"
-wrk.body = {body}
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
+LUA = """local keys = {{{keys}}}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("key", keys[(threads - 1) % #keys + 1])
+end
+function init(args)
+  wrk.method = "POST"
+  wrk.body = {body}
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer " .. key
+end
 """
 
 
@@ -119,63 +140,88 @@ def summarize(rounds):
             "errors": sum(r["errors"] for r in rounds)}
 
 
+UNLEASH = {50: 1.3, 1: 0.9}  # issue 15's measurement: "before" answered 1.3x Unleash at c=50, 0.9x at c=1
+
+
+def seed_elsewhere(env):
+    """Seed another database (a child process with that DATABASE_URL); its SDK keys."""
+    out = subprocess.run([sys.executable, __file__, "--seed"], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each figure is their median")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--servers", default="daphne,granian", help="daphne, granian, gunicorn")
+    parser.add_argument("--servers", help="before, asgi, embedded, wsgi, daphne (default: before,asgi "
+                        "+ embedded with DATABASE_URL and REDIS_URL)")
     parser.add_argument("--concurrency", default="1,50")
+    parser.add_argument("--seed", action="store_true", help=argparse.SUPPRESS)  # child of seed_elsewhere()
     args = parser.parse_args()
+    if args.seed:
+        print(json.dumps(setup_data()))
+        return
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
 
+    production = os.environ.get("DATABASE_URL", "").startswith("postgres") and bool(os.environ.get("REDIS_URL"))
+    wanted = (args.servers or ("before,asgi,embedded" if production else "before,asgi")).split(",")
     _common.use_own_database("bench")
-    os.environ["FLAGS_BENCH_VIEWS"] = "1"
-    # measure the endpoints, not the limiter refusing one key's load (a production default)
-    os.environ.setdefault("FLAGS_RATE_LIMIT_EVALUATE", "off")
-    os.environ.setdefault("FLAGS_RATE_LIMIT_MANAGEMENT", "off")
     os.environ.setdefault("DEBUG", "false")
-    key = setup_data()
+    os.environ.setdefault("FLAGS_RATE_LIMIT_MANAGEMENT", "off")
+    keys = setup_data()
+    embedded_env = None
+    if "embedded" in wanted:
+        db = _common.ARTIFACTS / "bench-embedded.sqlite3"
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        embedded_env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}"}
+        embedded_env.pop("REDIS_URL", None)
+        embedded_keys = seed_elsewhere(embedded_env)
 
     tmp = Path(tempfile.mkdtemp(prefix="flagsite-bench-"))
     flag_ids = [f"bench-flag-{i:02d}" for i in range(20)]
     targets = {
-        "bare DRF": ("/api/bench/bare", {"flagId": "bench-flag-01", **BODY}),
         "evaluate": ("/api/evaluate", {"flagId": "bench-flag-01", **BODY}),
         "bulk (20)": ("/api/evaluate/bulk", {"flagIds": flag_ids, **BODY}),
     }
-    scripts = {}
-    for name, (_, body) in targets.items():
-        script = tmp / f"{len(scripts)}.lua"
-        script.write_text(LUA.format(body=json.dumps(json.dumps(body)), key=key))
-        scripts[name] = str(script)
 
-    cost = in_process(key, targets)
-    print("\nIn-process WSGI (one core, no network; best of 15 x 200 requests):")
+    def scripts_for(keyset):
+        scripts = {}
+        for name, (_, body) in targets.items():
+            script = tmp / f"{len(list(tmp.iterdir()))}.lua"
+            script.write_text(LUA.format(body=json.dumps(json.dumps(body)),
+                                         keys=",".join(json.dumps(key) for key in keyset)))
+            scripts[name] = str(script)
+        return scripts
+
+    cost = in_process(keys[0], targets)
+    print("\nIn-process WSGI with the fast lane (one core, no network; best of 15 x 200 requests):")
     for name, seconds in cost.items():
-        print(f"  {name:<11}{seconds * 1e6:7.0f} us/request  {1 / seconds:7.0f} req/s  "
-              f"{cost['bare DRF'] / seconds:5.0%} of bare DRF")
+        print(f"  {name:<11}{seconds * 1e6:7.0f} us/request  {1 / seconds:7.0f} req/s")
 
-    servers = {
-        "daphne": [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "{port}", "flagsite.asgi:application"],
-        # production (README "Deployment"): granian WSGI workers, one blocking thread each (FIFO)
-        "granian": [str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads", "1",
-                    "--respawn-failed-workers",
-                    "--host", "127.0.0.1", "--port", "{port}", "--no-ws", "--log-level", "warning", "flagsite.wsgi:application"],
-        # the one web process (README command 1 and production): granian ASGI, the fast lane ahead of Django
-        "asgi": [str(BIN / "granian"), "--interface", "asgi", "--workers", str(args.workers), "--respawn-failed-workers",
-                 "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "flagsite.asgi:application"],
-        # the comparison that chose granian: sync workers close the connection after each response
-        "gunicorn": [str(BIN / "gunicorn"), "-w", str(args.workers), "-b", "127.0.0.1:{port}",
-                     "--log-level", "warning", "flagsite.wsgi:application"],
+    wsgi = [str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads", "1",
+            "--respawn-failed-workers", "--host", "127.0.0.1", "--port", "{port}", "--no-ws", "--log-level", "warning",
+            "flagsite.wsgi:application"]
+    asgi = _common.granian_command("{port}", args.workers)
+    asgi[-1:-1] = ["--log-level", "warning"]
+    servers = {  # name: (command, environment, SDK keys)
+        "before": (wsgi, {**os.environ, "FLAGS_FAST_LANE": "off"}, keys),
+        "asgi": (asgi, os.environ, keys),
+        "embedded": (asgi, embedded_env, embedded_keys if embedded_env else None),
+        "wsgi": (wsgi, os.environ, keys),
+        "daphne": ([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "{port}", "flagsite.asgi:application"],
+                   os.environ, keys),
     }
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     results = {}
-    for port, server in enumerate(args.servers.split(","), start=8731):
-        command = [part.format(port=port) for part in servers[server]]
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+    for port, server in enumerate(wanted, start=8731):
+        command, env, keyset = servers[server]
+        scripts = scripts_for(keyset)
+        proc = subprocess.Popen([part.format(port=port) for part in command], cwd=ROOT, env=dict(env),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             wait_ready(port)
             for name, (path, _) in targets.items():  # warm every worker's snapshot and key cache
@@ -195,17 +241,48 @@ def main():
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    print(f"\nREST evaluation benchmark: wrk, each figure the median of {args.rounds} interleaved {args.duration}s runs, {os.cpu_count()} CPUs, "
-          f"database {os.environ['DATABASE_URL'].split(':')[0]}")
-    print(f"{'server':<13}{'c':>4}  {'endpoint':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}{'non-2xx':>9}"
-          f"  p99 of the rounds")
+    stores = "PostgreSQL + Redis" if production else os.environ["DATABASE_URL"].split(":")[0] + " + in-memory"
+    print(f"\nREST evaluation: wrk, each figure the median of {args.rounds} interleaved {args.duration}s runs, "
+          f"{os.cpu_count()} CPUs, {args.workers} workers, stores {stores} (embedded: SQLite + in-memory)")
+    print(f"{'server':<10}{'c':>4}  {'endpoint':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs before':>11}"
+          f"{'non-2xx':>9}  p99 of the rounds")
     for (server, c, name), r in results.items():
-        bare = results[(server, c, "bare DRF")]["rps"]
-        shown = server if server == "daphne" else f"{server} x{args.workers}"
+        before = results.get(("before", c, name))
+        versus = f"{r['rps'] / before['rps']:>10.1f}x" if before else f"{'':>11}"
         low, high = r["p99_range"]
-        print(f"{shown:<13}{c:>4}  {name:<11}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
-              f"{r['rps'] / bare:>8.0%}{r['errors']:>9}  {low:.1f}-{high:.1f}")
-    print("goals: evaluate >= 80% and bulk >= 70% of bare DRF; p99 < 25 ms at c=50")
+        print(f"{server:<10}{c:>4}  {name:<11}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{versus}"
+              f"{r['errors']:>9}  {low:.1f}-{high:.1f}")
+    print_goals(results, concurrencies)
+
+
+def print_goals(results, concurrencies):
+    """Issue 15's goals, against Unleash as measured there relative to "before" (UNLEASH)."""
+    def figure(server, c, name, key="rps"):
+        hit = results.get((server, c, name))
+        return hit[key] if hit else None
+
+    print("\nGoals (issue 15); Unleash's /api/frontend estimated as before / 1.3 at c=50, before / 0.9 at c=1:")
+    for c, goal in ((50, 4), (1, 2)):
+        new, before = figure("asgi", c, "bulk (20)"), figure("before", c, "bulk (20)")
+        if new and before:
+            times = new / (before / UNLEASH[c])
+            print(f"  bulk (20), c={c}: {new:.0f} req/s = {times:.1f}x Unleash  (goal >= {goal}x)  "
+                  f"{'met' if times >= goal else 'NOT met'}")
+    p99 = figure("asgi", 50, "bulk (20)", "p99")
+    if p99 is not None:
+        print(f"  bulk (20), c=50 p99: {p99:.1f} ms  (goal: a third of Unleash's 61-81 ms, <= 20 ms)  "
+              f"{'met' if p99 <= 20 else 'NOT met'}")
+    new, before = figure("asgi", 50, "evaluate"), figure("before", 50, "evaluate")
+    if new and before:
+        print(f"  evaluate, c=50: {new:.0f} req/s = {new / before:.1f}x before  (goal >= 3x)  "
+              f"{'met' if new >= 3 * before else 'NOT met'}")
+    for c in concurrencies:
+        for name in ("evaluate", "bulk (20)"):
+            embedded, production = figure("embedded", c, name), figure("asgi", c, name)
+            if embedded and production:
+                share = embedded / production
+                print(f"  command 1 (embedded) vs production, {name}, c={c}: {share:.0%}  (goal >= 90%)  "
+                      f"{'met' if share >= 0.9 else 'NOT met'}")
 
 
 if __name__ == "__main__":

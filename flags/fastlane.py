@@ -27,7 +27,10 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.middleware.gzip import re_accepts_gzip
 from django.urls import resolve
 from rest_framework import exceptions
 
@@ -205,12 +208,14 @@ def answer(request, body, *, blocking):
         request_id_var.reset(token)
     body = content if isinstance(content, bytes) else b"" if content is None else _render(content)
     headers = [("Content-Type", "application/json")] if body else []  # DRF drops it from an empty answer
-    inner, outer = _common_headers(view, secure)
+    inner, small, large = _common_headers(view, secure)
     headers += [*((name, value) for name, value in extra.items() if name != "Content-Type"), *inner]
-    if len(body) >= getattr(settings, "FLAGS_GZIP_MIN_BYTES", 1024):
+    if len(body) < settings.FLAGS_GZIP_MIN_BYTES:
+        headers += small
+    elif re_accepts_gzip.search(meta.get("HTTP_ACCEPT_ENCODING", "")):
         body, headers = _compressed(request, body, headers)
     else:
-        headers += outer
+        headers = _merged(headers, large)
     headers += [("Content-Length", str(len(body))), ("X-Request-ID", request_id)]
     metrics.observe(route.method, _route_label(request.path, flag_key), status, time.perf_counter() - started)
     return Answer(status, headers, body)
@@ -249,15 +254,19 @@ _common = {}
 
 
 def _common_headers(view, secure):
-    """The headers Django's middleware (SecurityMiddleware, XFrameOptionsMiddleware, CORS's Vary)
-    and DRF (Allow) put on an evaluation answer without an Origin header, made once per process by
-    that middleware itself on a blank response: (those set inside gzip's, CORS's set outside it)."""
+    """The headers Django's middleware and DRF put on a lane answer to a request without an Origin
+    header, made once per process by that middleware itself on probe responses:
+    (inside gzip's middleware: Allow, XFrameOptionsMiddleware's, SecurityMiddleware's;
+     outside, on a small answer: CORS's Vary;
+     outside, on a large answer to a client that does not take gzip: gzip's Vary, then CORS's)."""
     key = (view, secure)
     headers = _common.get(key)
     if headers is None:
         from corsheaders.middleware import CorsMiddleware
         from django.middleware.clickjacking import XFrameOptionsMiddleware
         from django.middleware.security import SecurityMiddleware
+
+        from flagsite.ops.compression import JsonGZipMiddleware
 
         probe = LaneRequest("POST", "/api/evaluate", {"SERVER_NAME": "lane", "SERVER_PORT": "443" if secure else "80"},
                             "https" if secure else "http")
@@ -268,16 +277,38 @@ def _common_headers(view, secure):
         for middleware in (XFrameOptionsMiddleware, SecurityMiddleware):
             response = middleware(lambda request: response).process_response(probe, response)
         inner = [(name, value) for name, value in response.items() if name != "Content-Type"]
-        blank = HttpResponse()
-        before = set(blank.items())
-        CorsMiddleware(lambda request: blank).add_response_headers(probe, blank)
-        headers = _common[key] = inner, [item for item in blank.items() if item not in before]
+
+        gzip = JsonGZipMiddleware(lambda request: None).process_response
+        cors = CorsMiddleware(lambda request: None).add_response_headers
+
+        def added(body, *steps):
+            blank = HttpResponse(body, content_type="application/json")
+            before = set(blank.items())
+            for step in steps:
+                blank = step(probe, blank)
+            return [item for item in blank.items() if item not in before and item[0] != "Content-Length"]
+
+        small = added(b"{}", cors)
+        large = added(b" " * settings.FLAGS_GZIP_MIN_BYTES, gzip, cors)
+        headers = _common[key] = inner, small, large
     return headers
 
 
+@receiver(setting_changed)
+def _settings_changed(**kwargs):
+    """Tests change settings: what was derived from them is made again."""
+    _common.clear()
+    _hosts.clear()
+
+
+def _merged(headers, changes):
+    changes = dict(changes)
+    return [(name, changes.pop(name, value)) for name, value in headers] + list(changes.items())
+
+
 def _compressed(request, body, headers):
-    """A large answer as JsonGZipMiddleware leaves it (gzip when accepted, Vary either way): that
-    middleware itself, and CORS's Vary after it, as in MIDDLEWARE's order."""
+    """A large answer to a client that takes gzip, as JsonGZipMiddleware leaves it (compressed,
+    Vary, a weakened ETag): that middleware itself, and CORS's Vary after it, as in MIDDLEWARE."""
     from corsheaders.middleware import CorsMiddleware
 
     from flagsite.ops.compression import JsonGZipMiddleware

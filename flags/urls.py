@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.urls import path
 
 from flags import apis
@@ -22,8 +21,3 @@ urlpatterns = [
     path("flags/<str:key>/unarchive", apis.FlagUnarchiveApi.as_view(), name="flag-unarchive"),
     path("flags/<str:key>/explain", apis.FlagExplainApi.as_view(), name="flag-explain"),
 ]
-
-if getattr(settings, "FLAGS_BENCH_VIEWS", False):
-    from flagsite.api.health import BareBenchApi
-
-    urlpatterns.insert(0, path("bench/bare", BareBenchApi.as_view(), name="bench-bare"))

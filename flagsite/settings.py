@@ -305,9 +305,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 FLAGS_API_KEY_CACHE_SECONDS = float(os.environ.get("FLAGS_API_KEY_CACHE_SECONDS", "5"))
-FLAGS_BENCH_VIEWS = env_bool("FLAGS_BENCH_VIEWS")
 # Machine endpoints: API keys only, no session/user/messages middleware (flagsite/ops/browser.py).
-FLAGS_KEY_ONLY_PATHS = ("/api/evaluate", "/api/sdk/", "/ofrep/", "/api/bench/")
+FLAGS_KEY_ONLY_PATHS = ("/api/evaluate", "/api/sdk/", "/ofrep/")
 # Rate limits (flagsite/api/throttling.py) per API key, else user, else address: "N/s|m|h|d" or "off".
 FLAGS_RATE_LIMIT_EVALUATE = os.environ.get("FLAGS_RATE_LIMIT_EVALUATE", "10000/s")  # SDK-callable views
 FLAGS_RATE_LIMIT_MANAGEMENT = os.environ.get("FLAGS_RATE_LIMIT_MANAGEMENT", "6000/m")  # every other /api/ view

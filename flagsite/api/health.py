@@ -68,13 +68,3 @@ class HealthApi(APIView):
         error = {"code": "unavailable", "message": f"Unavailable: {failed}.", "fields": {}}
         return Response({"status": "unavailable", "checks": checks, "error": error}, status=503)
 
-
-class BareBenchApi(APIView):
-    """A bare DRF JSON endpoint, the yardstick for bench/rest.py (routed only with FLAGS_BENCH_VIEWS=1)."""
-
-    authentication_classes = ()
-    permission_classes = ()
-    schema = None
-
-    def post(self, request):
-        return Response({"ok": True, "echo": len(request.data)})
