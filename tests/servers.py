@@ -2,6 +2,7 @@
 database with the test process (tests that use them need committed data: transaction=True)."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,17 +60,29 @@ class ServerProcess:
         self.port = port
         self.process = subprocess.Popen(
             args, cwd=ROOT, env=child_env(**env), stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True,
+            text=True, start_new_session=True,  # its own process group: the server and its workers
         )
         wait_for_port(port, self.process)
 
+    def signal(self, signum):
+        """Signal the server and every worker it started (granian's workers are child processes:
+        signalling the main process alone would leave them serving, orphaned)."""
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self):
+        """A crash: SIGKILL to the whole server, workers included."""
+        self.signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
     def stop(self):
-        self.process.terminate()
+        self.signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.kill()
 
 
 def start_web(port=None, output=None, workers=1, **env):
