@@ -1,0 +1,116 @@
+"""The targeting editor's JSON endpoints on the dashboard (staff session + CSRF), used by the flag
+page and the admin's rules widget (flags/static/flags/editor/):
+
+- POST /flags/<key>/check        {rules?, variants?} -> {fields, summary}: the engine's validator, as
+                                 the editor types; writes nothing.
+- POST /flags/<key>/targeting    {environment, rules, version} -> the saved state (flag_update).
+- POST /flags/<key>/variants     {variants, stickiness?} -> the saved variants (flag_update).
+- POST /flags/<key>/evaluate-as  {userId, context} -> the explain API's answer, every environment.
+
+Same permissions as REST: changing targeting or checking it needs flags.change_flag, evaluating as a
+user flags.view_flag. Bad input is a 400 {"error": {"code", "message", "fields": {path: [...]}}}
+and writes nothing; a stale version is a 409."""
+
+import json
+
+from django.http import JsonResponse
+from django.views.decorators.http import require_POST
+
+from audit.actor import Actor
+from flags import services
+from flags.apis import explain_answer
+from flags.errors import Conflict, NotFound, ValidationFailed
+from flags.pages import CHANGE_FLAGS, VIEW_FLAGS, _flag_or_404, staff_required
+from flags.rule_text import describe
+from flags.serializers import ExplainInputSerializer
+from flagsite.api.exceptions import flatten
+
+
+def error(status, code, message, fields=None):
+    return JsonResponse({"error": {"code": code, "message": message, "fields": fields or {}}}, status=status)
+
+
+def invalid(fields):
+    path, messages = next(iter(fields.items()))
+    return error(400, "validation_error", f"{path}: {messages[0]}" if path else messages[0], fields)
+
+
+def body_of(request, allowed):
+    """The JSON object posted, with only `allowed` keys; ValidationFailed otherwise."""
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed({"": ["Send a JSON object."]}) from None
+    if not isinstance(body, dict):
+        raise ValidationFailed({"": ["Send a JSON object."]})
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ValidationFailed({name: ["Unknown field."] for name in unknown})
+    return body
+
+
+def json_view(perms):
+    """POST only, staff with `perms`; service errors become the JSON error shape."""
+
+    def decorate(view):
+        @require_POST
+        @staff_required(perms=perms)
+        def wrapper(request, key):
+            flag = _flag_or_404(key)
+            try:
+                return JsonResponse(view(request, flag))
+            except ValidationFailed as exc:
+                return invalid(exc.fields) if exc.fields else error(400, "validation_error", exc.message)
+            except Conflict as exc:
+                return error(409, "conflict", exc.message, exc.fields)
+            except NotFound as exc:
+                return error(404, "not_found", exc.message)
+
+        wrapper.__name__ = view.__name__
+        return wrapper
+
+    return decorate
+
+
+@json_view(CHANGE_FLAGS)
+def check(request, flag):
+    body = body_of(request, ("rules", "variants"))
+    fields = {}
+    if "rules" in body:
+        fields.update(services.check_state_rules(body["rules"], flag_key=flag.key))
+    if "variants" in body:
+        fields.update(services.check_flag_fields({"variants": body["variants"]}, flag=flag))
+    rules = body.get("rules") if isinstance(body.get("rules"), list) else []
+    variants = body["variants"] if isinstance(body.get("variants"), list) else flag.variants
+    return {"fields": fields, "summary": describe(rules, True, False, variants)}
+
+
+@json_view(CHANGE_FLAGS)
+def save_targeting(request, flag):
+    body = body_of(request, ("environment", "rules", "version"))
+    missing = {name: ["This field is required."] for name in ("environment", "rules", "version") if name not in body}
+    if missing:
+        raise ValidationFailed(missing)
+    if not isinstance(body["environment"], str):
+        raise ValidationFailed({"environment": ["Must be an environment key."]})
+    state = services.flag_update(actor=Actor.from_request(request), flag=flag, environment=body["environment"],
+                                 data={"rules": body["rules"]}, expected_version=body["version"])
+    return {"environment": state.environment.key, "version": state.version, "rules": state.rules,
+            "summary": describe(state.rules, state.enabled, state.killed, state.flag.variants)}
+
+
+@json_view(CHANGE_FLAGS)
+def save_variants(request, flag):
+    body = body_of(request, ("variants", "stickiness"))
+    if "variants" not in body:
+        raise ValidationFailed({"variants": ["This field is required."]})
+    flag = services.flag_update(actor=Actor.from_request(request), flag=flag, environment=None, data=body)
+    return {"variants": flag.variants, "stickiness": flag.stickiness}
+
+
+@json_view(VIEW_FLAGS)
+def evaluate_as(request, flag):
+    serializer = ExplainInputSerializer(data=body_of(request, ("userId", "context", "environments")))
+    if not serializer.is_valid():
+        raise ValidationFailed(flatten(serializer.errors))
+    return explain_answer(flag, dict(serializer.validated_data))
