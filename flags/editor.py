@@ -14,16 +14,71 @@ and writes nothing; a stale version is a 409."""
 import json
 
 from django.http import JsonResponse
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+
+from feature_flag_client.engine.lookups import DEVICES
+from feature_flag_client.engine.operators import CASE_INSENSITIVE_OPERATORS, OPERATORS
+from feature_flag_client.engine.validation import _KEYS, _OPERATORS  # the validator's own tables
 
 from audit.actor import Actor
 from flags import services
 from flags.apis import explain_answer
 from flags.errors import Conflict, NotFound, ValidationFailed
 from flags.pages import CHANGE_FLAGS, VIEW_FLAGS, _flag_or_404, staff_required
-from flags.rule_text import describe
+from flags.models import Flag, FlagState
+from flags.rule_text import condition, describe
 from flags.serializers import ExplainInputSerializer
 from flagsite.api.exceptions import flatten
+from segments.selectors import segment_rules_map
+
+COMMON_ATTRIBUTES = ("country", "plan", "email", "appVersion", "userAgent", "ip", "device", "sessionId")
+
+
+def page_data(user, flag, states):
+    """The flag page's editor data: "evaluate as" for everyone who may view the flag; the targeting
+    and variants editors for those who may change it."""
+    data = {"options": {"urls": {"evaluate-as": reverse("page-flag-evaluate-as", args=[flag.key])}},
+            "environments": [{"key": s.environment.key, "name": s.environment.name} for s in states]}
+    if user.has_perms(CHANGE_FLAGS):
+        data["options"] = editor_options(flag)
+        data["states"] = [{"environment": s.environment.key, "name": s.environment.name, "rules": s.rules,
+                           "version": s.version} for s in states]
+        if flag.kind == Flag.Kind.MULTIVARIATE:
+            data["variants"], data["stickiness"] = flag.variants, flag.stickiness
+    return data
+
+
+def _fields_in(rules):
+    for rule in rules if isinstance(rules, list) else []:
+        if isinstance(rule, dict):
+            if rule.get("type") == "custom" and isinstance(rule.get("field"), str):
+                yield rule["field"]
+            yield from _fields_in(rule.get("rules"))
+            yield from _fields_in([rule.get("rule")])
+
+
+def editor_options(flag):
+    """What the editor offers, from the engine's own tables: rule types and their operators, the
+    devices, the segments (with their conditions in words, shown on hover), the flags a
+    prerequisite may name, and context attributes already used by rules (offered first)."""
+    segments = segment_rules_map()
+    used = [field for rules in FlagState.objects.values_list("rules", flat=True) for field in _fields_in(rules)]
+    used += [field for rules in segments.values() for field in _fields_in(rules)]
+    return {
+        "flag": flag.key,
+        "kind": flag.kind,
+        "types": list(_KEYS),
+        "operators": {**{kind: list(ops) for kind, ops in _OPERATORS.items()}, "custom": list(OPERATORS)},
+        "valueless": [name for name, op in OPERATORS.items() if not op.needs_value] + ["enabled", "disabled"],
+        "caseInsensitive": sorted(CASE_INSENSITIVE_OPERATORS),
+        "devices": list(DEVICES),
+        "segments": {key: " and ".join(condition(rule) for rule in rules) for key, rules in sorted(segments.items())},
+        "flags": list(Flag.objects.filter(archived=False).exclude(pk=flag.pk).values_list("key", flat=True)),
+        "attributes": list(dict.fromkeys([*sorted(set(used), key=used.count, reverse=True), *COMMON_ATTRIBUTES])),
+        "urls": {name: reverse(f"page-flag-{name}", args=[flag.key])
+                 for name in ("check", "targeting", "variants", "evaluate-as")},
+    }
 
 
 def error(status, code, message, fields=None):
