@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.actor import Actor
 from flags import services
+from flags.editor import editor_options
 from flags.errors import Conflict, ServiceError
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.pages import restore_reason, set_enabled
@@ -123,12 +124,30 @@ class FlagForm(forms.ModelForm):
         return data
 
 
+class RulesEditorWidget(JSONTextarea):
+    """The rules textarea with the targeting editor over it (flags/static/flags/editor/admin.js). The
+    textarea stays the form's field: the editor writes the JSON into it, and its raw-JSON toggle shows
+    it, so the form posts the same JSON as without JavaScript."""
+
+    class Media:
+        css = {"all": ["flags/editor/editor.css"]}
+        js = [forms.Script("flags/editor/admin.js", type="module")]
+
+
 class FlagStateForm(forms.ModelForm):
-    rules = IndentedJSONField(required=False)
+    rules = IndentedJSONField(required=False, widget=RulesEditorWidget)
 
     class Meta:
         model = FlagState
         fields = ["enabled", "rules"]
+
+    def __init__(self, *args, editor_options=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and editor_options is not None:
+            self.fields["rules"].widget.attrs.update({
+                "data-rules-editor": json.dumps(editor_options),
+                "aria-label": f"Rules JSON for {self.instance.environment.name}",
+            })
 
     def clean_rules(self):
         rules = self.cleaned_data.get("rules")
@@ -235,6 +254,12 @@ class FlagAdmin(admin.ModelAdmin):
     list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
     search_fields = ["key", "name", "description"]
     readonly_fields = ["created_at", "updated_at", "audit_history"]
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, FlagStateInline) and obj.pk and request.user.has_perm("flags.change_flag"):
+            kwargs["form_kwargs"] = {"editor_options": editor_options(obj)}  # once per page, not per state
+        return kwargs
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # states are created with the flag

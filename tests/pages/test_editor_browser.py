@@ -171,3 +171,30 @@ def test_evaluate_as__every_environment_side_by_side_with_the_deciding_rule(edit
     page.get_by_label("Context (JSON)").fill('{"plan": ')
     page.get_by_role("button", name="Evaluate").click()
     expect(page.locator("#evaluate-context-error")).to_contain_text("Not valid JSON")
+
+
+def test_admin__the_editor_over_the_rules_textarea__the_form_posts_its_json(editor_page, page_flag):
+    page = editor_page
+    flag = page_flag("checkout", rules=[{"type": "user", "operator": "in", "value": ["u1"]}])
+    page.goto(f"{page.site.http_url}/admin/flags/flag/{flag.pk}/change/")
+    prod = page.locator(".targeting-panel").filter(has=page.get_by_role("button", name="Raw JSON for Production"))
+    expect(prod.locator(".rule-summary")).to_have_text("When user is u1, then everyone.")
+    expect(page.get_by_label("Rules JSON for Production")).to_be_hidden()
+    prod.get_by_label("Rule 1 User ids", exact=True).fill("u1\nu2, u3")
+    prod.get_by_role("button", name="Add rule", exact=True).click()
+    prod.get_by_label("Rule 2 Type", exact=True).select_option("device")
+    prod.get_by_label("Rule 2 Device", exact=True).select_option("tablet")
+    expect(prod.locator(".rule-summary")).to_have_text("When user is u1, u2 or u3 and device is tablet, then everyone.")
+    prod.get_by_role("button", name="Raw JSON for Production").click()
+    raw = page.get_by_label("Rules JSON for Production")
+    expect(raw).to_be_visible()
+    expected = [{"type": "user", "operator": "in", "value": ["u1", "u2", "u3"]},
+                {"type": "device", "operator": "is", "value": "tablet"}]
+    assert json.loads(raw.input_value()) == expected
+    shot(page, "admin-editor")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    assert FlagState.objects.get(flag__key="checkout", environment__key="production").rules == expected
+    assert FlagState.objects.get(flag__key="checkout", environment__key="staging").rules == [
+        {"type": "user", "operator": "in", "value": ["u1"]}]
+    assert AuditEntry.objects.filter(action="flag.updated", environment="production").count() == 1
