@@ -3,6 +3,8 @@ the fixtures of test_browser.py): rules built only with the editor's controls an
 value refused at its row, the raw-JSON toggle's round trip, and one user's answer explained."""
 
 import json
+import time
+import urllib.request
 
 import pytest
 from django.core.management import call_command
@@ -13,6 +15,7 @@ from flags.management.commands.load_demo_data import FLAGS as DEMO_FLAGS
 from flags.models import Flag, FlagState
 from flags.snapshot import get_snapshot, reset
 from segments.services import segment_create
+from tests.api.conftest import make_key
 from tests.pages.conftest import SYSTEM
 from tests.pages.test_browser import browser, log_in, shot, site, staff_user  # noqa: F401 (fixtures)
 
@@ -198,3 +201,48 @@ def test_admin__the_editor_over_the_rules_textarea__the_form_posts_its_json(edit
     assert FlagState.objects.get(flag__key="checkout", environment__key="staging").rules == [
         {"type": "user", "operator": "in", "value": ["u1"]}]
     assert AuditEntry.objects.filter(action="flag.updated", environment="production").count() == 1
+
+
+def rest_evaluate(site, key, flag, user_id, context=None):
+    request = urllib.request.Request(f"{site.http_url}/api/evaluate", method="POST",
+                                     data=json.dumps({"flagId": flag, "userId": user_id, "context": context or {}}).encode(),
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_variants__a_50_25_25_split_built_with_rows__saved_and_served_over_rest(editor_page, page_flag):
+    page = editor_page
+    page_flag("pricing", kind="multivariate", variants=[{"key": "control", "weight": 100, "value": "blue"}])
+    sdk_key = make_key("sdk", environment="production")
+    open_flag(page, "pricing")
+    section = page.locator("#variants-editor")
+    section.get_by_label("Variant 1 Weight", exact=True).fill("50")
+    expect(section.locator(".total")).to_have_text("Total weight: 50 (must be 100: add 50)")
+    expect(section.get_by_role("button", name="Save variants")).to_be_disabled()
+    for number, (key, value) in enumerate([("green", '{"color": "green"}'), ("red", '"red"')], start=2):
+        section.get_by_role("button", name="Add variant").click()
+        section.get_by_label(f"Variant {number} Key", exact=True).fill(key)
+        section.get_by_label(f"Variant {number} Weight", exact=True).fill("25")
+        section.get_by_label(f"Variant {number} Value (JSON)", exact=True).fill(value)
+    expect(section.locator(".total")).to_have_text("Total weight: 100 ✓")
+    section.get_by_label("Variant 3 Value (JSON)", exact=True).fill("red")  # not JSON
+    expect(section.locator('[data-path="variants[2]"]')).to_contain_text("Not valid JSON")
+    expect(section.get_by_role("button", name="Save variants")).to_be_disabled()
+    section.get_by_label("Variant 3 Value (JSON)", exact=True).fill('"red"')
+    before = rest_evaluate(page.site, sdk_key, "pricing", "probe")["version"]
+    section.get_by_role("button", name="Save variants").click()
+    expect(section.locator(".save-status")).to_have_text("Saved: every environment serves the new split.")
+
+    assert Flag.objects.get(key="pricing").variants == [
+        {"key": "control", "weight": 50, "value": "blue"}, {"key": "green", "weight": 25, "value": {"color": "green"}},
+        {"key": "red", "weight": 25, "value": "red"}]
+    deadline = time.monotonic() + 5  # the server picks the change up within its staleness bound
+    while rest_evaluate(page.site, sdk_key, "pricing", "probe")["version"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    served = {}
+    for n in range(200):
+        answer = rest_evaluate(page.site, sdk_key, "pricing", f"user-{n}")
+        served[answer["variant"]] = served.get(answer["variant"], 0) + 1
+    assert set(served) == {"control", "green", "red"} and 70 <= served["control"] <= 130, served
+    assert rest_evaluate(page.site, sdk_key, "pricing", "user-7") == rest_evaluate(page.site, sdk_key, "pricing", "user-7")
