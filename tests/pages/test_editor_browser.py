@@ -246,3 +246,25 @@ def test_variants__a_50_25_25_split_built_with_rows__saved_and_served_over_rest(
         served[answer["variant"]] = served.get(answer["variant"], 0) + 1
     assert set(served) == {"control", "green", "red"} and 70 <= served["control"] <= 130, served
     assert rest_evaluate(page.site, sdk_key, "pricing", "user-7") == rest_evaluate(page.site, sdk_key, "pricing", "user-7")
+
+
+def test_keyboard_only__add_fill_and_remove_a_rule(editor_page, page_flag):
+    page = editor_page
+    page_flag("checkout")
+    open_flag(page, "checkout")
+    prod = panel(page)
+    prod.get_by_role("button", name="Add rule", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(label(page, "Rule 1 Type")).to_be_focused()  # the new row's first control
+    page.keyboard.press("Tab")
+    expect(label(page, "Rule 1 Attribute")).to_be_focused()
+    page.keyboard.type("plan")
+    page.keyboard.press("Tab")
+    expect(label(page, "Rule 1 Operator")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.type("premium")
+    expect(prod.locator(".rule-summary")).to_have_text("When plan is premium, then everyone.")
+    prod.get_by_role("button", name="Remove rule 1").focus()
+    page.keyboard.press("Enter")
+    expect(prod.get_by_role("button", name="Add rule", exact=True)).to_be_focused()
+    expect(prod.locator(".rule-summary")).to_have_text("On for everyone.")

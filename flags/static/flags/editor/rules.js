@@ -39,7 +39,7 @@ function countries() {  // [code, name] for every region the browser can name (n
 
 // Which input a rule's value needs.
 function valueKind(rule, options) {
-  const {type, operator} = rule;
+  const type = rule.type, operator = String(rule.operator);
   if (GROUPS.includes(type) || options.valueless.includes(operator)) return "none";
   if (type === "geo") return "countries";
   if (type === "device") return operator === "is" || operator === "is_not" ? "device" : "devices";
@@ -123,7 +123,7 @@ export function createRulesEditor(options, initialRules, onChange) {
     const add = (type) => () => { items.push(blankRule(type, options)); render(); changed();
       const fresh = root.querySelector(`[data-path="${path}[${items.length - 1}]"] select`);
       if (fresh) fresh.focus(); };
-    const errors = el("ul", {className: "errors", id: uid("errors")});
+    const errors = top ? el("ul", {className: "errors", id: uid("errors"), "aria-live": "polite"}) : null;
     if (top) rows.set("rules", {element: ol, errors, controls: {}});
     return el("div", {className: "rule-group-body"}, errors, ol, el("div", {className: "adders"},
       el("button", {type: "button", className: "small", text: `Add rule${where}`, onclick: add("custom"),
@@ -133,6 +133,7 @@ export function createRulesEditor(options, initialRules, onChange) {
   }
 
   function row(rule, path, label, place_) {
+    if (rule === null || typeof rule !== "object" || Array.isArray(rule)) return unreadable(rule, path, label, place_);
     const controls = {};
     const errors = el("ul", {className: "errors", id: uid("errors"), "aria-live": "polite"});
     const key = (name) => `${path}:${name}`;
@@ -173,7 +174,7 @@ export function createRulesEditor(options, initialRules, onChange) {
                     disabled: place_.last, "data-focus-key": key("down"),
                     onclick: () => { if (place_.move(1)) { render(); changed(); } }}),
       el("button", {type: "button", className: "small danger", text: "✕", "aria-label": `Remove ${label.toLowerCase()}`,
-                    onclick: () => { place_.remove(); render(); changed(); }}));
+                    onclick: () => { place_.remove(); render(); changed(); focusAdd(path); }}));
     head.append(moves);
 
     const item = el("li", {className: "rule" + (GROUPS.includes(rule.type) ? " group" : ""), "data-path": path},
@@ -191,6 +192,16 @@ export function createRulesEditor(options, initialRules, onChange) {
       item.append(inner);
     }
     rows.set(path, {element: item, errors, controls});
+    return item;
+  }
+
+  function unreadable(rule, path, label, place_) {
+    const errors = el("ul", {className: "errors", id: uid("errors"), "aria-live": "polite"});
+    const item = el("li", {className: "rule", "data-path": path}, el("div", {className: "rule-head"},
+      el("code", {text: `${label}: ${JSON.stringify(rule)} (not a rule object; fix it in raw JSON)`}),
+      el("span", {className: "row-buttons"}, el("button", {type: "button", className: "small danger", text: "✕",
+        "aria-label": `Remove ${label.toLowerCase()}`, onclick: () => { place_.remove(); render(); changed(); }}))), errors);
+    rows.set(path, {element: item, errors, controls: {}});
     return item;
   }
 
@@ -344,6 +355,12 @@ export function createRulesEditor(options, initialRules, onChange) {
     controls.value = select;
     return el("span", {className: "field-wrap countries"}, labelled("Search countries", search, label),
               labelled("Countries", select, label), summary);
+  }
+
+  function focusAdd(path) {  // "rules[1].rules[0]" -> the "Add rule" button of "rules[1].rules"
+    const list = path.replace(/\[\d+\]$/, "");
+    const button = root.querySelector(`[data-focus-key="${CSS.escape(list + ":add-rule")}"]`);
+    if (button) button.focus();
   }
 
   render();
