@@ -253,7 +253,7 @@ class FlagAdmin(admin.ModelAdmin):
     list_display = ["key", "name", "kind", "tag_list", "archived", "updated_at"]  # + statuses: get_list_display
     list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
     search_fields = ["key", "name", "description"]
-    readonly_fields = ["created_at", "updated_at", "audit_history"]
+    readonly_fields = ["created_at", "updated_at", "evaluate_as", "audit_history"]
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
@@ -269,7 +269,8 @@ class FlagAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["key", "name", "description", "tags", "kind", "variants", "salt", "stickiness"]
-        return fields + (["seen_versions", "created_at", "updated_at", "audit_history"] if obj is not None else [])
+        return fields + (["seen_versions", "created_at", "updated_at", "evaluate_as", "audit_history"]
+                         if obj is not None else [])
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("states__environment")
@@ -284,6 +285,12 @@ class FlagAdmin(admin.ModelAdmin):
         env = request.GET.get("environment")
         columns = [status_column(e) for e in Environment.objects.all() if not env or e.key == env]
         return ["key", "name", "kind", "tag_list", *columns, "archived", "updated_at"]
+
+    @admin.display(description="evaluate as")
+    def evaluate_as(self, obj):
+        """The flag page answers for one user in every environment, and why (explain)."""
+        return format_html('<a href="{}#evaluate-title">Evaluate as a user on the flag\'s page</a> (every '
+                           'environment side by side, with the rule that decided)', reverse("page-flag", args=[obj.key]))
 
     @admin.display(description="audit history")
     def audit_history(self, obj):

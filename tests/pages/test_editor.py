@@ -161,3 +161,22 @@ def test_unknown_flag__404(staff_client):
 def test_get__405(staff_client, page_flag):
     page_flag("checkout")
     assert staff_client.get("/flags/checkout/check").status_code == 405
+
+
+def test_admin_change_page__rules_fields_carry_the_editor_and_link_to_evaluate_as(admin_client, page_flag):
+    flag = page_flag("checkout")
+    body = admin_client.get(f"/admin/flags/flag/{flag.pk}/change/").content.decode()
+    assert body.count("data-rules-editor=") == 3  # one per environment
+    assert '<script src="/static/flags/editor/admin.js" type="module">' in body
+    assert 'aria-label="Rules JSON for Production"' in body
+    assert '/flags/checkout#evaluate-title' in body
+
+
+def test_flag_page__editor_only_for_those_who_may_change(client, page_flag):
+    page_flag("checkout")
+    viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set([Permission.objects.get(codename="view_flag")])
+    client.force_login(viewer)
+    body = client.get("/flags/checkout").content.decode()
+    assert 'id="evaluate-as-form"' in body and 'id="targeting-editor"' not in body
+    assert '"check"' not in body  # no editor options: the check endpoint would refuse them

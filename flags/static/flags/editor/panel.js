@@ -48,6 +48,7 @@ export function createTargetingPanel({options, textarea, label, onChange = () =>
 
   textarea.addEventListener("input", () => { if (raw) { check(); onChange(); } });
 
+  let checks = 0;
   const check = debounce(async () => {
     let current;
     try { current = raw ? JSON.parse(textarea.value || "[]") : editor.rules; } catch (e) {
@@ -55,7 +56,9 @@ export function createTargetingPanel({options, textarea, label, onChange = () =>
       return;
     }
     rawError.textContent = "";
+    const asked = ++checks;
     const {status, body} = await postJSON(options.urls.check, {rules: current});
+    if (asked !== checks) return;  // a newer check is on its way: its answer counts
     if (status === 200 && body) {
       summary.textContent = body.summary;
       editor.showErrors(body.fields);

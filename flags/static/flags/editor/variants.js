@@ -67,8 +67,11 @@ export function createVariantsEditor({options, variants, stickiness, onChange = 
     return item;
   }
 
+  let checks = 0;
   const check = debounce(async () => {
+    const asked = ++checks;
     const {status, body: answer} = await postJSON(options.urls.check, {variants});
+    if (asked !== checks) return;  // a newer check is on its way: its answer counts
     const fields = status === 200 && answer ? answer.fields : (answer && answer.error ? answer.error.fields : {});
     topErrors.replaceChildren();
     for (const {errors, controls} of rows.values()) {
