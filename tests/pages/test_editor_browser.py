@@ -111,7 +111,11 @@ def test_invalid_value__error_at_its_row__nothing_saved(editor_page, page_flag):
     prod.get_by_role("button", name="Add rule", exact=True).click()
     label(page, "Rule 2 Attribute").fill("email")
     label(page, "Rule 2 Operator").select_option("matches")
+    label(page, "Rule 2 Pattern").fill("^admin@")
+    expect(prod.locator('[data-path="rules[1]"] .verdict')).to_have_text(
+        "✓ the engine accepts this pattern (runs in linear time)")
     label(page, "Rule 2 Pattern").fill("^(?=admin)")
+    expect(prod.locator('[data-path="rules[1]"] .verdict')).to_have_text("")
 
     row = prod.locator('[data-path="rules[1]"]')
     expect(row.locator(".errors")).to_contain_text("Value:")

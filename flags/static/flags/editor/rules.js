@@ -317,7 +317,10 @@ export function createRulesEditor(options, initialRules, onChange) {
           oninput: () => set(input.value)});
         controls.value = input;
         const names = {regex: "Pattern", semver: "Version", text: "Text"};
-        return el("span", {className: "field-wrap"}, labelled(names[kind] || "Value", input, label), caseBox(rule, label, controls));
+        // the engine's safety check answers through the row's errors; silence there is its yes
+        const verdict = kind === "regex" ? el("small", {className: "hint verdict", "aria-live": "polite"}) : null;
+        if (verdict) controls.verdict = verdict;
+        return el("span", {className: "field-wrap"}, labelled(names[kind] || "Value", input, label), caseBox(rule, label, controls), verdict);
       }
     }
   }
@@ -370,9 +373,13 @@ export function createRulesEditor(options, initialRules, onChange) {
     setRules(next) { rules = next; render(); },
     // {path: [messages]} from the validator, each shown at its row, the field marked invalid.
     showErrors(fields) {
-      for (const {errors, controls} of rows.values()) {
+      for (const [path, {errors, controls}] of rows) {
         errors.replaceChildren();
         for (const control of Object.values(controls)) control.removeAttribute("aria-invalid");
+        if (controls.verdict) {
+          const refused = Object.keys(fields || {}).some((p) => p === `${path}.value`);
+          controls.verdict.textContent = refused || !controls.value.value ? "" : "✓ the engine accepts this pattern (runs in linear time)";
+        }
       }
       for (const [path, messages] of Object.entries(fields || {})) {
         const owner = ownerOf(path, rows.keys()) || "rules";
