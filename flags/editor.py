@@ -4,7 +4,7 @@ page and the admin's rules widget (flags/static/flags/editor/):
 - POST /flags/<key>/check        {rules?, variants?} -> {fields, summary}: the engine's validator, as
                                  the editor types; writes nothing.
 - POST /flags/<key>/targeting    {environment, rules, version} -> the saved state (flag_update).
-- POST /flags/<key>/variants     {variants, stickiness?} -> the saved variants (flag_update).
+- POST /flags/<key>/variants     {variants, stickiness?, seen} -> the saved variants (flag_update).
 - POST /flags/<key>/evaluate-as  {userId, context} -> the explain API's answer, every environment.
 
 Same permissions as REST: changing targeting or checking it needs flags.change_flag, evaluating as a
@@ -13,6 +13,7 @@ and writes nothing; a stale version is a 409."""
 
 import json
 
+from django.db import transaction
 from django.http import JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -25,8 +26,8 @@ from audit.actor import Actor
 from flags import services
 from flags.apis import explain_answer
 from flags.errors import Conflict, NotFound, ValidationFailed
-from flags.pages import CHANGE_FLAGS, VIEW_FLAGS, _flag_or_404, staff_required
 from flags.models import Flag, FlagState
+from flags.pages import CHANGE_FLAGS, VIEW_FLAGS, _flag_or_404, staff_required
 from flags.rule_text import condition, describe
 from flags.serializers import ExplainInputSerializer
 from flagsite.api.exceptions import flatten
@@ -143,7 +144,8 @@ def check(request, flag):
 @json_view(CHANGE_FLAGS)
 def save_targeting(request, flag):
     body = body_of(request, ("environment", "rules", "version"))
-    missing = {name: ["This field is required."] for name in ("environment", "rules", "version") if name not in body}
+    missing = {name: ["This field is required."] for name in ("environment", "rules", "version")
+               if body.get(name) is None}
     if missing:
         raise ValidationFailed(missing)
     if not isinstance(body["environment"], str):
@@ -156,10 +158,19 @@ def save_targeting(request, flag):
 
 @json_view(CHANGE_FLAGS)
 def save_variants(request, flag):
-    body = body_of(request, ("variants", "stickiness"))
-    if "variants" not in body:
-        raise ValidationFailed({"variants": ["This field is required."]})
-    flag = services.flag_update(actor=Actor.from_request(request), flag=flag, environment=None, data=body)
+    """`seen`: the variants and stickiness the editor loaded; if they changed since, a 409 (the
+    optimistic lock of a flag-level change, as the state version is for targeting)."""
+    body = body_of(request, ("variants", "stickiness", "seen"))
+    missing = {name: ["This field is required."] for name in ("variants", "seen") if name not in body}
+    if missing:
+        raise ValidationFailed(missing)
+    with transaction.atomic():
+        locked = Flag.objects.select_for_update().get(pk=flag.pk)  # the services' lock order starts here
+        if body["seen"] != {"variants": locked.variants, "stickiness": locked.stickiness}:
+            raise Conflict(f"The variants of '{flag.key}' changed since you loaded the page: reload and redo your "
+                           "edit.", fields={"seen": ["Stale variants."]})
+        data = {k: body[k] for k in ("variants", "stickiness") if k in body}
+        flag = services.flag_update(actor=Actor.from_request(request), flag=locked, environment=None, data=data)
     return {"variants": flag.variants, "stickiness": flag.stickiness}
 
 

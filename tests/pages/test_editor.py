@@ -83,6 +83,7 @@ def test_save_targeting__invalid_rule__400_at_the_path__nothing_written(staff_cl
 @pytest.mark.parametrize("body, field", [
     ({"version": 1, "rules": []}, "environment"),
     ({"environment": "production", "rules": []}, "version"),
+    ({"environment": "production", "rules": [], "version": None}, "version"),
     ({"environment": "moon", "version": 1, "rules": []}, "environment"),
     ({"environment": "production", "version": 1, "rules": {}}, "rules"),
 ])
@@ -107,7 +108,9 @@ def test_save_variants__multivariate_flag__saved_with_audit(staff_client, page_f
     page_flag("button", kind="multivariate", variants=[{"key": "a", "weight": 100, "value": "x"}])
     variants = [{"key": "a", "weight": 50, "value": {"color": "blue"}}, {"key": "b", "weight": 25, "value": 1},
                 {"key": "c", "weight": 25, "value": None}]
-    response = post(staff_client, "/flags/button/variants", {"variants": variants, "stickiness": "accountId"})
+    response = post(staff_client, "/flags/button/variants", {
+        "variants": variants, "stickiness": "accountId",
+        "seen": {"variants": [{"key": "a", "weight": 100, "value": "x"}], "stickiness": ""}})
     assert response.status_code == 200, response.content
     flag = Flag.objects.get(key="button")
     assert flag.variants == variants and flag.stickiness == "accountId"
@@ -117,9 +120,21 @@ def test_save_variants__multivariate_flag__saved_with_audit(staff_client, page_f
 def test_save_variants__bad_weight__400_at_the_variant__nothing_written(staff_client, page_flag, world):
     page_flag("button", kind="multivariate", variants=[{"key": "a", "weight": 100}])
     before = world.snapshot()
-    response = post(staff_client, "/flags/button/variants", {"variants": [{"key": "a", "weight": "x"}]})
+    response = post(staff_client, "/flags/button/variants", {
+        "variants": [{"key": "a", "weight": "x"}], "seen": {"variants": [{"key": "a", "weight": 100}], "stickiness": ""}})
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == ["variants[0].weight"]
+    assert world.snapshot() == before and Flag.objects.get(key="button").variants == [{"key": "a", "weight": 100}]
+
+
+def test_save_variants__changed_since_loaded__409_nothing_written(staff_client, page_flag, world):
+    page_flag("button", kind="multivariate", variants=[{"key": "a", "weight": 100}])
+    before = world.snapshot()
+    response = post(staff_client, "/flags/button/variants", {
+        "variants": [{"key": "b", "weight": 100}], "seen": {"variants": [{"key": "old", "weight": 1}], "stickiness": ""}})
+    assert response.status_code == 409 and response.json()["error"]["fields"] == {"seen": ["Stale variants."]}
+    assert post(staff_client, "/flags/button/variants", {"variants": []}).json()["error"]["fields"] == {
+        "seen": ["This field is required."]}
     assert world.snapshot() == before and Flag.objects.get(key="button").variants == [{"key": "a", "weight": 100}]
 
 

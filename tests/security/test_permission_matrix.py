@@ -163,7 +163,8 @@ PAGES = [
     page_json("/flags/<str:key>/targeting", "/flags/m/targeting",
               {"environment": "production", "version": 1, "rules": [{"type": "user", "operator": "in",
                                                                       "value": ["u1"]}]}),
-    page_json("/flags/<str:key>/variants", "/flags/m/variants", {"variants": [], "stickiness": "accountId"}),
+    page_json("/flags/<str:key>/variants", "/flags/m/variants", {"variants": [], "stickiness": "accountId",
+                                                          "seen": {"variants": [], "stickiness": ""}}),
     page_json("/flags/<str:key>/evaluate-as", "/flags/m/evaluate-as", {"userId": "u", "context": {"plan": "x"}},
               perms=("flags.view_flag",), writes=False),
 ]

@@ -72,6 +72,7 @@ function targeting() {
 function variants() {
   const host = document.getElementById("variants-editor");
   if (!host || !data.variants) return;
+  let seen = {variants: structuredClone(data.variants), stickiness: data.stickiness};  // what the server had
   const status = el("p", {className: "save-status", role: "status"});
   const save = el("button", {type: "button", className: "primary", text: "Save variants", onclick: () => submit()});
   let editor = null;
@@ -86,8 +87,10 @@ function variants() {
     const problem = editor.problem();
     if (problem) { status.textContent = `Not saved: ${problem}`; return; }
     status.textContent = "Saving…";
-    const {status: code, body} = await postJSON(options.urls.variants, {variants: editor.variants, stickiness: editor.stickiness});
+    const {status: code, body} = await postJSON(options.urls.variants, {variants: editor.variants, stickiness: editor.stickiness, seen});
+    if (code === 200) seen = {variants: body.variants, stickiness: body.stickiness};
     status.textContent = code === 200 ? "Saved: every environment serves the new split."
+      : code === 409 ? "Not saved: someone changed the variants since you loaded the page. Reload to see their change, then redo yours."
       : code === 400 && body ? `Not saved: ${body.error.message}` : `Not saved (HTTP ${code}).`;
   }
   host.replaceChildren(editor.element, el("div", {className: "save-bar"}, save, status));
