@@ -195,3 +195,20 @@ def test_flag_page__editor_only_for_those_who_may_change(client, page_flag):
     body = client.get("/flags/checkout").content.decode()
     assert 'id="evaluate-as-form"' in body and 'id="targeting-editor"' not in body
     assert '"check"' not in body  # no editor options: the check endpoint would refuse them
+
+
+def test_editor_options__the_engines_tables_segments_in_words_and_used_attributes_first(page_flag):
+    from flags.editor import editor_options
+    from segments.services import segment_create
+    from tests.pages.conftest import SYSTEM
+
+    segment_create(actor=SYSTEM, key="beta", name="Beta", conditions={"plan": "premium"})
+    page_flag("other", rules=[{"type": "custom", "field": "tier", "operator": "exists"}])
+    options = editor_options(page_flag("checkout"))
+
+    assert options["operators"]["geo"] == ["in", "not_in"] and "semver_gt" in options["operators"]["custom"]
+    assert "exists" in options["valueless"] and "equals" not in options["valueless"]
+    assert options["segments"] == {"beta": "plan is premium"}
+    assert options["flags"] == ["other"]  # not itself: a flag cannot be its own prerequisite
+    assert options["attributes"][:2] == ["tier", "plan"] and "country" in options["attributes"]
+    assert options["urls"]["check"] == "/flags/checkout/check"

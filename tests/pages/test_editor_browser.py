@@ -272,3 +272,23 @@ def test_keyboard_only__add_fill_and_remove_a_rule(editor_page, page_flag):
     page.keyboard.press("Enter")
     expect(prod.get_by_role("button", name="Add rule", exact=True)).to_be_focused()
     expect(prod.locator(".rule-summary")).to_have_text("On for everyone.")
+
+
+def test_reorder_regroup_and_retype__entered_values_kept(editor_page, page_flag):
+    page = editor_page
+    page_flag("checkout", rules=[{"type": "user", "operator": "in", "value": ["u1", "u2"]},
+                                 {"type": "all", "rules": [{"type": "custom", "field": "plan", "operator": "in",
+                                                            "value": ["pro", "team"], "caseInsensitive": True}],
+                                  "description": "paying"}])
+    open_flag(page, "checkout")
+    prod = panel(page)
+    prod.get_by_role("button", name="Move rule 2 up").click()
+    expect(prod.get_by_role("button", name="Move rule 2 up")).to_be_focused()  # focus follows the button's place
+    label(page, "Rule 1 Type").select_option("any")  # all -> any keeps the children and the description
+    label(page, "Rule 1 Type").select_option("not")  # a group -> not keeps its first child
+    label(page, "Rule 1 Type").select_option("all")  # and back
+    prod.get_by_role("button", name="Raw JSON for Production").click()
+    assert json.loads(prod.get_by_label("Rules JSON for Production").input_value()) == [
+        {"type": "all", "description": "paying", "rules": [
+            {"type": "custom", "field": "plan", "operator": "in", "value": ["pro", "team"], "caseInsensitive": True}]},
+        {"type": "user", "operator": "in", "value": ["u1", "u2"]}]
