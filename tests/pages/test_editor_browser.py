@@ -173,6 +173,7 @@ def test_evaluate_as__every_environment_side_by_side_with_the_deciding_rule(edit
     expect(table.locator('td[data-env="staging"]').nth(4)).to_have_text("rules[0]")
     expect(table).to_contain_text("looked at plan, saw free")
     expect(panel(page).locator('[data-path="rules[0]"]')).to_have_class("rule decided")
+    expect(panel(page).locator('[data-path="rules[0]"]')).to_have_attribute("data-matched", "false")
     shot(page, "evaluate-as")
 
     page.get_by_label("Context (JSON)").fill('{"plan": ')

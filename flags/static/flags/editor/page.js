@@ -125,7 +125,7 @@ function evaluateAs() {
     }
     result.replaceChildren(explanationTable(body));
     for (const [env, answer] of Object.entries(body.environments)) {
-      if (panels[env]) panels[env].editor.highlight(answer.decidingRule);
+      if (panels[env]) panels[env].editor.highlight(answer.decidingRule, answer.rules);
     }
   });
 }

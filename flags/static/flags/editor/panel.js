@@ -19,6 +19,7 @@ export function createTargetingPanel({options, textarea, label, onChange = () =>
   if (!Array.isArray(rules)) { raw = true; rules = []; }
 
   const editor = createRulesEditor(options, rules, (next) => {
+    editor.highlight(null);  // an explanation of the saved rules says nothing of the edited ones
     textarea.value = pretty(next);
     check();
     onChange();

@@ -392,9 +392,17 @@ export function createRulesEditor(options, initialRules, onChange) {
         }
       }
     },
-    // Marks the rule an explanation says decided (null clears).
-    highlight(path) {
-      for (const [rowPath, {element}] of rows) element.classList.toggle("decided", rowPath === path && path !== "rules");
+    // Marks the rule an explanation says decided (null clears), and each rule it tried as matched
+    // or not (`tried`: the explanation's rules, nested).
+    highlight(path, tried = []) {
+      const verdicts = new Map();
+      const walk = (list) => { for (const rule of list || []) { verdicts.set(rule.path, rule.matched); walk(rule.rules); } };
+      walk(tried);
+      for (const [rowPath, {element}] of rows) {
+        element.classList.toggle("decided", rowPath === path && path !== "rules");
+        if (verdicts.has(rowPath)) element.dataset.matched = String(verdicts.get(rowPath));
+        else delete element.dataset.matched;
+      }
     },
   };
 }
