@@ -107,7 +107,6 @@ def shoot(url, admin_flag_id):
         page.goto(f"{url}/flags/dark-mode")  # the targeting editor and "evaluate as" on nested rules
         targeting = page.locator("section.editor-section").filter(has=page.get_by_role("heading", name="Targeting"))
         expect(targeting.locator(".env-targeting:visible .rule-summary")).not_to_be_empty()
-        save(targeting, "targeting-editor")
         page.get_by_label("User id").fill("user-42")
         page.get_by_label("Context (JSON)").fill('{"appVersion": "2.4.1", "signupDate": "2024-03-01", '
                                                   '"locale": "en-GB", "age": 17, "plan": "pro"}')
@@ -115,6 +114,7 @@ def shoot(url, admin_flag_id):
         evaluate = page.locator("section.editor-section").filter(has=page.get_by_role("heading", name="Evaluate as"))
         expect(evaluate.locator("table")).to_be_visible()
         save(evaluate, "evaluate-as")
+        save(targeting, "targeting-editor")  # with the rules that user matched (green) and missed (red)
         page.goto(f"{url}/audit/")
         save(page, "audit-log")
         page.goto(f"{url}/admin/flags/flag/{admin_flag_id}/change/")
