@@ -13,7 +13,6 @@ from playwright.sync_api import expect
 from audit.models import AuditEntry
 from flags.management.commands.load_demo_data import FLAGS as DEMO_FLAGS
 from flags.models import Flag, FlagState
-from flags.snapshot import get_snapshot, reset
 from segments.services import segment_create
 from tests.api.conftest import make_key
 from tests.pages.conftest import SYSTEM
@@ -81,6 +80,8 @@ def test_build_rules_from_nothing_with_the_controls__saved_as_the_engines_json(e
         "When ((country is US or CA and plan is premium) or user is in segment beta), then 30% of users.")
     expect(prod.locator(".json-diff .add").first).to_be_visible()
     shot(page, "editor")
+    sdk_key = make_key("sdk", environment="production")
+    before = rest_evaluate(page.site, sdk_key, "checkout", "probe")["version"]
     prod.get_by_role("button", name="Save targeting in Production").click()
     expect(prod.locator(".save-status")).to_have_text("Saved: Production is now at version 2.")
 
@@ -93,12 +94,13 @@ def test_build_rules_from_nothing_with_the_controls__saved_as_the_engines_json(e
     assert FlagState.objects.get(flag__key="checkout", environment__key="production").rules == expected
     assert FlagState.objects.get(flag__key="checkout", environment__key="staging").rules == []
     assert AuditEntry.objects.filter(action="flag.updated", target_key="checkout", environment="production").count() == 1
-    reset()
-    production = get_snapshot("production")
-    assert production.evaluate("checkout", "u1", {"country": "DE", "plan": "premium"}).reason == "RULE_MISMATCH"
-    in_bucket = [f"user-{n}" for n in range(200)
-                 if production.evaluate("checkout", f"user-{n}", {"beta": True}).enabled]
-    assert 40 <= len(in_bucket) <= 80  # about 30% of 200
+    # REST, as an SDK sees it: outside the targeting off; inside it, about 30% of users on
+    wait_for_version(page.site, sdk_key, "checkout", before)
+    assert rest_evaluate(page.site, sdk_key, "checkout", "u1", {"country": "DE", "plan": "premium"})["reason"] == \
+        "RULE_MISMATCH"
+    for context in ({"country": "CA", "plan": "premium"}, {"beta": True}):
+        on = sum(rest_evaluate(page.site, sdk_key, "checkout", f"user-{n}", context)["enabled"] for n in range(200))
+        assert 40 <= on <= 80, (context, on)  # about 30% of 200
     expect(prod.locator(".json-diff")).to_have_count(0)  # nothing pending after the save
 
 
@@ -216,6 +218,14 @@ def rest_evaluate(site, key, flag, user_id, context=None):
         return json.loads(response.read())
 
 
+def wait_for_version(site, key, flag, before):
+    """Until the server answers from a version after `before` (it picks a change up within its
+    staleness bound)."""
+    deadline = time.monotonic() + 5
+    while rest_evaluate(site, key, flag, "probe")["version"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_variants__a_50_25_25_split_built_with_rows__saved_and_served_over_rest(editor_page, page_flag):
     page = editor_page
     page_flag("pricing", kind="multivariate", variants=[{"key": "control", "weight": 100, "value": "blue"}])
@@ -238,13 +248,11 @@ def test_variants__a_50_25_25_split_built_with_rows__saved_and_served_over_rest(
     before = rest_evaluate(page.site, sdk_key, "pricing", "probe")["version"]
     section.get_by_role("button", name="Save variants").click()
     expect(section.locator(".save-status")).to_have_text("Saved: every environment serves the new split.")
+    wait_for_version(page.site, sdk_key, "pricing", before)
 
     assert Flag.objects.get(key="pricing").variants == [
         {"key": "control", "weight": 50, "value": "blue"}, {"key": "green", "weight": 25, "value": {"color": "green"}},
         {"key": "red", "weight": 25, "value": "red"}]
-    deadline = time.monotonic() + 5  # the server picks the change up within its staleness bound
-    while rest_evaluate(page.site, sdk_key, "pricing", "probe")["version"] == before and time.monotonic() < deadline:
-        time.sleep(0.05)
     served = {}
     for n in range(200):
         answer = rest_evaluate(page.site, sdk_key, "pricing", f"user-{n}")
