@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.actor import Actor
 from flags import services
+from flags.editor import editor_options
 from flags.errors import Conflict, ServiceError
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.pages import restore_reason, set_enabled
@@ -123,12 +124,30 @@ class FlagForm(forms.ModelForm):
         return data
 
 
+class RulesEditorWidget(JSONTextarea):
+    """The rules textarea with the targeting editor over it (flags/static/flags/editor/admin.js). The
+    textarea stays the form's field: the editor writes the JSON into it, and its raw-JSON toggle shows
+    it, so the form posts the same JSON as without JavaScript."""
+
+    class Media:
+        css = {"all": ["flags/editor/editor.css"]}
+        js = [forms.Script("flags/editor/admin.js", type="module")]
+
+
 class FlagStateForm(forms.ModelForm):
-    rules = IndentedJSONField(required=False)
+    rules = IndentedJSONField(required=False, widget=RulesEditorWidget)
 
     class Meta:
         model = FlagState
         fields = ["enabled", "rules"]
+
+    def __init__(self, *args, editor_options=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and editor_options is not None:
+            self.fields["rules"].widget.attrs.update({
+                "data-rules-editor": json.dumps(editor_options),
+                "aria-label": f"Rules JSON for {self.instance.environment.name}",
+            })
 
     def clean_rules(self):
         rules = self.cleaned_data.get("rules")
@@ -234,7 +253,13 @@ class FlagAdmin(admin.ModelAdmin):
     list_display = ["key", "name", "kind", "tag_list", "archived", "updated_at"]  # + statuses: get_list_display
     list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
     search_fields = ["key", "name", "description"]
-    readonly_fields = ["created_at", "updated_at", "audit_history"]
+    readonly_fields = ["created_at", "updated_at", "evaluate_as", "audit_history"]
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, FlagStateInline) and obj.pk and request.user.has_perm("flags.change_flag"):
+            kwargs["form_kwargs"] = {"editor_options": editor_options(obj)}  # once per page, not per state
+        return kwargs
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # states are created with the flag
@@ -244,7 +269,8 @@ class FlagAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["key", "name", "description", "tags", "kind", "variants", "salt", "stickiness"]
-        return fields + (["seen_versions", "created_at", "updated_at", "audit_history"] if obj is not None else [])
+        return fields + (["seen_versions", "created_at", "updated_at", "evaluate_as", "audit_history"]
+                         if obj is not None else [])
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("states__environment")
@@ -259,6 +285,12 @@ class FlagAdmin(admin.ModelAdmin):
         env = request.GET.get("environment")
         columns = [status_column(e) for e in Environment.objects.all() if not env or e.key == env]
         return ["key", "name", "kind", "tag_list", *columns, "archived", "updated_at"]
+
+    @admin.display(description="evaluate as")
+    def evaluate_as(self, obj):
+        """The flag page answers for one user in every environment, and why (explain)."""
+        return format_html('<a href="{}#evaluate-title">Evaluate as a user on the flag\'s page</a> (every '
+                           'environment side by side, with the rule that decided)', reverse("page-flag", args=[obj.key]))
 
     @admin.display(description="audit history")
     def audit_history(self, obj):

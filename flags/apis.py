@@ -215,16 +215,21 @@ class FlagExplainApi(APIView):
     @extend_schema(request=ExplainInputSerializer, responses=ExplainOutputSerializer)
     def post(self, request, key):
         data = validate(ExplainInputSerializer, request.data)
-        flag = selectors.flag_get(key)
-        explanations = selectors.flag_explain(flag=flag, user_id=data["userId"], context=data["context"],
-                                              environments=data.get("environments"))
-        return Response({
-            "flagId": flag.key,
-            "userId": data["userId"],
-            "archived": flag.archived,
-            "environments": {environment: _json_safe(explanation.as_dict())
-                             for environment, explanation in explanations.items()},
-        })
+        return Response(explain_answer(selectors.flag_get(key), data))
+
+
+def explain_answer(flag, data):
+    """The explain answer for validated ExplainInputSerializer data (REST and the flag page's
+    "evaluate as" panel)."""
+    explanations = selectors.flag_explain(flag=flag, user_id=data["userId"], context=data["context"],
+                                          environments=data.get("environments"))
+    return {
+        "flagId": flag.key,
+        "userId": data["userId"],
+        "archived": flag.archived,
+        "environments": {environment: _json_safe(explanation.as_dict())
+                         for environment, explanation in explanations.items()},
+    }
 
 
 def _json_safe(data):

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from analytics import pages as analytics_pages
-from flags import pages
+from flags import editor, pages
 
 urlpatterns = [
     path("", pages.overview, name="page-overview"),
@@ -11,6 +11,10 @@ urlpatterns = [
     path("flags/<str:key>/toggle", pages.flag_toggle, name="page-flag-toggle"),
     path("flags/<str:key>/kill", pages.flag_kill, name="page-flag-kill"),
     path("flags/<str:key>/restore", pages.flag_restore, name="page-flag-restore"),
+    path("flags/<str:key>/check", editor.check, name="page-flag-check"),
+    path("flags/<str:key>/targeting", editor.save_targeting, name="page-flag-targeting"),
+    path("flags/<str:key>/variants", editor.save_variants, name="page-flag-variants"),
+    path("flags/<str:key>/evaluate-as", editor.evaluate_as, name="page-flag-evaluate-as"),
     path("audit/", pages.audit_log, name="page-audit"),
     path("analytics/", analytics_pages.overview, name="page-analytics"),
 ]

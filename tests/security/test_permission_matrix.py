@@ -14,6 +14,7 @@ a production SDK key; the management token of the user without the permission. E
 savepoint rolled back afterwards, so the rows of one table are independent.
 """
 
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -73,6 +74,7 @@ class Row:
     context: tuple = ()  # also given to staff_with (e.g. view_flag to reach a changelist)
     writes: bool = True  # an allowed call must change something (False: evaluations, read-only forms)
     note: str = ""
+    json: bool = False  # the body is posted as JSON (the editor's endpoints), not as a form
 
     @property
     def id(self):
@@ -85,6 +87,12 @@ def rest(template, method, path, body, expect, perms, writes=True, note=""):
 
 def page(template, path, data):
     return Row(("page", template), lambda o: ("POST", path, data), PAGE, ("flags.change_flag",))
+
+
+def page_json(template, path, body, perms=("flags.change_flag",), writes=True):
+    """The targeting editor's JSON endpoints (flags/editor.py): 200 with JSON to staff with the permission."""
+    return Row(("page", template), lambda o: ("POST", path, body), {**PAGE, "staff_with": 200}, tuple(perms), (),
+               writes, json=True)
 
 
 def admin_view(model, op, url, data, expect=ADMIN_FORM, perms=(), context=(), writes=True, note=""):
@@ -150,6 +158,15 @@ PAGES = [
                                                          "version": "1"}),
     page("/flags/<str:key>/kill", "/flags/m/kill", {"environment": "production", "reason": "r"}),
     page("/flags/<str:key>/restore", "/flags/m/restore", {"environment": "staging", "reason": "r"}),
+    page_json("/flags/<str:key>/check", "/flags/m/check", {"rules": [{"type": "geo", "operator": "in",
+                                                                       "value": ["US"]}]}, writes=False),
+    page_json("/flags/<str:key>/targeting", "/flags/m/targeting",
+              {"environment": "production", "version": 1, "rules": [{"type": "user", "operator": "in",
+                                                                      "value": ["u1"]}]}),
+    page_json("/flags/<str:key>/variants", "/flags/m/variants", {"variants": [], "stickiness": "accountId",
+                                                          "seen": {"variants": [], "stickiness": ""}}),
+    page_json("/flags/<str:key>/evaluate-as", "/flags/m/evaluate-as", {"userId": "u", "context": {"plan": "x"}},
+              perms=("flags.view_flag",), writes=False),
 ]
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
@@ -340,6 +357,8 @@ def send(row, client, objects):
     if row.key[0] == "rest":
         sep = "&" if "?" in path else "?"
         return getattr(client, method.lower())(f"{path}{sep}environment=production", data)
+    if row.json:
+        return client.post(path, json.dumps(data), content_type="application/json")
     return client.post(path, data)
 
 

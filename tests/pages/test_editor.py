@@ -1,0 +1,214 @@
+"""The targeting editor's endpoints (flags/editor.py) through Django's test client: check, save
+targeting and variants, evaluate as a user. Permissions for every caller are in
+tests/security/test_permission_matrix.py; here the contracts."""
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from audit.models import AuditEntry
+from flags.models import Flag, FlagState
+from flags.snapshot import get_snapshot
+
+pytestmark = pytest.mark.django_db
+
+RULES = [{"type": "all", "rules": [{"type": "geo", "operator": "in", "value": ["US", "CA"]},
+                                   {"type": "custom", "field": "plan", "operator": "equals", "value": "premium"}]},
+         {"type": "percentage", "operator": "less_than", "value": 30}]
+
+
+def post(client, path, body):
+    return client.post(path, json.dumps(body), content_type="application/json")
+
+
+def state(key="checkout", env="production"):
+    return FlagState.objects.get(flag__key=key, environment__key=env)
+
+
+def test_check__valid_rules__no_fields_and_the_plain_words_summary(staff_client, page_flag):
+    page_flag("checkout")
+    response = post(staff_client, "/flags/checkout/check", {"rules": RULES})
+    assert response.status_code == 200
+    assert response.json() == {"fields": {}, "summary": "When (country is US or CA and plan is premium), "
+                                                        "then 30% of users."}
+
+
+def test_check__errors_at_their_rule_paths__nothing_written(staff_client, page_flag, world):
+    page_flag("checkout")
+    before = world.snapshot()
+    rules = [{"type": "geo", "operator": "in", "value": ["USA"]},
+             {"type": "custom", "field": "plan", "operator": "equalz", "value": "x"}]
+    response = post(staff_client, "/flags/checkout/check", {"rules": rules,
+                                                            "variants": [{"key": "a", "weight": -1}]})
+    fields = response.json()["fields"]
+    assert response.status_code == 200
+    assert set(fields) == {"rules[0].value[0]", "rules[1].operator", "variants"}  # boolean flag: no variants
+    assert "not a two-letter ISO country code" in fields["rules[0].value[0]"][0]
+    assert world.snapshot() == before
+
+
+def test_check__not_json__400_with_field_message(staff_client, page_flag):
+    page_flag("checkout")
+    response = staff_client.post("/flags/checkout/check", "{nope", content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
+    assert post(staff_client, "/flags/checkout/check", {"rulez": []}).json()["error"]["fields"] == {
+        "rulez": ["Unknown field."]}
+
+
+def test_save_targeting__through_the_service__audit_row_and_new_snapshot(staff_client, page_flag):
+    page_flag("checkout")
+    response = post(staff_client, "/flags/checkout/targeting", {"environment": "production", "version": 1,
+                                                                "rules": RULES})
+    assert response.status_code == 200
+    assert response.json()["version"] == 2 and response.json()["rules"] == RULES
+    assert state().rules == RULES and state("checkout", "staging").rules == []
+    entry = AuditEntry.objects.get(action="flag.updated")
+    assert entry.actor == "ops" and entry.environment == "production" and entry.after["rules"] == RULES
+    assert get_snapshot("production").evaluate("checkout", "u1", {"country": "DE"}).reason == "RULE_MISMATCH"
+
+
+def test_save_targeting__invalid_rule__400_at_the_path__nothing_written(staff_client, page_flag, world):
+    page_flag("checkout")
+    before = world.snapshot()
+    response = post(staff_client, "/flags/checkout/targeting", {
+        "environment": "production", "version": 1,
+        "rules": [{"type": "custom", "field": "age", "operator": "gt", "value": "old"}]})
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["rules[0].value"]
+    assert world.snapshot() == before
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"version": 1, "rules": []}, "environment"),
+    ({"environment": "production", "rules": []}, "version"),
+    ({"environment": "production", "rules": [], "version": None}, "version"),
+    ({"environment": "moon", "version": 1, "rules": []}, "environment"),
+    ({"environment": "production", "version": 1, "rules": {}}, "rules"),
+])
+def test_save_targeting__bad_request__400_field_level(staff_client, page_flag, world, body, field):
+    page_flag("checkout")
+    before = world.snapshot()
+    response = post(staff_client, "/flags/checkout/targeting", body)
+    assert response.status_code == 400 and field in response.json()["error"]["fields"]
+    assert world.snapshot() == before
+
+
+def test_save_targeting__stale_version__409_nothing_written(staff_client, page_flag, world):
+    page_flag("checkout")
+    before = world.snapshot()
+    response = post(staff_client, "/flags/checkout/targeting", {"environment": "production", "version": 7,
+                                                                "rules": RULES})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "conflict"
+    assert world.snapshot() == before
+
+
+def test_save_variants__multivariate_flag__saved_with_audit(staff_client, page_flag):
+    page_flag("button", kind="multivariate", variants=[{"key": "a", "weight": 100, "value": "x"}])
+    variants = [{"key": "a", "weight": 50, "value": {"color": "blue"}}, {"key": "b", "weight": 25, "value": 1},
+                {"key": "c", "weight": 25, "value": None}]
+    response = post(staff_client, "/flags/button/variants", {
+        "variants": variants, "stickiness": "accountId",
+        "seen": {"variants": [{"key": "a", "weight": 100, "value": "x"}], "stickiness": ""}})
+    assert response.status_code == 200, response.content
+    flag = Flag.objects.get(key="button")
+    assert flag.variants == variants and flag.stickiness == "accountId"
+    assert AuditEntry.objects.filter(action="flag.updated", target_key="button").count() == 1
+
+
+def test_save_variants__bad_weight__400_at_the_variant__nothing_written(staff_client, page_flag, world):
+    page_flag("button", kind="multivariate", variants=[{"key": "a", "weight": 100}])
+    before = world.snapshot()
+    response = post(staff_client, "/flags/button/variants", {
+        "variants": [{"key": "a", "weight": "x"}], "seen": {"variants": [{"key": "a", "weight": 100}], "stickiness": ""}})
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["variants[0].weight"]
+    assert world.snapshot() == before and Flag.objects.get(key="button").variants == [{"key": "a", "weight": 100}]
+
+
+def test_save_variants__changed_since_loaded__409_nothing_written(staff_client, page_flag, world):
+    page_flag("button", kind="multivariate", variants=[{"key": "a", "weight": 100}])
+    before = world.snapshot()
+    response = post(staff_client, "/flags/button/variants", {
+        "variants": [{"key": "b", "weight": 100}], "seen": {"variants": [{"key": "old", "weight": 1}], "stickiness": ""}})
+    assert response.status_code == 409 and response.json()["error"]["fields"] == {"seen": ["Stale variants."]}
+    assert post(staff_client, "/flags/button/variants", {"variants": []}).json()["error"]["fields"] == {
+        "seen": ["This field is required."]}
+    assert world.snapshot() == before and Flag.objects.get(key="button").variants == [{"key": "a", "weight": 100}]
+
+
+def test_evaluate_as__the_explain_answer_for_every_environment(staff_client, page_flag):
+    page_flag("checkout", rules=[{"type": "custom", "field": "plan", "operator": "equals", "value": "premium"}])
+    response = post(staff_client, "/flags/checkout/evaluate-as", {"userId": "u1", "context": {"plan": "free"}})
+    body = response.json()
+    assert response.status_code == 200 and set(body["environments"]) == {"development", "staging", "production"}
+    production = body["environments"]["production"]
+    assert production["enabled"] is False and production["reason"] == "RULE_MISMATCH"
+    assert production["decidingRule"] == "rules[0]"
+    assert staff_client.post("/api/flags/checkout/explain", {"userId": "u1", "context": {"plan": "free"}},
+                             content_type="application/json").json()["environments"] == body["environments"]
+
+
+def test_evaluate_as__context_not_an_object__400(staff_client, page_flag):
+    page_flag("checkout")
+    response = post(staff_client, "/flags/checkout/evaluate-as", {"userId": "u1", "context": [1]})
+    assert response.status_code == 400 and "context" in response.json()["error"]["fields"]
+
+
+def test_view_only_staff__may_evaluate_as_but_not_check_or_save(client, page_flag, world):
+    page_flag("checkout")
+    viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set([Permission.objects.get(codename="view_flag")])
+    client.force_login(viewer)
+    before = world.snapshot()
+    assert post(client, "/flags/checkout/evaluate-as", {"userId": "u1"}).status_code == 200
+    assert post(client, "/flags/checkout/check", {"rules": []}).status_code == 403
+    assert post(client, "/flags/checkout/targeting", {"environment": "production", "version": 1,
+                                                      "rules": RULES}).status_code == 403
+    assert world.snapshot() == before
+
+
+def test_unknown_flag__404(staff_client):
+    assert post(staff_client, "/flags/nope/check", {"rules": []}).status_code == 404
+
+
+def test_get__405(staff_client, page_flag):
+    page_flag("checkout")
+    assert staff_client.get("/flags/checkout/check").status_code == 405
+
+
+def test_admin_change_page__rules_fields_carry_the_editor_and_link_to_evaluate_as(admin_client, page_flag):
+    flag = page_flag("checkout")
+    body = admin_client.get(f"/admin/flags/flag/{flag.pk}/change/").content.decode()
+    assert body.count("data-rules-editor=") == 3  # one per environment
+    assert '<script src="/static/flags/editor/admin.js" type="module">' in body
+    assert 'aria-label="Rules JSON for Production"' in body
+    assert '/flags/checkout#evaluate-title' in body
+
+
+def test_flag_page__editor_only_for_those_who_may_change(client, page_flag):
+    page_flag("checkout")
+    viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set([Permission.objects.get(codename="view_flag")])
+    client.force_login(viewer)
+    body = client.get("/flags/checkout").content.decode()
+    assert 'id="evaluate-as-form"' in body and 'id="targeting-editor"' not in body
+    assert '"check"' not in body  # no editor options: the check endpoint would refuse them
+
+
+def test_editor_options__the_engines_tables_segments_in_words_and_used_attributes_first(page_flag):
+    from flags.editor import editor_options
+    from segments.services import segment_create
+    from tests.pages.conftest import SYSTEM
+
+    segment_create(actor=SYSTEM, key="beta", name="Beta", conditions={"plan": "premium"})
+    page_flag("other", rules=[{"type": "custom", "field": "tier", "operator": "exists"}])
+    options = editor_options(page_flag("checkout"))
+
+    assert options["operators"]["geo"] == ["in", "not_in"] and "semver_gt" in options["operators"]["custom"]
+    assert "exists" in options["valueless"] and "equals" not in options["valueless"]
+    assert options["segments"] == {"beta": "plan is premium"}
+    assert options["flags"] == ["other"]  # not itself: a flag cannot be its own prerequisite
+    assert options["attributes"][:2] == ["tier", "plan"] and "country" in options["attributes"]
+    assert options["urls"]["check"] == "/flags/checkout/check"
