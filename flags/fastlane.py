@@ -50,6 +50,7 @@ from flagsite.api import authentication, parsers, throttling
 from flagsite.api.throttling import bulk_weight
 from flagsite.api.permissions import environment_of
 from flagsite.ops import metrics
+from flagsite.ops.middleware import SyncAndAsyncMiddleware
 from flagsite.ops.requestid import request_id_from, request_id_var
 
 logger = logging.getLogger(__name__)
@@ -438,20 +439,9 @@ async def _read_body(meta, receive):
     return (body if not pending else None), replay
 
 
-class FastLaneMiddleware:
+class FastLaneMiddleware(SyncAndAsyncMiddleware):
     """The lane inside Django, first in MIDDLEWARE: WSGI servers and the test client. Under ASGI
     the lane already ran ahead of Django (flagsite/asgi.py), so this passes straight through."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request):
         if self.is_async or not handles(request.method, request.path):

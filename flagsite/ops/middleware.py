@@ -9,7 +9,9 @@ from flagsite.ops import metrics
 from flagsite.ops.requestid import request_id_from, request_id_var
 
 
-class RequestIdMiddleware:
+class SyncAndAsyncMiddleware:
+    """A middleware that runs in whichever mode the stack below it has (no thread hop either way)."""
+
     sync_capable = True
     async_capable = True
 
@@ -18,6 +20,9 @@ class RequestIdMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+
+class RequestIdMiddleware(SyncAndAsyncMiddleware):
 
     def __call__(self, request):
         if self.is_async:

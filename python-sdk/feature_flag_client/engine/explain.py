@@ -38,6 +38,17 @@ from .model import DISABLED, FLAG_NOT_FOUND, KILLED, RULE_MISMATCH, SPLIT, STATI
 MAX_SHOWN = 10  # list values quoted in messages
 
 
+
+def _recorded(pred, node):
+    """``pred``, noting on ``node`` that it ran and what it answered."""
+    def recorded(u, c):
+        verdict = pred(u, c)
+        node.tried = True
+        node.verdict = verdict
+        return verdict
+
+    return recorded
+
 class Explanation:
     """An evaluation plus why: the deciding rule's path and a trace of every rule tried."""
 
@@ -150,14 +161,7 @@ class _RecordingCompiler(_FlagCompiler):
             pred, carries = super().rule(rule, allow_plans)
         finally:
             self._stack.pop()
-
-        def recorded(u, c):
-            verdict = pred(u, c)
-            node.tried = True
-            node.verdict = verdict
-            return verdict
-
-        return recorded, carries
+        return _recorded(pred, node), carries
 
     def plan(self, variants, salt, stickiness):
         plan = super().plan(variants, salt, stickiness)
@@ -176,14 +180,7 @@ class _RecordingCompiler(_FlagCompiler):
             pred, _ = _FlagCompiler.rule(self, {"type": "all", "rules": segment_rules(rules)}, False)
         finally:
             self._stack.pop()
-
-        def recorded(u, c):
-            verdict = pred(u, c)
-            node.tried = True
-            node.verdict = verdict
-            return verdict
-
-        return recorded
+        return _recorded(pred, node)
 
     # ---- the explanation --------------------------------------------------------------------
 
