@@ -327,7 +327,6 @@ class _RecordingCompiler(_FlagCompiler):
                 return f"in segment {keys[0]!r}" if len(keys) == 1 else f"in every segment of {_show(keys)}"
             if kind in ("all", "any"):
                 tried = [child for child in node.children if child.tried]
-                hits = sum(1 for child in tried if child.verdict)
                 total = len(node.children)
                 if kind == "all":
                     if matched:
