@@ -9,6 +9,7 @@ protoc writes `from flags.v1 import flags_pb2`, which would resolve to the Djang
 the import is rewritten to a relative one so the stubs import as a package.
 """
 
+import re
 import sys
 import tempfile
 from importlib import resources
@@ -19,6 +20,9 @@ PROTO = "flags/v1/flags.proto"
 REPO = Path(__file__).resolve().parent.parent
 SDK_PROTO_DIR = REPO / "python-sdk" / "feature_flag_client" / "_proto"
 GENERATED = ("flags_pb2.py", "flags_pb2.pyi", "flags_pb2_grpc.py")
+# The stubs refuse to import on a grpcio older than the grpcio-tools that wrote them; stamp the
+# floor pyproject.toml declares instead, so a newer grpcio-tools release writes the same file.
+GRPCIO_FLOOR = "1.85.1"
 HEADER = "# Generated from grpc_api/protos/flags/v1/flags.proto by `python -m grpc_api.codegen`. Do not edit.\n"
 
 
@@ -39,6 +43,8 @@ def generate(out_dir):
         for name in GENERATED:
             text = (Path(tmp) / "flags" / "v1" / name).read_text()
             text = text.replace("from flags.v1 import flags_pb2", "from . import flags_pb2")
+            text = re.sub(r"^GRPC_GENERATED_VERSION = '[^']*'$",
+                          f"GRPC_GENERATED_VERSION = '{GRPCIO_FLOOR}'", text, flags=re.M)
             produced[name] = HEADER + text
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in produced.items():

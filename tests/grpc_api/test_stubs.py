@@ -19,3 +19,13 @@ def test_server_uses_the_sdk_stubs_and_they_import_as_a_package():
     assert service.full_name == "flags.v1.FlagService"
     assert [m.name for m in service.methods] == ["Evaluate", "EvaluateBulk", "WatchFlags"]
     assert service.methods_by_name["WatchFlags"].server_streaming
+
+
+def test_stubs_demand_only_the_grpcio_floor_pyproject_declares():
+    import tomllib
+
+    from feature_flag_client._proto import flags_pb2_grpc
+
+    dependencies = tomllib.loads((codegen.REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"grpcio>={codegen.GRPCIO_FLOOR},<2" in dependencies
+    assert flags_pb2_grpc.GRPC_GENERATED_VERSION == codegen.GRPCIO_FLOOR
