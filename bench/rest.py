@@ -6,17 +6,21 @@ all in the same run:
 
 - before: granian WSGI workers with FLAGS_FAST_LANE=off, every request through Django and DRF:
   the production figure issue 15 measured against Unleash (1.3x Unleash's /api/frontend at c=50,
-  0.9x at c=1), the yardstick for the goals; Unleash itself cannot run here (no Docker, no network).
+  0.9x at c=1).
 - asgi: the web server of README command 1 and production (bench/_common.granian_command: granian
   ASGI, the fast lane, flags/fastlane.py), with the stores this bench runs with.
 - embedded: the same command on command 1's stores (SQLite, in-memory cache and channels), shown
   when this bench runs with DATABASE_URL + REDIS_URL (then `asgi` is the production layout).
+- unleash: Unleash 7.5.1 OSS (npm `unleash-server`, pinned in bench/unleash/) on PostgreSQL with the
+  same 20 flags as constraints, its `/api/frontend` (every enabled flag for one context, its
+  answer to a bulk evaluation) for the same user: the yardstick of issue 15's goals. Needs Node 20+,
+  npm (`npm ci` runs on first use) and PostgreSQL (the one in DATABASE_URL, else 127.0.0.1:5432).
 - wsgi (on request): granian WSGI with the lane as a middleware. daphne (on request): the old command 1.
 
 Rate limits stay on at the production default (FLAGS_RATE_LIMIT_EVALUATE 10000/s per key): each wrk
 thread uses its own SDK key, so the load is up to four clients, none over its limit.
 
-    .venv/bin/python bench/rest.py [--duration 5] [--rounds 3] [--workers 2] [--servers before,asgi,embedded]
+    .venv/bin/python bench/rest.py [--duration 5] [--rounds 3] [--workers 2] [--servers before,asgi,embedded,unleash]
 
 Uses its own SQLite database under artifacts/ unless DATABASE_URL is set.
 """
@@ -102,11 +106,11 @@ def in_process(key, targets, rounds=15, batch=200):
     return best
 
 
-def wait_ready(port, timeout=30):
+def wait_ready(port, path="/api/health", timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read()
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read()
             return
         except Exception:
             time.sleep(0.2)
@@ -141,6 +145,104 @@ def summarize(rounds):
 
 
 UNLEASH = {50: 1.3, 1: 0.9}  # issue 15's measurement: "before" answered 1.3x Unleash at c=50, 0.9x at c=1
+UNLEASH_DIR = ROOT / "bench" / "unleash"
+UNLEASH_ADMIN = "*:*.bench-admin-token"  # the tokens bench/unleash/start.js creates
+UNLEASH_FRONTEND = "default:development.bench-frontend-token"
+
+
+def _rollout(percent=100, *constraints):
+    return {"name": "flexibleRollout", "constraints": list(constraints),
+            "parameters": {"rollout": str(percent), "stickiness": "default", "groupId": "bench"}}
+
+
+def _constraint(field, operator, values):
+    key = "values" if isinstance(values, list) else "value"
+    return {"contextName": field, "operator": operator, key: values, "caseInsensitive": False, "inverted": False}
+
+
+# _common.RULE_SETS, rule for rule, as Unleash strategies (any strategy on = on; the segment
+# becomes its condition; "any" becomes two strategies).
+UNLEASH_STRATEGIES = [
+    [_rollout()],
+    [_rollout(100, _constraint("country", "IN", ["US", "CA"]))],
+    [_rollout(50)],
+    [_rollout(100, _constraint("device", "IN", ["mobile", "desktop"]))],
+    [_rollout(100, _constraint("userId", "NOT_IN", ["blocked-1", "blocked-2"]))],
+    [_rollout(100, _constraint("plan", "IN", ["premium", "gold"]))],
+    [_rollout(100, _constraint("appVersion", "SEMVER_GT", "1.2.0"))],
+    [_rollout(100, _constraint("plan", "IN", ["premium"]))],
+    [_rollout(100, _constraint("country", "IN", ["DE"])),
+     _rollout(100, _constraint("email", "STR_ENDS_WITH", ["@example.com"]))],
+    [_rollout(80, _constraint("age", "NUM_GTE", "18"))],
+    [_rollout(100, _constraint("country", "NOT_IN", ["FR"]))],
+]
+
+
+def unleash_database():
+    """A fresh PostgreSQL database for Unleash on the server of DATABASE_URL (else 127.0.0.1:5432),
+    or None with the reason printed."""
+    import psycopg
+
+    base = os.environ.get("DATABASE_URL", "")
+    base = base if base.startswith("postgres") else "postgres://postgres@127.0.0.1:5432/postgres"
+    server, name = base.rsplit("/", 1)[0], "flagsite_bench_unleash"
+    try:
+        with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as error:
+        print(f"unleash: skipped, no PostgreSQL at {server} ({str(error).strip()})")
+        return None
+    return f"{server}/{name}"
+
+
+def unleash_command():
+    """argv starting Unleash (installing it with `npm ci` on first use), or None with the reason printed."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        print("unleash: skipped, needs Node 20+ and npm")
+        return None
+    if not (UNLEASH_DIR / "node_modules" / "unleash-server").exists():
+        print("unleash: npm ci in bench/unleash (once)")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel", "error"], cwd=UNLEASH_DIR, check=True)
+    database = unleash_database()
+    return database and ["node", str(UNLEASH_DIR / "start.js"), "{port}", database]
+
+
+def unleash_seed(port, flag_ids):
+    """The 20 flags through Unleash's admin API, on in `development`; waits until its frontend API
+    answers for the bench user what its playground does."""
+    def call(method, path, body=None):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", method=method, data=body and json.dumps(body).encode(),
+            headers={"Authorization": UNLEASH_ADMIN, "Content-Type": "application/json"})
+        return urllib.request.urlopen(request, timeout=10).read()
+
+    for i, flag in enumerate(flag_ids):
+        call("POST", "/api/admin/projects/default/features", {"name": flag})
+        for strategy in UNLEASH_STRATEGIES[i % len(UNLEASH_STRATEGIES)]:
+            call("POST", f"/api/admin/projects/default/features/{flag}/environments/development/strategies", strategy)
+        call("POST", f"/api/admin/projects/default/features/{flag}/environments/development/on")
+    # The playground evaluates straight from its database; the frontend API from a cache it refreshes.
+    context = {"userId": BODY["userId"], "properties": {k: str(v) for k, v in BODY["context"].items()}}
+    playground = json.loads(call("POST", "/api/admin/playground", {
+        "environment": "development", "projects": "*", "context": {"appName": "bench", **context}}))
+    expected = sorted(f["name"] for f in playground["features"] if f["isEnabled"])
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        request = urllib.request.Request(unleash_url(port), headers={"Authorization": UNLEASH_FRONTEND})
+        toggles = sorted(t["name"] for t in json.loads(urllib.request.urlopen(request, timeout=10).read())["toggles"])
+        if toggles == expected:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"Unleash's frontend API answers {toggles}, its playground {expected}")
+
+
+def unleash_url(port):
+    """/api/frontend for BODY's user and attributes (query parameters, as its browser SDK sends them)."""
+    from urllib.parse import urlencode
+
+    query = {"userId": BODY["userId"], **{f"properties[{k}]": str(v) for k, v in BODY["context"].items()}}
+    return f"http://127.0.0.1:{port}/api/frontend?{urlencode(query)}"
 
 
 def seed_elsewhere(env):
@@ -155,8 +257,8 @@ def main():
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--servers", help="before, asgi, embedded, wsgi, daphne (default: before,asgi "
-                        "+ embedded with DATABASE_URL and REDIS_URL)")
+    parser.add_argument("--servers", help="before, asgi, embedded, unleash, wsgi, daphne (default: before,asgi "
+                        "+ embedded with DATABASE_URL and REDIS_URL, + unleash)")
     parser.add_argument("--concurrency", default="1,50")
     parser.add_argument("--seed", action="store_true", help=argparse.SUPPRESS)  # child of seed_elsewhere()
     args = parser.parse_args()
@@ -167,7 +269,7 @@ def main():
         sys.exit("wrk not found: apt-get install -y wrk")
 
     production = os.environ.get("DATABASE_URL", "").startswith("postgres") and bool(os.environ.get("REDIS_URL"))
-    wanted = (args.servers or ("before,asgi,embedded" if production else "before,asgi")).split(",")
+    wanted = (args.servers or ("before,asgi,embedded,unleash" if production else "before,asgi,unleash")).split(",")
     _common.use_own_database("bench")
     os.environ.setdefault("DEBUG", "false")
     os.environ.setdefault("FLAGS_RATE_LIMIT_MANAGEMENT", "off")
@@ -215,22 +317,38 @@ def main():
         "daphne": ([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "{port}", "flagsite.asgi:application"],
                    os.environ, keys),
     }
+    if "unleash" in wanted:
+        command = unleash_command()
+        if command:
+            servers["unleash"] = (command, {**os.environ, "NODE_ENV": "production"}, None)  # as its image runs
+        else:
+            wanted.remove("unleash")
+    unleash_script = tmp / "unleash.lua"
+    unleash_script.write_text(f'wrk.headers["Authorization"] = {json.dumps(UNLEASH_FRONTEND)}\n')
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     results = {}
     for port, server in enumerate(wanted, start=8731):
         command, env, keyset = servers[server]
-        scripts = scripts_for(keyset)
+        if server == "unleash":  # the frontend API answers every flag: its bulk evaluation
+            urls = {"bulk (20)": (unleash_url(port), str(unleash_script))}
+        else:
+            scripts = scripts_for(keyset)
+            urls = {name: (f"http://127.0.0.1:{port}{path}", scripts[name]) for name, (path, _) in targets.items()}
         proc = subprocess.Popen([part.format(port=port) for part in command], cwd=ROOT, env=dict(env),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_ready(port)
-            for name, (path, _) in targets.items():  # warm every worker's snapshot and key cache
-                wrk(f"http://127.0.0.1:{port}{path}", scripts[name], 4, 1)
+            if server == "unleash":
+                wait_ready(port, "/health", timeout=120)  # its first start migrates its database
+                unleash_seed(port, flag_ids)
+            else:
+                wait_ready(port)
+            for url, script in urls.values():  # warm every worker's snapshot and key cache
+                wrk(url, script, 4, 1)
             for c in concurrencies:
-                runs = {name: [] for name in targets}
+                runs = {name: [] for name in urls}
                 for _ in range(args.rounds):  # interleaved rounds: drift and noise hit every target alike
-                    for name, (path, _) in targets.items():
-                        runs[name].append(wrk(f"http://127.0.0.1:{port}{path}", scripts[name], c, args.duration))
+                    for name, (url, script) in urls.items():
+                        runs[name].append(wrk(url, script, c, args.duration))
                 for name, rounds in runs.items():
                     results[(server, c, name)] = summarize(rounds)
         finally:
@@ -256,22 +374,28 @@ def main():
 
 
 def print_goals(results, concurrencies):
-    """Issue 15's goals, against Unleash as measured there relative to "before" (UNLEASH)."""
+    """Issue 15's goals, against Unleash measured in this run, else estimated from "before" (UNLEASH)."""
     def figure(server, c, name, key="rps"):
         hit = results.get((server, c, name))
         return hit[key] if hit else None
 
-    print("\nGoals (issue 15); Unleash's /api/frontend estimated as before / 1.3 at c=50, before / 0.9 at c=1:")
+    measured = any(server == "unleash" for server, _, _ in results)
+    print("\nGoals (issue 15), against Unleash's /api/frontend " + (
+        "measured in this run:" if measured else "estimated as before / 1.3 at c=50, before / 0.9 at c=1:"))
     for c, goal in ((50, 4), (1, 2)):
         new, before = figure("asgi", c, "bulk (20)"), figure("before", c, "bulk (20)")
-        if new and before:
-            times = new / (before / UNLEASH[c])
-            print(f"  bulk (20), c={c}: {new:.0f} req/s = {times:.1f}x Unleash  (goal >= {goal}x)  "
+        unleash = figure("unleash", c, "bulk (20)") if measured else before and before / UNLEASH[c]
+        if new and unleash:
+            times = new / unleash
+            print(f"  bulk (20), c={c}: {new:.0f} req/s = {times:.1f}x Unleash's {unleash:.0f}  (goal >= {goal}x)  "
                   f"{'met' if times >= goal else 'NOT met'}")
     p99 = figure("asgi", 50, "bulk (20)", "p99")
+    unleash_p99 = figure("unleash", 50, "bulk (20)", "p99")
     if p99 is not None:
-        print(f"  bulk (20), c=50 p99: {p99:.1f} ms  (goal: a third of Unleash's 61-81 ms, <= 20 ms)  "
-              f"{'met' if p99 <= 20 else 'NOT met'}")
+        limit = unleash_p99 / 3 if unleash_p99 else 20.0
+        print(f"  bulk (20), c=50 p99: {p99:.1f} ms  (goal: a third of Unleash's "
+              f"{f'{unleash_p99:.1f} ms' if unleash_p99 else '61-81 ms'}, <= {limit:.1f} ms)  "
+              f"{'met' if p99 <= limit else 'NOT met'}")
     new, before = figure("asgi", 50, "evaluate"), figure("before", 50, "evaluate")
     if new and before:
         print(f"  evaluate, c=50: {new:.0f} req/s = {new / before:.1f}x before  (goal >= 3x)  "
