@@ -18,11 +18,12 @@ from experiments.stats.data import CupedAdjustment, MetricType, Moments, Variant
 from experiments.stats.frequentist import (
     DEFAULT_SEQUENTIAL_TUNING, Interval, holm, sequential_multiplier, sequential_p_value,
 )
+from experiments.stats.group_sequential import GroupSequentialResult, boundaries, group_sequential_test
 from experiments.stats.power import conversion_sample_size, sample_size_per_variant
 from experiments.stats.srm import SRM_THRESHOLD, SrmResult, srm_check
 
 __all__ = [
-    "Comparison", "CupedAdjustment", "DEFAULT_SEQUENTIAL_TUNING", "Interval", "MetricResult", "MetricType",
+    "Comparison", "CupedAdjustment", "GroupSequentialResult", "boundaries", "group_sequential_test", "DEFAULT_SEQUENTIAL_TUNING", "Interval", "MetricResult", "MetricType",
     "Moments", "Posterior", "SRM_THRESHOLD", "SrmResult", "VariantResult", "VariantSummary", "analyze_metric",
     "conversion_sample_size", "cuped", "holm", "more_users_needed", "moments", "posterior",
     "sample_size_per_variant", "sequential_multiplier", "sequential_p_value", "srm_check", "verdict",

@@ -7,13 +7,14 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from experiments.stats import bayesian, frequentist
+from experiments.stats import bayesian, frequentist, group_sequential
 from experiments.stats.data import MetricType, Moments, VariantSummary, cuped, moments, validate_variants
 from experiments.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING, NAN_INTERVAL, Interval
 from experiments.stats.power import sample_size_per_variant
 from experiments.stats.srm import SrmResult
 
-Method = Literal["bayesian", "frequentist", "sequential"]
+Method = Literal["bayesian", "frequentist", "sequential", "group_sequential"]
+METHODS = ("bayesian", "frequentist", "sequential", "group_sequential")
 
 CORRECTION = ("Holm-Bonferroni across the {m} treatment(s) of this metric: p-values are adjusted (family-wise "
               "error <= {alpha}) and intervals are Bonferroni intervals at {level:.4g}% confidence. Bayesian "
@@ -57,6 +58,11 @@ class Comparison:
     sequential_absolute_ci: Interval
     sequential_relative_ci: Interval
     sequential_significant: bool
+    # group sequential (needs a planned number of users; NaN / False without one)
+    group_sequential_boundary: float
+    """|z| at or beyond this rejects at this look (Bonferroni alpha/m with several treatments)."""
+    z: float
+    group_sequential_significant: bool
     # Bayesian on the relative uplift
     chance_to_beat_control: float
     expected_loss: float
@@ -81,6 +87,11 @@ class MetricResult:
     cuped_theta: float | None
     sequential_tuning: float
     prior: str
+    users: int
+    """All users in the metric's variants at this look."""
+    planned_users: int | None
+    information_fraction: float
+    """users / planned_users (NaN without a plan)."""
 
     def comparison(self, variant: str) -> Comparison:
         for c in self.comparisons:
@@ -98,8 +109,12 @@ class MetricResult:
 def analyze_metric(*, metric_type: MetricType | str, variants: Sequence[VariantSummary], control: str | None = None,
                    alpha: float = 0.05, higher_is_better: bool = True, use_cuped: bool = False,
                    sequential_tuning: float = DEFAULT_SEQUENTIAL_TUNING, prior_mean: float = 0.0,
-                   prior_sd: float | None = None) -> MetricResult:
-    """Analyse one metric. `control` names the control variant (default: the first)."""
+                   prior_sd: float | None = None, planned_users: int | None = None, earlier_looks: Sequence[int] = (),
+                   spending: group_sequential.Spending = "obrien_fleming") -> MetricResult:
+    """Analyse one metric. `control` names the control variant (default: the first).
+
+    `planned_users` (all variants together) enables the group-sequential test; `earlier_looks`
+    are the total user counts at the looks already taken (increasing), for the alpha spent."""
     try:
         metric_type = MetricType(metric_type)
     except ValueError:
@@ -133,6 +148,11 @@ def analyze_metric(*, metric_type: MetricType | str, variants: Sequence[VariantS
         p_fixed.append(frequentist.welch_p_value(d) if ok else math.nan)
         p_seq.append(frequentist.sequential_p_value(d.absolute / d.absolute_se, d.n_total, alpha, sequential_tuning) if ok else math.nan)
     p_fixed_adj, p_seq_adj = frequentist.holm(p_fixed), frequentist.holm(p_seq)
+    users = sum(v.n for v in variants)
+    gst = None
+    if planned_users is not None:
+        gst = group_sequential.group_sequential_test(z=0.0, users=users, planned_users=planned_users,
+                                                     earlier_looks=earlier_looks, alpha=a_corrected, spending=spending)
 
     comparisons = []
     for i, name in enumerate(treatments):
@@ -151,6 +171,8 @@ def analyze_metric(*, metric_type: MetricType | str, variants: Sequence[VariantS
             significant=p_fixed_adj[i] < alpha,
             sequential_p_value=p_seq[i], sequential_p_value_adjusted=p_seq_adj[i],
             sequential_absolute_ci=seq_abs, sequential_relative_ci=seq_rel, sequential_significant=p_seq_adj[i] < alpha,
+            group_sequential_boundary=gst.boundary if gst else math.nan, z=d.absolute / d.absolute_se,
+            group_sequential_significant=bool(gst) and abs(d.absolute / d.absolute_se) >= gst.boundary,
             chance_to_beat_control=post.chance_to_beat_control, expected_loss=post.expected_loss,
             expected_loss_control=post.expected_loss_control,
             credible_interval=Interval(post.credible_low, post.credible_high),
@@ -165,7 +187,8 @@ def analyze_metric(*, metric_type: MetricType | str, variants: Sequence[VariantS
     prior = "flat (uninformative)" if prior_sd is None else f"Normal({prior_mean:g}, {prior_sd:g}^2) on the relative uplift"
     return MetricResult(metric_type=metric_type, control=control, alpha=alpha, higher_is_better=higher_is_better,
                         variants=variant_results, comparisons=tuple(comparisons), correction=correction,
-                        cuped_theta=theta, sequential_tuning=sequential_tuning, prior=prior)
+                        cuped_theta=theta, sequential_tuning=sequential_tuning, prior=prior, users=users,
+                        planned_users=planned_users, information_fraction=gst.information_fraction if gst else math.nan)
 
 
 def _enough(control: Moments, treatment: Moments) -> bool:
@@ -180,6 +203,7 @@ def _empty(name: str, control: str) -> Comparison:
                       relative_ci=NAN_INTERVAL, significant=False, sequential_p_value=nan,
                       sequential_p_value_adjusted=nan, sequential_absolute_ci=NAN_INTERVAL,
                       sequential_relative_ci=NAN_INTERVAL, sequential_significant=False,
+                      group_sequential_boundary=nan, z=nan, group_sequential_significant=False,
                       chance_to_beat_control=nan, expected_loss=nan, expected_loss_control=nan,
                       credible_interval=NAN_INTERVAL)
 
@@ -205,8 +229,10 @@ def verdict(result: MetricResult, variant: str, *, method: Method = "bayesian", 
     """One plain-language sentence for the results page, e.g. "treatment is better with 97%
     chance (+4.8%, 95% credible interval +1.2% to +8.5%)" or "keep running: 1,200 more users per
     variant for 80% power at the observed effect (+1.5%)". An SRM overrides everything."""
-    if method not in ("bayesian", "frequentist", "sequential"):
-        raise ValueError(f"method: must be 'bayesian', 'frequentist' or 'sequential', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
+    if method == "group_sequential" and result.planned_users is None:
+        raise ValueError("method: 'group_sequential' needs analyze_metric(planned_users=...)")
     if srm is not None and srm.flagged:
         return (f"do not trust these results: sample ratio mismatch (p = {srm.p_value:.2g}); fix assignment "
                 "or exposure logging first")
@@ -226,8 +252,19 @@ def verdict(result: MetricResult, variant: str, *, method: Method = "bayesian", 
         decided = False
     elif method == "frequentist":
         decided, p, ci = c.significant, c.p_value_adjusted, c.relative_ci
-    else:
+    elif method == "sequential":
         decided, p, ci = c.sequential_significant, c.sequential_p_value_adjusted, c.sequential_relative_ci
+    else:
+        if c.group_sequential_significant:
+            return (f"{variant} is {word} than {result.control}: {c.relative:+.1%} (|z| = {abs(c.z):.2f} crossed the "
+                    f"group-sequential boundary {c.group_sequential_boundary:.2f} at {result.information_fraction:.0%} "
+                    "of the planned users)")
+        if result.information_fraction >= 1:
+            return (f"no significant difference at the planned {result.planned_users:,} users ({c.relative:+.1%}, "
+                    f"|z| = {abs(c.z):.2f} < {c.group_sequential_boundary:.2f})")
+        return (f"keep running: {result.planned_users - result.users:,} more users to the planned "
+                f"{result.planned_users:,} (now {c.relative:+.1%}, |z| = {abs(c.z):.2f}; this look needs "
+                f"{c.group_sequential_boundary:.2f})")
     if decided:
         return (f"{variant} is {word} than {result.control}: {c.relative:+.1%} (p = {p:.2g}, interval "
                 f"{ci.low:+.1%} to {ci.high:+.1%})")

@@ -20,7 +20,8 @@ import pytest
 from scipy import integrate, stats
 
 from experiments.stats import (
-    SRM_THRESHOLD, MetricType, VariantSummary, analyze_metric, conversion_sample_size, cuped, holm, moments,
+    SRM_THRESHOLD, MetricType, VariantSummary, analyze_metric, boundaries, conversion_sample_size, cuped,
+    group_sequential_test, holm, moments,
     more_users_needed, posterior, sample_size_per_variant, sequential_multiplier, sequential_p_value, srm_check,
     verdict,
 )
@@ -88,6 +89,57 @@ def test_aa_daily_peeking__sequential_keeps_alpha__naive_fixed_test_does_not():
         c = result.comparison("treatment")
         assert c.sequential_p_value == pytest.approx(p_seq[e, d], rel=1e-9)
         assert c.p_value == pytest.approx(p_naive[e, d], rel=1e-3)  # Welch t (df ~ 2n) vs z
+
+
+def test_aa_daily_peeking__group_sequential_spends_exactly_alpha():
+    # Given the same 500 A/A experiments with a planned 28,000 users, looked at every day
+    conv_c, conv_t, n = _aa_looks(seed=20)
+    z = _z(conv_c, conv_t, n)
+    planned = 2 * n[-1]
+
+    # When each look is tested against the Lan-DeMets O'Brien-Fleming-type boundary
+    bounds = np.array(boundaries(list(2 * n / planned), ALPHA))
+    fpr = (np.abs(z) >= bounds).any(axis=1).mean()
+
+    # Then the false positive rate is alpha within simulation error (sd 1 point)
+    assert 0.03 <= fpr <= 0.07, fpr
+    print(f"A/A, 14 daily looks: group sequential {fpr:.1%}")
+
+    # And analyze_metric at a look gives the same boundary and decision
+    e, d = 0, 6
+    result = analyze_metric(metric_type="conversion", planned_users=int(planned),
+                            earlier_looks=[int(2 * u) for u in n[:d]], variants=[
+        VariantSummary("control", n=int(n[d]), sum=int(conv_c[e, d])),
+        VariantSummary("treatment", n=int(n[d]), sum=int(conv_t[e, d]))])
+    c = result.comparison("treatment")
+    assert c.group_sequential_boundary == pytest.approx(bounds[d])
+    assert c.z == pytest.approx(z[e, d], rel=1e-3)
+    assert result.information_fraction == pytest.approx(0.5)
+
+
+def test_group_sequential__published_lan_demets_boundaries():
+    # Five equally spaced looks, two-sided alpha 0.05 (R ldbounds / gsDesign, alpha/2 per side)
+    looks = [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert boundaries(looks) == pytest.approx([4.8769, 3.3569, 2.6803, 2.2898, 2.0310], abs=2e-4)
+    assert boundaries(looks, spending="pocock") == pytest.approx([2.4380, 2.4268, 2.4101, 2.3966, 2.3859], abs=2e-4)
+    assert boundaries([1.0]) == pytest.approx([stats.norm.ppf(0.975)])
+    final = group_sequential_test(z=2.1, users=1_000, planned_users=1_000, earlier_looks=[200, 400, 600, 800])
+    assert final.final and final.significant and final.boundary == pytest.approx(2.0310, abs=2e-4)
+
+
+def test_planted_uplift__group_sequential_daily_looks_keep_the_power():
+    # 300 experiments with a planted +5%, 14 daily looks up to the fixed-horizon sample size:
+    # O'Brien-Fleming-type spending costs only ~1-2 points of power (sample size inflation ~1.03)
+    n = conversion_sample_size(rate=RATE, relative_effect=0.05)
+    rng = np.random.default_rng(21)
+    daily = np.diff(np.linspace(0, n, DAYS + 1).round().astype(int))
+    conv_c = rng.binomial(daily, RATE, (300, DAYS)).cumsum(axis=1)
+    conv_t = rng.binomial(daily, RATE * 1.05, (300, DAYS)).cumsum(axis=1)
+    users = daily.cumsum()
+    z = _z(conv_c, conv_t, users)
+    bounds = np.array(boundaries(list(users / users[-1])))
+    power = (z >= bounds).any(axis=1).mean()
+    assert abs(power - 0.8) <= 0.07, power
 
 
 def test_planted_uplift__detected_with_the_power_the_calculator_promised():
@@ -309,6 +361,18 @@ def test_verdict__clear_winner_and_keep_running():
     assert more + 5_000 == conversion_sample_size(rate=0.1, relative_effect=0.04) or abs(more + 5_000 - conversion_sample_size(rate=0.1, relative_effect=0.04)) < 200
 
 
+def test_verdict__group_sequential():
+    variants = [VariantSummary("control", n=10_000, sum=1_000), VariantSummary("treatment", n=10_000, sum=1_150)]
+    planned = analyze_metric(metric_type="conversion", variants=variants, planned_users=40_000, earlier_looks=[10_000])
+    assert verdict(planned, "treatment", method="group_sequential").startswith(
+        "treatment is better than control: +15.0% (|z| = 3.43 crossed the group-sequential boundary 2.96 at 50%")
+    early = analyze_metric(metric_type="conversion", variants=variants[:1] + [VariantSummary("treatment", n=10_000, sum=1_050)],
+                           planned_users=40_000)
+    assert verdict(early, "treatment", method="group_sequential").startswith("keep running: 20,000 more users to the planned 40,000")
+    with pytest.raises(ValueError, match="method: 'group_sequential' needs analyze_metric"):
+        verdict(analyze_metric(metric_type="conversion", variants=variants), "treatment", method="group_sequential")
+
+
 def test_verdict__lower_is_better_and_not_enough_data():
     worse = analyze_metric(metric_type="mean", higher_is_better=False, variants=[
         summary("control", np.r_[np.full(5_000, 1.0), np.full(5_000, 2.0)]),
@@ -352,6 +416,9 @@ def test_verdict__lower_is_better_and_not_enough_data():
     (lambda: srm_check(users=[50, -1], weights=[0.5, 0.5]), r"users\[1\] \('variant 1'\): must be a non-negative integer"),
     (lambda: srm_check(users=[50, 50], weights=[1.0, 0.0]), r"weights\[1\] \('variant 1'\): must be a positive fraction"),
     (lambda: conversion_sample_size(rate=0.1, relative_effect=0), r"relative_effect: need a non-zero effect"),
+    (lambda: group_sequential_test(z=1.0, users=100, planned_users=0), r"planned_users: must be a positive integer"),
+    (lambda: group_sequential_test(z=1.0, users=100, planned_users=1000, earlier_looks=[200]), r"earlier_looks: user counts must be positive and increasing"),
+    (lambda: boundaries([0.5, 0.4]), r"fractions: must be increasing"),
     (lambda: conversion_sample_size(rate=1.5, relative_effect=0.1), r"rate: must be between 0 and 1"),
 ])
 def test_bad_input__clear_value_error_naming_the_field(call, message):
