@@ -9,7 +9,9 @@ so the cost does not grow with the number of users.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, fields
+from decimal import Decimal
 from enum import Enum
 from typing import Sequence
 
@@ -54,6 +56,22 @@ class VariantSummary:
     pre_sum_squares: float | None = None
     pre_cross_sum: float | None = None
 
+    def __post_init__(self):
+        """Accept what database drivers and numpy hand over: PostgreSQL's SUM() of integers is a
+        Decimal, numpy gives int64/float64. Numbers become int (n) and float (sums); anything
+        else is left for `validate_variants` to reject by name."""
+        if isinstance(self.n, numbers.Integral) and not isinstance(self.n, bool):
+            object.__setattr__(self, "n", int(self.n))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("name", "n") and is_number(value):
+                object.__setattr__(self, f.name, float(value))
+
+
+def is_number(value) -> bool:
+    """A real number (int, float, Decimal, numpy scalar), not a bool."""
+    return isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, bool)
+
 
 @dataclass(frozen=True)
 class Moments:
@@ -70,7 +88,7 @@ class Moments:
 
 
 def _finite(where: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise ValueError(f"{where}: must be a finite number, got {value!r}")
     return float(value)
 

@@ -25,6 +25,7 @@ increments), computed by recursive numerical integration on a grid (Armitage, Mc
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -117,10 +118,10 @@ def group_sequential_test(*, z: float, users: int, planned_users: int, earlier_l
                           alpha: float = 0.05, spending: Spending = "obrien_fleming") -> GroupSequentialResult:
     """Test the current look: `users` exposed so far (all variants), `planned_users` the planned
     total, `earlier_looks` the user counts at the looks already taken (increasing)."""
-    if isinstance(planned_users, bool) or not isinstance(planned_users, int) or planned_users < 1:
+    if isinstance(planned_users, bool) or not isinstance(planned_users, numbers.Integral) or planned_users < 1:
         raise ValueError(f"planned_users: must be a positive integer, got {planned_users!r}")
     looks = [*earlier_looks, users]
-    if any(not isinstance(u, int) or u < 1 for u in looks) or any(b <= a for a, b in zip(looks, looks[1:])):
+    if any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1 for u in looks) or any(b <= a for a, b in zip(looks, looks[1:])):
         raise ValueError(f"earlier_looks: user counts must be positive and increasing, ending below users={users!r}; got {list(earlier_looks)!r}")
     if len(looks) > 1 and looks[-2] >= planned_users:
         raise ValueError("earlier_looks: the planned users were already reached at an earlier look; that look was final")

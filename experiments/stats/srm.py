@@ -10,10 +10,13 @@ mismatch (a broken assignment or lost exposures) drives p far below it quickly.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
 from scipy import stats
+
+from experiments.stats.data import is_number
 
 SRM_THRESHOLD = 0.001
 
@@ -43,11 +46,12 @@ def srm_check(*, users: Sequence[int], weights: Sequence[float], names: Sequence
     if len(users) < 2:
         raise ValueError(f"users: need at least two variants, got {len(users)}")
     for i, u in enumerate(users):
-        if isinstance(u, bool) or not isinstance(u, int) or u < 0:
+        if isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 0:
             raise ValueError(f"users[{i}] ({names[i]!r}): must be a non-negative integer, got {u!r}")
     for i, w in enumerate(weights):
-        if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
+        if not (is_number(w) and math.isfinite(w) and w > 0):
             raise ValueError(f"weights[{i}] ({names[i]!r}): must be a positive fraction, got {w!r}")
+    users, weights = [int(u) for u in users], [float(w) for w in weights]
     if abs(sum(weights) - 1) > 1e-6:
         raise ValueError(f"weights: must sum to 1, got {sum(weights)!r}")
     total = sum(users)

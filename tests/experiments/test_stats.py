@@ -414,6 +414,12 @@ def test_verdict__lower_is_better_and_not_enough_data():
     (lambda: analyze_metric(metric_type="median", variants=[]), r"metric_type: must be one of"),
     (lambda: analyze_metric(metric_type="conversion", alpha=5, variants=[]), r"alpha: must be between 0 and 1"),
     (lambda: srm_check(users=[50, 50], weights=[0.5, 0.4]), r"weights: must sum to 1, got 0.9"),
+    (lambda: analyze_metric(metric_type="mean", variants=[VariantSummary("c", n=5.5, sum=1, sum_squares=1), VariantSummary("t", n=5, sum=1, sum_squares=1)]),
+     r"variants\[0\] \('c'\)\.n: must be a positive integer"),
+    (lambda: analyze_metric(metric_type="mean", variants=[VariantSummary("c", n=5, sum="1", sum_squares=1), VariantSummary("t", n=5, sum=1, sum_squares=1)]),
+     r"variants\[0\] \('c'\)\.sum: must be a finite number, got '1'"),
+    (lambda: analyze_metric(metric_type="mean", variants=[VariantSummary("c", n=5, sum=math.nan, sum_squares=1), VariantSummary("t", n=5, sum=1, sum_squares=1)]),
+     r"variants\[0\] \('c'\)\.sum: must be a finite number"),
     (lambda: srm_check(users=[50, 50, 10], weights=[0.5, 0.5]), r"weights: 2 weights for 3 variants"),
     (lambda: srm_check(users=[50, -1], weights=[0.5, 0.5]), r"users\[1\] \('variant 1'\): must be a non-negative integer"),
     (lambda: srm_check(users=[50, 50], weights=[1.0, 0.0]), r"weights\[1\] \('variant 1'\): must be a positive fraction"),
@@ -426,6 +432,19 @@ def test_verdict__lower_is_better_and_not_enough_data():
 def test_bad_input__clear_value_error_naming_the_field(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_database_and_numpy_numbers_are_accepted():
+    # PostgreSQL's SUM() of integers arrives as Decimal; numpy gives int64 / float64
+    from decimal import Decimal
+    plain = analyze_metric(metric_type="mean", variants=[
+        VariantSummary("control", n=1_000, sum=5_000, sum_squares=40_000),
+        VariantSummary("treatment", n=1_000, sum=5_300, sum_squares=44_000)])
+    odd = analyze_metric(metric_type="mean", variants=[
+        VariantSummary("control", n=np.int64(1_000), sum=Decimal(5_000), sum_squares=Decimal("40000")),
+        VariantSummary("treatment", n=np.int32(1_000), sum=np.float64(5_300), sum_squares=np.int64(44_000))])
+    assert odd == plain
+    assert srm_check(users=[np.int64(500), 500], weights=[Decimal("0.5"), 0.5]).p_value == 1.0
 
 
 def test_engine_imports_without_django():
