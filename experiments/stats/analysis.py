@@ -64,6 +64,9 @@ class Comparison:
     z: float
     group_sequential_significant: bool
     # Bayesian on the relative uplift
+    posterior_relative: float
+    """Posterior mean of the relative uplift: `relative` with the flat prior, shrunk towards the
+    prior mean with a proper one."""
     chance_to_beat_control: float
     expected_loss: float
     expected_loss_control: float
@@ -173,7 +176,8 @@ def analyze_metric(*, metric_type: MetricType | str, variants: Sequence[VariantS
             sequential_absolute_ci=seq_abs, sequential_relative_ci=seq_rel, sequential_significant=p_seq_adj[i] < alpha,
             group_sequential_boundary=gst.boundary if gst else math.nan, z=d.absolute / d.absolute_se,
             group_sequential_significant=bool(gst) and abs(d.absolute / d.absolute_se) >= gst.boundary,
-            chance_to_beat_control=post.chance_to_beat_control, expected_loss=post.expected_loss,
+            posterior_relative=post.mean, chance_to_beat_control=post.chance_to_beat_control,
+            expected_loss=post.expected_loss,
             expected_loss_control=post.expected_loss_control,
             credible_interval=Interval(post.credible_low, post.credible_high),
         ))
@@ -204,7 +208,7 @@ def _empty(name: str, control: str) -> Comparison:
                       sequential_p_value_adjusted=nan, sequential_absolute_ci=NAN_INTERVAL,
                       sequential_relative_ci=NAN_INTERVAL, sequential_significant=False,
                       group_sequential_boundary=nan, z=nan, group_sequential_significant=False,
-                      chance_to_beat_control=nan, expected_loss=nan, expected_loss_control=nan,
+                      posterior_relative=nan, chance_to_beat_control=nan, expected_loss=nan, expected_loss_control=nan,
                       credible_interval=NAN_INTERVAL)
 
 
@@ -247,7 +251,7 @@ def verdict(result: MetricResult, variant: str, *, method: Method = "bayesian", 
         if chance >= chance_threshold or chance <= 1 - chance_threshold:
             shown = chance if better else 1 - chance
             return (f"{variant} is {word} than {result.control} with {_percent(shown)} chance "
-                    f"({c.relative:+.1%}, {level}% credible interval {c.credible_interval.low:+.1%} to "
+                    f"({c.posterior_relative:+.1%}, {level}% credible interval {c.credible_interval.low:+.1%} to "
                     f"{c.credible_interval.high:+.1%})")
         decided = False
     elif method == "frequentist":

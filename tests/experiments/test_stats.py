@@ -8,12 +8,16 @@ Where our numbers differ from an independent implementation on purpose (each tes
 - Bayesian chance to beat control uses a normal (z) approximation of the relative uplift, so with
   a flat prior it equals 1 - the one-sided z p-value of the relative uplift, not of Welch's t;
 - the sequential test uses z and has no scipy counterpart; it is checked against Howard et al.'s
-  closed form and by simulation.
+  closed form, by simulation, and against GrowthBook's gbstats;
+- gbstats (recorded outputs, gbstats_reference.py): identical for mean and ratio metrics; for
+  conversions and CUPED within 1e-3 / 5e-3, for the reasons in GBSTATS_TOLERANCE.
 """
 
+import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,6 +342,50 @@ def test_multiple_variants__holm_applied_and_stated():
     # intervals are Bonferroni: 97.5% intervals for two comparisons
     single = analyze_metric(metric_type="conversion", alpha=0.025, variants=variants[:2]).comparison("b")
     assert (b.absolute_ci.low, b.absolute_ci.high) == pytest.approx((single.absolute_ci.low, single.absolute_ci.high))
+
+
+GBSTATS = json.loads((Path(__file__).parent / "gbstats_vectors.json").read_text())
+# How close to GrowthBook's gbstats 0.8.0 each case must be, and why (recorded by gbstats_reference.py):
+GBSTATS_TOLERANCE = {
+    "revenue per user": 1e-9,  # the same formulas: Welch t, delta method, mixture CS, Gaussian posterior
+    "revenue per order": 1e-9,  # ratio metric: the same delta method
+    "conversion": 2e-3,  # gbstats uses p(1-p), we use the sample variance n/(n-1) p(1-p)
+    # CUPED: gbstats takes theta from the two arms' joint covariance and divides the relative uplift
+    # by the unadjusted control mean; we pool within variants (unaffected by the treatment effect)
+    # and divide by the adjusted control mean
+    "sessions per user, CUPED": 5e-3,
+}
+
+
+@pytest.mark.parametrize("case", GBSTATS["cases"], ids=[c["name"] for c in GBSTATS["cases"]])
+def test_same_numbers_as_growthbook_gbstats(case):
+    assert GBSTATS["gbstats"] == "0.8.0"
+    tol = dict(rel=GBSTATS_TOLERANCE[case["name"]], abs=1e-10)
+    variants = [VariantSummary(**v) for v in case["variants"]]
+    g = case["gbstats"]
+    flat, prior = (analyze_metric(metric_type=case["metric_type"], variants=variants, use_cuped=case.get("cuped", False),
+                                  alpha=GBSTATS["alpha"], sequential_tuning=GBSTATS["sequential_tuning"], prior_sd=sd)
+                   for sd in (None, GBSTATS["prior_sd"]))
+    c, p = flat.comparison("treatment"), prior.comparison("treatment")
+    ours = {
+        "frequentist_absolute": (c.absolute, [c.absolute_ci.low, c.absolute_ci.high], c.p_value),
+        "frequentist_relative": (c.relative, [c.relative_ci.low, c.relative_ci.high], None),  # our p is the absolute test's
+        "sequential_absolute": (c.absolute, [c.sequential_absolute_ci.low, c.sequential_absolute_ci.high], c.sequential_p_value),
+        "sequential_relative": (c.relative, [c.sequential_relative_ci.low, c.sequential_relative_ci.high], None),
+    }
+    for key, (expected, ci, p_value) in ours.items():
+        assert expected == pytest.approx(g[key]["expected"], **tol), key
+        assert ci == pytest.approx(g[key]["ci"], **tol), key
+        if p_value is not None:
+            assert p_value == pytest.approx(g[key]["p_value"], **tol), key
+    for key, comp in (("bayesian_flat", c), ("bayesian_prior", p)):
+        assert comp.posterior_relative == pytest.approx(g[key]["expected"], **tol), key
+        assert comp.chance_to_beat_control == pytest.approx(g[key]["chance_to_win"], **tol), key
+        assert [comp.credible_interval.low, comp.credible_interval.high] == pytest.approx(g[key]["ci"], **tol), key
+        assert comp.expected_loss_control == pytest.approx(g[key]["risk_control"], **tol), key
+        assert comp.expected_loss == pytest.approx(g[key]["risk_treatment"], rel=tol["rel"], abs=1e-11), key
+    if "theta" in g:
+        assert flat.cuped_theta == pytest.approx(g["theta"], rel=1e-3)
 
 
 def test_power__closed_form_gives_the_promised_power():
