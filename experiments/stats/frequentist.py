@@ -6,7 +6,7 @@ Where this agrees with an independent implementation, and where it deliberately 
 - Absolute difference: Welch's t test with Welch-Satterthwaite degrees of freedom; p-value and
   confidence interval equal `scipy.stats.ttest_ind_from_stats(..., equal_var=False)` given the
   same means and (ddof=1) standard deviations (tests/experiments/test_stats.py checks it).
-- Relative uplift (treatment/control - 1): the delta method for a ratio of two independent
+- Relative uplift ((treatment - control)/|control|): the delta method for a ratio of two independent
   means, Var ~= V_t/m_c^2 + m_t^2 V_c/m_c^4 (as GrowthBook's frequentist engine), with the same
   t quantile as the absolute interval. It is an approximation (a ratio of normals is not normal),
   so its interval can disagree with the absolute test near the boundary; the p-value reported is
@@ -65,7 +65,9 @@ def difference(control: Moments, treatment: Moments) -> Difference:
     denom = (vc**2 / (control.n - 1) if control.n > 1 else math.inf) + (vt**2 / (treatment.n - 1) if treatment.n > 1 else math.inf)
     df = (vc + vt) ** 2 / denom if denom > 0 else math.inf
     if control.mean != 0:
-        relative = treatment.mean / control.mean - 1
+        # divided by |control|, so a metric whose mean is negative (net revenue after refunds) keeps
+        # the sign of the absolute difference; the same as treatment/control - 1 when control > 0
+        relative = (treatment.mean - control.mean) / abs(control.mean)
         relative_se = math.sqrt(vt / control.mean**2 + treatment.mean**2 * vc / control.mean**4)
     else:
         relative, relative_se = math.nan, math.nan

@@ -270,6 +270,16 @@ def test_conversion__matches_scipy_on_0_1_values():
     assert result.comparison("treatment").relative == pytest.approx(0.25)
 
 
+def test_relative_uplift__keeps_the_sign_of_the_difference_when_the_control_mean_is_negative():
+    # net revenue per user after refunds: control -2.0, treatment -1.0 is an improvement of 50%
+    result = analyze_metric(metric_type="mean", variants=[
+        summary("control", np.r_[np.full(500, -3.0), np.full(500, -1.0)]),
+        summary("treatment", np.r_[np.full(500, -2.0), np.full(500, 0.0)])])
+    c = result.comparison("treatment")
+    assert c.absolute == pytest.approx(1.0) and c.relative == pytest.approx(0.5)
+    assert c.chance_to_beat_control > 0.99
+
+
 def test_relative_interval__delta_method_matches_simulated_spread():
     # The delta-method se of treatment/control - 1 against 2,000 simulated experiments
     rng = np.random.default_rng(5)
