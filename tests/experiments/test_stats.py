@@ -485,6 +485,7 @@ def test_verdict__lower_is_better_and_not_enough_data():
     (lambda: group_sequential_test(z=1.0, users=100, planned_users=0), r"planned_users: must be a positive integer"),
     (lambda: group_sequential_test(z=1.0, users=100, planned_users=1000, earlier_looks=[200]), r"earlier_looks: user counts must be positive and increasing"),
     (lambda: boundaries([0.5, 0.4]), r"fractions: must be increasing"),
+    (lambda: boundaries([0.5, 1.0], spending="haybittle"), r"spending: must be 'obrien_fleming' or 'pocock'"),
     (lambda: conversion_sample_size(rate=1.5, relative_effect=0.1), r"rate: must be between 0 and 1"),
 ])
 def test_bad_input__clear_value_error_naming_the_field(call, message):
