@@ -7,7 +7,7 @@ explains every method, its assumptions and references.
         VariantSummary("control", n=10_000, sum=1_000),
         VariantSummary("treatment", n=10_000, sum=1_080),
     ])
-    verdict(result, "treatment")  # 'treatment is better than control with 97% chance (...)'
+    verdict(result, "treatment")  # 'treatment is better than control with 96% chance (+8.0%, ...)'
 """
 
 from experiments.stats.analysis import (
