@@ -85,8 +85,8 @@ def rest(template, method, path, body, expect, perms, writes=True, note=""):
     return Row(("rest", template, method), lambda o: (method, path, body), expect, tuple(perms), (), writes, note)
 
 
-def page(template, path, data):
-    return Row(("page", template), lambda o: ("POST", path, data), PAGE, ("flags.change_flag",))
+def page(template, path, data, perms=("flags.change_flag",), note=""):
+    return Row(("page", template), lambda o: ("POST", path, data), PAGE, tuple(perms), note=note)
 
 
 def page_json(template, path, body, perms=("flags.change_flag",), writes=True):
@@ -154,6 +154,10 @@ REST = [
 ]
 
 PAGES = [
+    page("/flags/new/", "/flags/new/", {"key": "made", "name": "Made", "kind": "boolean", "tags": "a, b"},
+         perms=["flags.add_flag"]),
+    page("/flags/<str:key>/archive", "/flags/m/archive", {"confirm": "yes"}, perms=["flags.delete_flag"]),
+    page("/flags/<str:key>/unarchive", "/flags/gone/unarchive", {}),
     page("/flags/<str:key>/toggle", "/flags/m/toggle", {"environment": "production", "enabled": "false",
                                                          "version": "1"}),
     page("/flags/<str:key>/kill", "/flags/m/kill", {"environment": "production", "reason": "r"}),
