@@ -204,6 +204,9 @@ ADMIN = [
     admin_action("flags.flag", "restore", lambda o: [o.flag.pk], [CHANGE_FLAG],
                  extra={"environment": "staging", "confirm": "yes", "reason": "r"}),
     admin_action("flags.flag", "archive", lambda o: [o.flag.pk], ["flags.delete_flag"], [VIEW_FLAG]),
+    admin_action("flags.flag", "unarchive", lambda o: [o.gone.pk], [CHANGE_FLAG]),
+    admin_action("flags.flag", "add_tag", lambda o: [o.flag.pk], [CHANGE_FLAG], extra={"tag": "new-tag"}),
+    admin_action("flags.flag", "remove_tag", lambda o: [o.off.pk], [CHANGE_FLAG], extra={"tag": "old"}),
     admin_view("flags.environment", "add", url("flags_environment_add"), lambda o: {"key": "qa", "name": "QA"},
                ADMIN_NEVER, ["flags.add_environment"]),
     admin_view("flags.environment", "change", url("flags_environment_change", "environment"),
@@ -286,11 +289,12 @@ class Objects:
         self.flag = create_flag("m", states={env: {"enabled": True} for env in ("development", "staging",
                                                                                   "production")})
         self.off = create_flag("off")
-        create_flag("gone")
+        self.gone = create_flag("gone")
         from flags import services
 
         services.flag_kill(actor=SYSTEM, flag=self.flag, reason="r", environments=["staging"])
-        services.flag_archive(actor=SYSTEM, flag=Flag.objects.get(key="gone"))
+        services.flag_archive(actor=SYSTEM, flag=self.gone)
+        services.flag_tags_change(actor=SYSTEM, flag=self.off, add=["old"])
         self.segment = create_segment("seg", {"plan": "free"})
         self.environment = Environment.objects.get(key="production")
         self.group = Group.objects.create(name="ops")
@@ -323,7 +327,7 @@ def everything_written():
     User = get_user_model()
     return {
         **World.snapshot(),
-        "flag_rows": list(Flag.objects.order_by("pk").values_list("key", "name", "description", "archived")),
+        "flag_rows": list(Flag.objects.order_by("pk").values_list("key", "name", "description", "archived", "tags")),
         "segment_rows": list(Segment.objects.order_by("pk").values_list("key", "name", "description")),
         "environments": list(Environment.objects.order_by("pk").values_list("key", "name")),
         "api_keys": list(ApiKey.objects.order_by("pk").values_list("name", "kind", "user_id", "revoked_at")),
