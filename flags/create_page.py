@@ -1,7 +1,8 @@
 """The dashboard's create form (/flags/new/): key, name, description, kind, variants and tags, created
 through services.flag_create (the REST create's service) with flags.add_flag, as REST's POST needs.
 
-Server-rendered and usable without JavaScript: variants are a fixed set of rows (blank rows are
+Served at /flags/new/ (/flags/new redirects there while no flag is called "new"). Server-rendered
+and usable without JavaScript: variants are a fixed set of rows (blank rows are
 ignored). Bad input re-renders the form with each error at its field (400) and writes nothing; a key
 that exists (or was taken by a create racing this one) is an error on the key (409)."""
 

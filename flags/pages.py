@@ -101,6 +101,8 @@ def overview(request):
 
 @staff_required
 def flag_detail(request, key):
+    if key == "new" and not Flag.objects.filter(key=key).exists():
+        return redirect(reverse("page-flag-new"))  # /flags/new without its slash
     flag = _flag_or_404(key)
     time_range = request.GET.get("range", "24h")
     if time_range not in analytics_selectors.TIME_RANGES:
@@ -202,6 +204,9 @@ def flag_archive(request, key):
     """GET: what archiving does, and a button to confirm. POST confirm=yes: archive (services.flag_archive,
     refused while another flag requires this one); any other POST shows the confirmation again."""
     flag = _flag_or_404(key)
+    if request.method == "POST" and request.POST.get("confirm") == "yes" and flag.archived:
+        messages.info(request, f"{flag.key} was already archived: nothing changed.")
+        return redirect(reverse("page-flag", args=[flag.key]))
     if request.method == "POST" and request.POST.get("confirm") == "yes":
         try:
             services.flag_archive(actor=Actor.from_request(request), flag=flag)

@@ -526,6 +526,9 @@ def test_admin_changelist__stale_filter__not_evaluated_for_30_days(admin_client,
 
     assert changelist_keys(admin_client, stale="yes") == ["forgotten", "never-evaluated"]
     assert changelist_keys(admin_client, stale="no") == ["brand-new", "still-used"]
+    faceted = admin_client.get(reverse("admin:flags_flag_changelist"), {"_facets": "True"}).content.decode()
+    assert re.search(r"Stale \(not evaluated for 30 days\)\s*\(2\)", faceted), "facet counts"
+    assert re.search(r"With rules\s*\(0\)", faceted)
 
 
 def test_admin_unarchive_action__through_the_service(admin_client, make_flag, actor):

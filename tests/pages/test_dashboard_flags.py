@@ -43,6 +43,10 @@ def test_new__form_offered_to_staff_with_add_flag(client, page_flag):
     assert 'href="/flags/new/"' in client.get("/").content.decode()
 
 
+def test_new__without_the_slash__redirected_to_the_form(staff_client):
+    assert staff_client.get("/flags/new")["Location"] == "/flags/new/"
+
+
 def test_new__without_add_flag__403_and_no_button(client, page_flag, world):
     client.force_login(staff_with("viewer", "flags.view_flag", "flags.change_flag"))
     before = world.snapshot()
@@ -147,6 +151,15 @@ def test_archive__asks_first__then_archives_through_the_service(staff_client, pa
     assert AuditEntry.objects.filter(action="flag.archived", target_key="old-banner", actor="ops").count() == 1
     assert any("Archived old-banner" in m for m in messages_of(response))
     assert 'data-flag="old-banner"' not in response.content.decode()  # back on the overview, hidden
+
+
+def test_archive__already_archived__says_so_and_writes_nothing(staff_client, page_flag, world):
+    page_flag("old-banner")
+    staff_client.post("/flags/old-banner/archive", {"confirm": "yes"})
+    before = world.snapshot()
+    response = staff_client.post("/flags/old-banner/archive", {"confirm": "yes"}, follow=True)
+    assert any("already archived" in m for m in messages_of(response))
+    assert world.snapshot() == before
 
 
 def test_archive__a_prerequisite_of_another_flag__refused_nothing_written(staff_client, page_flag, world):
