@@ -2,20 +2,24 @@
 rule's path); every write calls a service, never model.save()."""
 
 import json
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from analytics.models import FlagActivity
+from analytics.services import STALE_AFTER_DAYS
 from audit.actor import Actor
 from flags import services
 from flags.editor import editor_options
-from flags.errors import Conflict, ServiceError
+from flags.errors import Conflict, ServiceError, ValidationFailed
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.pages import restore_reason, set_enabled
 from flags.selectors import audit_list
@@ -41,6 +45,8 @@ def environment_choices():
 class FlagActionForm(ActionForm):
     environment = forms.ChoiceField(choices=environment_choices, required=False,
                                     help_text="Turn on / off needs one environment; kill and restore default to all.")
+    tag = forms.CharField(required=False, label="Tag",  # checked by services.flag_tags_change
+                          help_text="For the add tag / remove tag actions.")
 
 
 def state_versions(flag, *, lock=False):
@@ -228,17 +234,60 @@ class TagFilter(admin.SimpleListFilter):
         return queryset.filter(key__in=keys)
 
 
+class HasRulesFilter(admin.SimpleListFilter):
+    """Flags with targeting rules (in the environment chosen in the environment filter, else in any)."""
+
+    title = "has rules"
+    parameter_name = "has_rules"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With rules"), ("no", "No rules (on for everyone when on)")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        states = FlagState.objects.filter(flag=OuterRef("pk")).exclude(rules=[])
+        env = request.GET.get("environment")
+        if env:
+            states = states.filter(environment__key=env)
+        return queryset.filter(Exists(states) if self.value() == "yes" else ~Exists(states))
+
+
+class StaleFilter(admin.SimpleListFilter):
+    """Stale: not evaluated in any environment for STALE_AFTER_DAYS (30) days, and older than that.
+    The rule of the daily beat task that puts the "stale" badge on the dashboard
+    (analytics.services.flags_mark_stale), computed here from the last evaluation time
+    (FlagActivity.last_evaluated_at, updated by every analytics flush), so it is current between
+    two beat runs."""
+
+    title = "stale"
+    parameter_name = "stale"
+
+    def lookups(self, request, model_admin):
+        return [("yes", f"Stale (not evaluated for {STALE_AFTER_DAYS} days)"), ("no", "Evaluated recently or new")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        cutoff = timezone.now() - timedelta(days=STALE_AFTER_DAYS)
+        recent = Exists(FlagActivity.objects.filter(flag_key=OuterRef("key"), last_evaluated_at__gte=cutoff))
+        stale = Q(created_at__lt=cutoff) & ~Q(recent)
+        return queryset.filter(stale if self.value() == "yes" else ~stale)
+
+
 def status_column(environment):
-    """A changelist column: the flag's status in `environment`."""
+    """A changelist column: the flag's status in `environment` as a chip (on / off / KILLED), read
+    from the prefetched states (no query per row)."""
 
     @admin.display(description=environment.name)
     def column(flag):
         state = next((s for s in flag.states.all() if s.environment_id == environment.pk), None)
         if state is None:
             return "-"
-        if state.killed:
-            return format_html('<strong style="color: {}">KILLED</strong>', "#ba2121")
-        return "on" if state.enabled else "off"
+        status = "killed" if state.killed else ("on" if state.enabled else "off")
+        rules = " with rules" if state.rules else ""
+        return format_html('<span class="flag-chip {}" title="{}: {}{}">{}</span>', status, environment.name,
+                           status, rules, "KILLED" if state.killed else status)
 
     column.__name__ = f"status_{environment.key}"
     return column
@@ -249,9 +298,12 @@ class FlagAdmin(admin.ModelAdmin):
     form = FlagForm
     inlines = [FlagStateInline]
     action_form = FlagActionForm
-    actions = ["turn_on", "turn_off", "kill", "restore", "archive"]
+    actions = ["turn_on", "turn_off", "kill", "restore", "archive", "unarchive", "add_tag", "remove_tag"]
     list_display = ["key", "name", "kind", "tag_list", "archived", "updated_at"]  # + statuses: get_list_display
-    list_filter = [EnvironmentFilter, StatusFilter, TagFilter, "kind", "archived"]
+    list_filter = [EnvironmentFilter, StatusFilter, StaleFilter, HasRulesFilter, TagFilter, "kind", "archived"]
+
+    class Media:
+        css = {"all": ["flags/admin.css"]}  # the status chips
     search_fields = ["key", "name", "description"]
     readonly_fields = ["created_at", "updated_at", "evaluate_as", "audit_history"]
 
@@ -449,6 +501,49 @@ class FlagAdmin(admin.ModelAdmin):
                 services.flag_archive(actor=actor, flag=flag)
             except ServiceError as exc:
                 report(request, self, exc)
+
+
+    @admin.action(description="Unarchive", permissions=["change"])  # as REST's POST .../unarchive
+    def unarchive(self, request, queryset):
+        actor = Actor.from_request(request)
+        for flag in queryset:
+            try:
+                if flag.archived:
+                    services.flag_unarchive(actor=actor, flag=flag)
+                    self.message_user(request, f"Unarchived {flag.key}.")
+            except ServiceError as exc:
+                report(request, self, exc)
+
+    @admin.action(description="Add the tag below", permissions=["change"])
+    def add_tag(self, request, queryset):
+        self._change_tags(request, queryset, "add")
+
+    @admin.action(description="Remove the tag below", permissions=["change"])
+    def remove_tag(self, request, queryset):
+        self._change_tags(request, queryset, "remove")
+
+    def _change_tags(self, request, queryset, how):
+        tag = (request.POST.get("tag") or "").strip()
+        if not tag:
+            self.message_user(request, f"Type the tag to {how} in the Tag field next to the action.",
+                              level=messages.ERROR)
+            return
+        actor = Actor.from_request(request)
+        changed = []
+        for flag in queryset:
+            try:
+                before = list(flag.tags or [])
+                after = services.flag_tags_change(actor=actor, flag=flag, **{how: [tag]})
+                if list(after.tags) != before:
+                    changed.append(flag.key)
+            except ValidationFailed as exc:
+                report(request, self, exc)
+                return  # the tag itself is refused, for every flag alike: say it once
+            except ServiceError as exc:
+                report(request, self, exc)
+        verb = "Added" if how == "add" else "Removed"
+        self.message_user(request, f"{verb} tag '{tag}' {'to' if how == 'add' else 'from'} {len(changed)} flag(s)"
+                                   + (f": {', '.join(changed)}." if changed else "."))
 
 
 @admin.register(Environment)

@@ -3,11 +3,14 @@
 from django.urls import path
 
 from analytics import pages as analytics_pages
-from flags import editor, pages
+from flags import create_page, editor, pages
 
 urlpatterns = [
     path("", pages.overview, name="page-overview"),
+    path("flags/new/", create_page.flag_new, name="page-flag-new"),
     path("flags/<str:key>", pages.flag_detail, name="page-flag"),
+    path("flags/<str:key>/archive", pages.flag_archive, name="page-flag-archive"),
+    path("flags/<str:key>/unarchive", pages.flag_unarchive, name="page-flag-unarchive"),
     path("flags/<str:key>/toggle", pages.flag_toggle, name="page-flag-toggle"),
     path("flags/<str:key>/kill", pages.flag_kill, name="page-flag-kill"),
     path("flags/<str:key>/restore", pages.flag_restore, name="page-flag-restore"),

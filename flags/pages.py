@@ -31,7 +31,9 @@ AUDIT_GROUPS_PER_PAGE = 50  # groups of entries (one action each), not entries
 
 
 VIEW_FLAGS = ("flags.view_flag",)
-CHANGE_FLAGS = ("flags.change_flag",)  # what REST's toggle, kill-switch and restore require
+CHANGE_FLAGS = ("flags.change_flag",)  # what REST's toggle, kill-switch, restore and unarchive require
+DELETE_FLAGS = ("flags.delete_flag",)  # REST archives with DELETE /api/flags/<key>
+SHOW = {"": "Active flags", "only": "Archived flags", "all": "All flags"}  # the overview's "archived" filter
 
 
 def staff_required(view=None, *, perms=VIEW_FLAGS):
@@ -68,12 +70,16 @@ def overview(request):
     environments = selectors.environment_list()
     search = request.GET.get("q", "").strip()[:200]
     tag = request.GET.get("tag", "").strip()[:100]
-    flags = Flag.objects.filter(archived=False).order_by("key")
+    show = request.GET.get("archived", "")
+    show = show if show in SHOW else ""
+    listed = {"": Flag.objects.filter(archived=False), "only": Flag.objects.filter(archived=True),
+              "all": Flag.objects.all()}[show]  # archived flags are hidden unless asked for
+    flags = listed.order_by("key")
     if search:
-        keys = set(selectors.flag_state_list(environment=environments[0], search=search)
+        keys = set(selectors.flag_state_list(environment=environments[0], search=search, include_archived=bool(show))
                    .values_list("flag__key", flat=True)) if environments else set()
         flags = flags.filter(key__in=keys)
-    all_tags = sorted({t for tags in Flag.objects.filter(archived=False).values_list("tags", flat=True) for t in tags or []})
+    all_tags = sorted({t for tags in listed.values_list("tags", flat=True) for t in tags or []})
     flags = [f for f in flags if not tag or tag in (f.tags or [])]
     states = {(s.flag_id, s.environment_id): s for s in FlagState.objects.filter(flag__in=flags).select_related("environment")}
     stale = analytics_selectors.stale_flag_keys()
@@ -87,6 +93,7 @@ def overview(request):
         rows.append({"flag": flag, "cells": cells, "stale": flag.key in stale})
     return render(request, "flags/overview.html", {
         "environments": environments, "rows": rows, "search": search, "tag": tag, "all_tags": all_tags,
+        "show": show, "show_choices": list(SHOW.items()),
         "ws_environments": [env.key for env in environments],
         "next": request.get_full_path(),
     })
@@ -94,6 +101,8 @@ def overview(request):
 
 @staff_required
 def flag_detail(request, key):
+    if key == "new" and not Flag.objects.filter(key=key).exists():
+        return redirect(reverse("page-flag-new"))  # /flags/new without its slash
     flag = _flag_or_404(key)
     time_range = request.GET.get("range", "24h")
     if time_range not in analytics_selectors.TIME_RANGES:
@@ -188,6 +197,41 @@ def flag_restore(request, key):
                               environments=[environment] if environment else None)
 
     return _action(request, key, run, "{flag} restored in {env}.")
+
+
+@staff_required(perms=DELETE_FLAGS)
+def flag_archive(request, key):
+    """GET: what archiving does, and a button to confirm. POST confirm=yes: archive (services.flag_archive,
+    refused while another flag requires this one); any other POST shows the confirmation again."""
+    flag = _flag_or_404(key)
+    if request.method == "POST" and request.POST.get("confirm") == "yes" and flag.archived:
+        messages.info(request, f"{flag.key} was already archived: nothing changed.")
+        return redirect(reverse("page-flag", args=[flag.key]))
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        try:
+            services.flag_archive(actor=Actor.from_request(request), flag=flag)
+        except ServiceError as exc:
+            messages.error(request, f"{flag.key}: {exc}")
+            return redirect(reverse("page-flag", args=[flag.key]))
+        messages.success(request, f"Archived {flag.key}: SDKs no longer get it. It is listed under "
+                                  "“Archived flags”, from where its page can unarchive it.")
+        return redirect(reverse("page-overview"))
+    return render(request, "flags/archive_confirm.html", {
+        "flag": flag, "required_by": selectors.flags_referencing(flag_key=flag.key, exclude=flag.key),
+    })
+
+
+@require_POST
+@staff_required(perms=CHANGE_FLAGS)
+def flag_unarchive(request, key):
+    flag = _flag_or_404(key)
+    try:
+        services.flag_unarchive(actor=Actor.from_request(request), flag=flag)
+    except ServiceError as exc:
+        messages.error(request, f"{flag.key}: {exc}")
+    else:
+        messages.success(request, f"Unarchived {flag.key}: listed and evaluated again, with the states it had.")
+    return _next(request, reverse("page-flag", args=[flag.key]))
 
 
 @staff_required(perms=("audit.view_auditentry",))

@@ -11,7 +11,7 @@ its state rows, then environment rows in primary-key order, then the audit chain
 import hashlib
 import secrets
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -141,11 +141,17 @@ def flag_create(*, actor, key, name, description="", tags=(), kind="boolean", va
     if fields:
         raise ValidationFailed(fields)
     if Flag.objects.filter(key=key).exists():
-        raise Conflict(f"A flag with key '{key}' already exists.", fields={"key": ["Already exists."]})
+        raise _duplicate_key(key)
 
     with transaction.atomic():
-        flag = Flag.objects.create(key=key, name=name, description=description, tags=tags, kind=kind,
-                                   variants=variants, salt=salt, stickiness=stickiness)
+        try:
+            # its own savepoint: a create racing ours between the check above and this insert hits
+            # the unique key; that is a Conflict (409), not a 500, and the caller's transaction lives on
+            with transaction.atomic():
+                flag = Flag.objects.create(key=key, name=name, description=description, tags=tags, kind=kind,
+                                           variants=variants, salt=salt, stickiness=stickiness)
+        except IntegrityError:
+            raise _duplicate_key(key) from None
         created = [
             FlagState.objects.create(flag=flag, environment=env, enabled=states.get(env.key, {}).get("enabled", False),
                                      rules=states.get(env.key, {}).get("rules", []))
@@ -156,6 +162,10 @@ def flag_create(*, actor, key, name, description="", tags=(), kind="boolean", va
             **flag_data(flag), "states": {s.environment.key: _state_fields(s) for s in created}})
         _after_commit(versions, "created", flag_key=key)
     return flag
+
+
+def _duplicate_key(key):
+    return Conflict(f"A flag with key '{key}' already exists.", fields={"key": ["Already exists."]})
 
 
 def _state_fields(state):
@@ -397,6 +407,44 @@ def _flag_set_archived(*, actor, flag, archived):
                      target_type="flag", target_key=flag.key, before=before, after=flag_data(flag))
         _after_commit(versions, "deleted" if archived else "created", flag_key=flag.key)
     return flag
+
+
+def flag_tags_change(*, actor, flag, add=(), remove=()):
+    """Add and/or remove tags of one flag (the admin's bulk tag actions); tags already there are not
+    added twice, order is kept. Audited as flag.updated; a flag whose tags end up the same is left
+    alone (nothing written). Returns the Flag."""
+    fields = {}
+    for name, tags in (("add", add), ("remove", remove)):
+        if isinstance(tags, str):
+            tags = [tags]
+        check_tags(fields, list(tags) if isinstance(tags, (list, tuple)) else tags, path=name)
+    if fields:
+        raise ValidationFailed(fields)
+    add = [t.strip() for t in ([add] if isinstance(add, str) else add)]
+    remove = {t.strip() for t in ([remove] if isinstance(remove, str) else remove)}
+    with transaction.atomic():
+        locked = Flag.objects.select_for_update().filter(pk=flag.pk).first()
+        if locked is None:
+            raise NotFound(f"Flag '{flag.key}' not found.")
+        current = list(locked.tags or [])
+        tags = [t for t in current if t not in remove]
+        tags += [t for t in dict.fromkeys(add) if t not in tags and t not in remove]
+        if tags == current:
+            return locked
+        fields = {}
+        check_tags(fields, tags)
+        if fields:
+            raise ValidationFailed(fields)
+        before = flag_data(locked)
+        locked.tags = tags
+        locked.save(update_fields=["tags", "updated_at"])
+        # tags travel in every environment's snapshot: bump like any flag-field change
+        FlagState.objects.filter(flag=locked).update(version=F("version") + 1)
+        versions = _bump(list(Environment.objects.all()))
+        audit_record(actor=actor, action="flag.updated", target_type="flag", target_key=locked.key,
+                     before=before, after=flag_data(locked))
+        _after_commit(versions, "updated", flag_key=locked.key)
+    return locked
 
 
 def flag_delete(*, actor, flag):

@@ -1,5 +1,5 @@
 """Regenerate docs/screenshots/*.png: the dashboard (desktop and 390 px wide), a multivariate flag's
-page, the targeting editor and "evaluate as", the audit log and the admin's flag page, on the demo data plus a few operator actions, in a
+page, the targeting editor and "evaluate as", the create form, the audit log and the admin's flag page and list, on the demo data plus a few operator actions, in a
 throwaway SQLite database. Playwright drives Debian's Chromium (/usr/bin/chromium; never a
 downloaded browser) against a daphne started here.
 
@@ -121,6 +121,17 @@ def shoot(url, admin_flag_id):
         save(page, "admin-flag")
         page.goto(f"{url}/admin/flags/flag/")
         save(page, "admin-flag-list")
+        page.goto(f"{url}/flags/new/")  # the create form, filled in as an operator would
+        page.get_by_label("Name", exact=True).fill("Holiday banner")
+        page.get_by_label("Key", exact=True).fill("holiday-banner")
+        page.get_by_label("Description").fill("Seasonal banner on the home page")
+        page.get_by_label("Tags").fill("marketing, q4")
+        page.get_by_label("Multivariate").check()
+        for n, (key, weight, value) in enumerate([("red", "50", '"#c62828"'), ("green", "50", '"#2e7d32"')], start=1):
+            page.get_by_label(f"Variant {n} key").fill(key)
+            page.get_by_label(f"Variant {n} weight").fill(weight)
+            page.get_by_label(f"Variant {n} value").fill(value)
+        save(page, "create-flag")
 
         phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                     storage_state=desktop.storage_state())

@@ -80,6 +80,18 @@ def test_create__duplicate_key__409_and_nothing_written(editor_api):
     assert db_state() == before
 
 
+def test_create__duplicate_key_racing_another_create__409_not_500(editor_api, monkeypatch):
+    """Both creates passed the existence check; the second insert hits the unique key."""
+    from tests.flags.test_services import racing_create
+
+    racing_create(monkeypatch, "raced")
+    response = editor_api.post("/api/flags", {"key": "raced", "name": "Mine"})
+
+    error = assert_error(response, 409, "conflict")
+    assert error["fields"] == {"key": ["Already exists."]}
+    assert Flag.objects.get(key="raced").name == "The other writer's"
+
+
 def test_list__paginated_with_environment_state(reader_api):
     for i in range(3):
         create_flag(f"flag-{i}", states={"production": {"enabled": i == 1}})

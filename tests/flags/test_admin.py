@@ -455,8 +455,115 @@ def test_admin_changelist__a_short_status_column_per_environment(admin_client, m
     page = admin_client.get(url).content.decode()
     headers = re.findall(r'<th scope="col" class="column-status_(\w+)">', page)
     assert headers == ["development", "staging", "production"]
-    cells = re.findall(r'<td class="field-status_(\w+)">(.*?)</td>', page)
-    assert cells == [("development", "on"), ("staging", "on"),
-                     ("production", '<strong style="color: #ba2121">KILLED</strong>')]
+    cells = re.findall(r'<td class="field-status_(\w+)"><span class="flag-chip (\w+)"[^>]*>(.*?)</span></td>', page)
+    assert cells == [("development", "on", "on"), ("staging", "on", "on"), ("production", "killed", "KILLED")]
+    assert "flags/admin.css" in page  # the chips' colours
     only = admin_client.get(url, {"environment": "staging"}).content.decode()  # the filter scopes the columns
-    assert re.findall(r'<td class="field-status_(\w+)">(.*?)</td>', only) == [("staging", "on")]
+    assert re.findall(r'<td class="field-status_(\w+)"><span class="flag-chip (\w+)"', only) == [("staging", "on")]
+
+
+def changelist_keys(admin_client, **params):
+    response = admin_client.get(reverse("admin:flags_flag_changelist"), params)
+    assert response.status_code == 200
+    return sorted(flag.key for flag in response.context["cl"].result_list)
+
+
+def test_admin_changelist__queries_do_not_grow_with_the_number_of_flags(admin_client, make_flag, actor):
+    """The status chips read prefetched states: no query per flag (nor per environment)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from flags import services
+
+    def count():
+        admin_client.get(reverse("admin:flags_flag_changelist"))  # warm: session, content types
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(reverse("admin:flags_flag_changelist"))
+        assert response.status_code == 200
+        return len(queries), response.content.decode().count('class="flag-chip ')
+
+    for i in range(3):
+        make_flag(f"few-{i}", tags=[f"t{i}"])
+    few, chips_few = count()
+    for i in range(12):
+        flag = make_flag(f"many-{i}", tags=[f"u{i}"], rules=[{"type": "user", "operator": "in", "value": ["u"]}])
+        services.flag_kill(actor=actor, flag=flag, reason="r", environments=["staging"])
+    many, chips_many = count()
+
+    assert (chips_few, chips_many) == (3 * 3, 15 * 3)
+    assert many == few, f"{few} queries for 3 flags, {many} for 15"
+
+
+def test_admin_changelist__has_rules_filter__any_environment_or_the_chosen_one(admin_client, make_flag, actor):
+    from flags import services
+
+    make_flag("plain")
+    targeted = make_flag("targeted")
+    services.flag_update(actor=actor, flag=targeted, environment="staging",
+                         data={"rules": [{"type": "geo", "operator": "in", "value": ["DE"]}]})
+
+    assert changelist_keys(admin_client, has_rules="yes") == ["targeted"]
+    assert changelist_keys(admin_client, has_rules="no") == ["plain"]
+    assert changelist_keys(admin_client, has_rules="yes", environment="production") == []
+    assert changelist_keys(admin_client, has_rules="no", environment="production") == ["plain", "targeted"]
+
+
+def test_admin_changelist__stale_filter__not_evaluated_for_30_days(admin_client, make_flag):
+    """Stale: older than 30 days and not evaluated since (the beat task's rule, computed live)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from analytics.models import FlagActivity
+
+    long_ago = timezone.now() - timedelta(days=45)
+    for key in ("forgotten", "never-evaluated", "still-used"):
+        make_flag(key)
+    make_flag("brand-new")
+    Flag.objects.exclude(key="brand-new").update(created_at=long_ago)  # test data: flags made long ago
+    FlagActivity.objects.create(flag_key="forgotten", last_evaluated_at=long_ago)
+    FlagActivity.objects.create(flag_key="still-used", last_evaluated_at=timezone.now() - timedelta(days=2))
+
+    assert changelist_keys(admin_client, stale="yes") == ["forgotten", "never-evaluated"]
+    assert changelist_keys(admin_client, stale="no") == ["brand-new", "still-used"]
+    faceted = admin_client.get(reverse("admin:flags_flag_changelist"), {"_facets": "True"}).content.decode()
+    assert re.search(r"Stale \(not evaluated for 30 days\)\s*\(2\)", faceted), "facet counts"
+    assert re.search(r"With rules\s*\(0\)", faceted)
+
+
+def test_admin_unarchive_action__through_the_service(admin_client, make_flag, actor):
+    from flags import services
+
+    gone = make_flag("gone")
+    services.flag_archive(actor=actor, flag=gone)
+    response = action(admin_client, gone, "unarchive")
+    assert response.status_code == 302
+    assert Flag.objects.get(key="gone").archived is False
+    assert AuditEntry.objects.filter(action="flag.unarchived", target_key="gone", actor="admin").count() == 1
+
+
+def test_admin_tag_actions__add_and_remove_in_bulk__audited(admin_client, make_flag):
+    one, two = make_flag("one", tags=["ui"]), make_flag("two")
+    url = reverse("admin:flags_flag_changelist")
+
+    response = admin_client.post(url, {"action": "add_tag", "_selected_action": [one.pk, two.pk], "tag": "q3"},
+                                 follow=True)
+    assert [Flag.objects.get(key=k).tags for k in ("one", "two")] == [["ui", "q3"], ["q3"]]
+    assert any("Added tag 'q3' to 2 flag(s)" in str(m) for m in response.context["messages"])
+    admin_client.post(url, {"action": "remove_tag", "_selected_action": [one.pk, two.pk], "tag": "ui"})
+    assert [Flag.objects.get(key=k).tags for k in ("one", "two")] == [["q3"], ["q3"]]
+    entries = AuditEntry.objects.filter(action="flag.updated").order_by("id")
+    assert [(e.target_key, e.before["tags"], e.after["tags"], e.actor) for e in entries] == [
+        ("one", ["ui"], ["ui", "q3"], "admin"), ("two", [], ["q3"], "admin"), ("one", ["ui", "q3"], ["q3"], "admin")]
+
+
+@pytest.mark.parametrize("tag, message", [("", "Type the tag"), ("  ", "Type the tag"),
+                                          ("x" * 65, "at most 64 characters")])
+def test_admin_tag_actions__no_or_bad_tag__refused_nothing_written(admin_client, make_flag, world, tag, message):
+    flag = make_flag("one", tags=["ui"])
+    before = world.snapshot()
+    response = admin_client.post(reverse("admin:flags_flag_changelist"),
+                                 {"action": "add_tag", "_selected_action": [flag.pk], "tag": tag}, follow=True)
+    shown = [str(m) for m in response.context["messages"]] if response.context else []
+    assert any(message in m for m in shown), shown
+    assert world.snapshot() == before and Flag.objects.get(pk=flag.pk).tags == ["ui"]

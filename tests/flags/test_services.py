@@ -77,6 +77,42 @@ def test_flag_create__duplicate_key__conflict_and_nothing_written(actor, flag, w
     assert world.snapshot() == before
 
 
+def racing_create(monkeypatch, key):
+    """Another writer creates `key` right after flag_create's existence check said it was free."""
+    from django.db.models.query import QuerySet
+
+    real_exists = QuerySet.exists
+    raced = []
+
+    def exists(qs):
+        if qs.model is Flag and not raced:
+            raced.append(True)
+            services.flag_create(actor=services_actor(), key=key, name="The other writer's")
+            return False
+        return real_exists(qs)
+
+    monkeypatch.setattr(QuerySet, "exists", exists)
+
+
+def services_actor():
+    from audit.actor import Actor
+
+    return Actor.system("other-writer")
+
+
+def test_flag_create__duplicate_key_racing_another_create__conflict_not_integrity_error(actor, monkeypatch):
+    racing_create(monkeypatch, "raced")
+    audit_before = AuditEntry.objects.count()
+
+    with pytest.raises(Conflict) as exc:
+        services.flag_create(actor=actor, key="raced", name="Mine")
+
+    assert exc.value.fields == {"key": ["Already exists."]}
+    assert Flag.objects.get(key="raced").name == "The other writer's"  # theirs stays, the transaction lives on
+    assert AuditEntry.objects.count() == audit_before + 1  # only theirs
+    assert FlagState.objects.filter(flag__key="raced").count() == 3
+
+
 def test_flag_create__prerequisite_cycle__refused(actor, make_flag):
     make_flag("parent", rules=[])
     make_flag("child", rules=[{"type": "flag", "field": "parent", "operator": "enabled"}])
@@ -242,6 +278,38 @@ def test_flag_archive__hides_flag_and_bumps_every_environment(actor, flag):
     assert Flag.objects.get(pk=flag.pk).archived is True
     assert last_audit().action == "flag.archived"
     assert all(versions()[k] == before[k] + 1 for k in before)
+
+
+def test_flag_tags_change__adds_and_removes_once__audited_and_bumped(actor, make_flag):
+    flag = make_flag("tagged", tags=["a", "b"])
+    before = versions()
+
+    services.flag_tags_change(actor=actor, flag=flag, add=["c", "a", "c"], remove=["b"])
+
+    assert Flag.objects.get(pk=flag.pk).tags == ["a", "c"]
+    entry = last_audit()
+    assert (entry.action, entry.target_key, entry.before["tags"], entry.after["tags"]) == (
+        "flag.updated", "tagged", ["a", "b"], ["a", "c"])
+    assert all(versions()[k] == before[k] + 1 for k in before)
+    assert state_of(flag, "production").version == 2
+
+
+def test_flag_tags_change__nothing_to_change__writes_nothing(actor, make_flag, world):
+    flag = make_flag("tagged", tags=["a"])
+    before = world.snapshot()
+    services.flag_tags_change(actor=actor, flag=flag, add=["a"], remove=["zzz"])
+    assert world.snapshot() == before
+
+
+@pytest.mark.parametrize("kwargs, path", [({"add": [""]}, "add[0]"), ({"add": ["x" * 65]}, "add[0]"),
+                                          ({"remove": 5}, "remove")])
+def test_flag_tags_change__bad_tag__refused_and_nothing_written(actor, make_flag, world, kwargs, path):
+    flag = make_flag("tagged", tags=["a"])
+    before = world.snapshot()
+    with pytest.raises(ValidationFailed) as exc:
+        services.flag_tags_change(actor=actor, flag=flag, **kwargs)
+    assert path in exc.value.fields
+    assert world.snapshot() == before
 
 
 def test_flag_delete__removes_rows_keeps_history(actor, flag):

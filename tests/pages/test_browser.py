@@ -13,7 +13,7 @@ from playwright.sync_api import expect, sync_playwright
 from analytics import services as analytics_services
 from analytics.hll import HyperLogLog
 from audit.models import AuditEntry
-from flags.models import FlagState
+from flags.models import Flag, FlagState
 from tests.pages.conftest import PASSWORD
 from tests.servers import ROOT, start_web
 from tests.tools import CHROMIUM
@@ -316,4 +316,66 @@ def test_overview_on_a_phone__every_environment_on_screen_and_usable(browser, si
     expect(production).to_have_attribute("data-status", "killed")
     expect(production.get_by_role("button", name="Restore new-checkout in production")).to_be_in_viewport()
     shot(page, "overview-mobile")
+    context.close()
+
+
+def test_create_archive_and_unarchive_a_flag_from_the_dashboard(browser, site, staff_user):
+    """/flags/new/ (an error shown at its field first), the flag on the overview, archived after the
+    confirmation, found under the "archived" filter, unarchived: every step through the services."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log_in(page, site)
+    page.get_by_role("link", name="New flag").click()
+    expect(page.get_by_role("heading", name="New flag")).to_be_visible()
+    page.get_by_label("Name", exact=True).fill("Summer sale banner")
+    page.get_by_label("Key", exact=True).fill("summer-sale")
+    page.get_by_label("Description").fill("The banner on the home page in July")
+    page.get_by_label("Tags").fill("promo, q3")
+    page.get_by_label("Multivariate").check()
+    for n, (key, weight, value) in enumerate([("red", "60", '"#c00"'), ("blue", "50", '"#00c"')], start=1):
+        page.get_by_label(f"Variant {n} key").fill(key)
+        page.get_by_label(f"Variant {n} weight").fill(weight)
+        page.get_by_label(f"Variant {n} value").fill(value)
+    page.get_by_role("button", name="Create flag").click()
+    expect(page.locator("#variants-errors")).to_contain_text("The weights total 110, not 100.")
+    expect(page.get_by_label("Variant 2 key")).to_have_value("blue")  # what was typed is kept
+    assert not Flag.objects.filter(key="summer-sale").exists()
+    page.get_by_label("Variant 1 weight").fill("50")
+    shot(page, "flag-new")
+    page.get_by_role("button", name="Create flag").click()
+
+    expect(page.get_by_role("heading", name="Summer sale banner")).to_be_visible()
+    expect(page.locator(".messages")).to_contain_text("Created summer-sale")
+    flag = Flag.objects.get(key="summer-sale")
+    assert (flag.kind, flag.tags, [v["value"] for v in flag.variants]) == ("multivariate", ["promo", "q3"],
+                                                                          ["#c00", "#00c"])
+    page.get_by_role("link", name="Flags", exact=True).first.click()
+    row = page.locator('tr[data-flag="summer-sale"]')
+    expect(row).to_be_visible()
+    expect(row.locator('td[data-env="production"]')).to_have_attribute("data-status", "off")
+
+    row.get_by_role("link", name="Summer sale banner").click()
+    page.get_by_role("link", name="Archive…").click()
+    expect(page.get_by_role("heading", name="Archive summer-sale?")).to_be_visible()
+    assert Flag.objects.get(key="summer-sale").archived is False  # asking wrote nothing
+    page.get_by_role("button", name="Archive summer-sale").click()
+
+    expect(page.locator(".messages")).to_contain_text("Archived summer-sale")
+    expect(page.locator('tr[data-flag="summer-sale"]')).to_have_count(0)  # hidden by default
+    page.get_by_label("Show").select_option("only")
+    page.get_by_role("button", name="Filter").click()
+    row = page.locator('tr[data-flag="summer-sale"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".badge")).to_have_text("archived")
+    shot(page, "overview-archived")
+    row.get_by_role("button", name="Unarchive summer-sale").click()
+
+    expect(page.locator(".messages")).to_contain_text("Unarchived summer-sale")
+    expect(page.locator('tr[data-flag="summer-sale"]')).to_have_count(0)  # no longer archived
+    page.get_by_label("Show").select_option("")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator('tr[data-flag="summer-sale"]')).to_be_visible()
+    assert Flag.objects.get(key="summer-sale").archived is False
+    assert list(AuditEntry.objects.filter(target_key="summer-sale").order_by("id").values_list("action", "actor")) == [
+        ("flag.created", "ops"), ("flag.archived", "ops"), ("flag.unarchived", "ops")]
     context.close()

@@ -85,8 +85,8 @@ def rest(template, method, path, body, expect, perms, writes=True, note=""):
     return Row(("rest", template, method), lambda o: (method, path, body), expect, tuple(perms), (), writes, note)
 
 
-def page(template, path, data):
-    return Row(("page", template), lambda o: ("POST", path, data), PAGE, ("flags.change_flag",))
+def page(template, path, data, perms=("flags.change_flag",), note=""):
+    return Row(("page", template), lambda o: ("POST", path, data), PAGE, tuple(perms), note=note)
 
 
 def page_json(template, path, body, perms=("flags.change_flag",), writes=True):
@@ -154,6 +154,10 @@ REST = [
 ]
 
 PAGES = [
+    page("/flags/new/", "/flags/new/", {"key": "made", "name": "Made", "kind": "boolean", "tags": "a, b"},
+         perms=["flags.add_flag"]),
+    page("/flags/<str:key>/archive", "/flags/m/archive", {"confirm": "yes"}, perms=["flags.delete_flag"]),
+    page("/flags/<str:key>/unarchive", "/flags/gone/unarchive", {}),
     page("/flags/<str:key>/toggle", "/flags/m/toggle", {"environment": "production", "enabled": "false",
                                                          "version": "1"}),
     page("/flags/<str:key>/kill", "/flags/m/kill", {"environment": "production", "reason": "r"}),
@@ -200,6 +204,9 @@ ADMIN = [
     admin_action("flags.flag", "restore", lambda o: [o.flag.pk], [CHANGE_FLAG],
                  extra={"environment": "staging", "confirm": "yes", "reason": "r"}),
     admin_action("flags.flag", "archive", lambda o: [o.flag.pk], ["flags.delete_flag"], [VIEW_FLAG]),
+    admin_action("flags.flag", "unarchive", lambda o: [o.gone.pk], [CHANGE_FLAG]),
+    admin_action("flags.flag", "add_tag", lambda o: [o.flag.pk], [CHANGE_FLAG], extra={"tag": "new-tag"}),
+    admin_action("flags.flag", "remove_tag", lambda o: [o.off.pk], [CHANGE_FLAG], extra={"tag": "old"}),
     admin_view("flags.environment", "add", url("flags_environment_add"), lambda o: {"key": "qa", "name": "QA"},
                ADMIN_NEVER, ["flags.add_environment"]),
     admin_view("flags.environment", "change", url("flags_environment_change", "environment"),
@@ -282,11 +289,12 @@ class Objects:
         self.flag = create_flag("m", states={env: {"enabled": True} for env in ("development", "staging",
                                                                                   "production")})
         self.off = create_flag("off")
-        create_flag("gone")
+        self.gone = create_flag("gone")
         from flags import services
 
         services.flag_kill(actor=SYSTEM, flag=self.flag, reason="r", environments=["staging"])
-        services.flag_archive(actor=SYSTEM, flag=Flag.objects.get(key="gone"))
+        services.flag_archive(actor=SYSTEM, flag=self.gone)
+        services.flag_tags_change(actor=SYSTEM, flag=self.off, add=["old"])
         self.segment = create_segment("seg", {"plan": "free"})
         self.environment = Environment.objects.get(key="production")
         self.group = Group.objects.create(name="ops")
@@ -319,7 +327,7 @@ def everything_written():
     User = get_user_model()
     return {
         **World.snapshot(),
-        "flag_rows": list(Flag.objects.order_by("pk").values_list("key", "name", "description", "archived")),
+        "flag_rows": list(Flag.objects.order_by("pk").values_list("key", "name", "description", "archived", "tags")),
         "segment_rows": list(Segment.objects.order_by("pk").values_list("key", "name", "description")),
         "environments": list(Environment.objects.order_by("pk").values_list("key", "name")),
         "api_keys": list(ApiKey.objects.order_by("pk").values_list("name", "kind", "user_id", "revoked_at")),

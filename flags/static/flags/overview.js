@@ -18,7 +18,10 @@
     if (!row) return;
     var cell = row.querySelector('td[data-env="' + CSS.escape(event.environment) + '"]');
     if (!cell) return;
-    if (event.action === "deleted" || event.flag.archived) { row.remove(); return; }
+    // The overview lists active flags unless its "archived" filter says otherwise (data-show).
+    var show = row.closest("table").dataset.show || "";
+    if (event.action === "deleted" || event.flag.archived) { if (!show) row.remove(); return; }
+    if (show === "only" && event.action === "created") { row.remove(); return; }
     // The toggle form posts the version it shows and the state its label promises: keep both in
     // step with what this page displays, or the server refuses the click as stale.
     var version = cell.querySelector('[data-role="version"]');
