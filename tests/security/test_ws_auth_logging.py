@@ -235,7 +235,7 @@ def test_deeply_nested_client_message__error_frame_and_the_socket_stays_open(fra
 
 def test_database_down_for_an_unseen_key__error_frame_and_close_4503(monkeypatch):
     """PostgreSQL down and a key this process never resolved: "try again later", not a crash.
-    (Through a real daphne: tests/live/test_ws_close_codes.py.)"""
+    (Through a real server: tests/live/test_ws_close_codes.py.)"""
     from django.db import OperationalError
 
     from flags import consumers
