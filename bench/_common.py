@@ -29,9 +29,11 @@ NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 GRANIAN_FLAGS = ["--interface", "asgi", "--respawn-failed-workers"]
 
 
-def granian_command(port, workers=1, host="127.0.0.1"):
+def granian_command(port, workers=1, host="127.0.0.1", app="flagsite.asgi:application", extra=()):
+    """argv of the web server on host:port; app: another ASGI application (e.g. a wrapper module on
+    PYTHONPATH trying a patch), extra: more granian options (e.g. ["--log-level", "warning"])."""
     return [str(Path(sys.executable).parent / "granian"), *GRANIAN_FLAGS, "--host", host, "--port", str(port),
-            "--workers", str(workers), "flagsite.asgi:application"]
+            "--workers", str(workers), *extra, app]
 
 
 def nginx_binary():
@@ -39,13 +41,12 @@ def nginx_binary():
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-def nginx_command(directory, listen_port, web_port, ws_port=None):
+def nginx_command(directory, listen_port, web_port):
     """argv running the shipped front proxy config (deploy/nginx.conf) in the foreground on
-    127.0.0.1:listen_port in front of granian on web_port (and daphne on ws_port): the same file
-    with only the addresses, pid and temporary files moved to this host and `directory`."""
+    127.0.0.1:listen_port in front of granian on web_port (HTTP and /ws): the same file with only
+    the addresses, pid and temporary files moved to this host and `directory`."""
     text = NGINX_CONF.read_text()
     for old, new in (("server web:8000;", f"server 127.0.0.1:{web_port};"),
-                     ("server ws:8001;", f"server 127.0.0.1:{ws_port or web_port};"),
                      ("listen 8000;", f"listen 127.0.0.1:{listen_port};"),
                      ("http {\n", "http {\n" + "".join(f"    {kind}_temp_path {directory}/{kind};\n"
                                                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))):

@@ -3,7 +3,7 @@
 Unary flags.v1.FlagService/Evaluate against `manage.py grpcserver`, beside a do-nothing servicer on
 the same server construction (grpc_api.transport: grpcio sync server, thread pools, options, health
 and reflection; answering a prebuilt response: the grpcio floor) and REST POST /api/evaluate under
-granian (WSGI workers, the production HTTP path), all in the same run, at concurrency 1 and 50.
+granian (ASGI, the production web command), all in the same run, at concurrency 1 and 50.
 Clients: grpc.aio for gRPC (one channel; 2 per worker with --workers), a minimal asyncio HTTP/1.1
 keep-alive client (one connection per concurrent caller) for REST, both in this process. A gRPC
 call costs a Python client more than that raw HTTP request, so at c=1, where the client's time is
@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 from bench import _common  # noqa: E402
-BIN = Path(sys.executable).parent
 FLAG = "bench-flag-01"
 CONTEXT = {"country": "US", "device": "mobile", "plan": "premium", "appVersion": "1.4.0",
            "email": "a@example.com", "age": 30}
@@ -275,9 +274,7 @@ def main():
         "gRPC Evaluate": (ours, [[python, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(ours), *pools,
                                   "--metrics-port", "0", "--workers", str(args.workers),
                                   *(["--pin-cpus"] if args.pin_cpus else [])]]),
-        "REST /api/evaluate": (rest, [[str(BIN / "granian"), "--interface", "wsgi", "--workers", str(args.workers),
-                                       "--blocking-threads", "1", "--respawn-failed-workers", "--host", "127.0.0.1", "--port", str(rest), "--no-ws",
-                                       "--log-level", "warning", "flagsite.wsgi:application"]]),
+        "REST /api/evaluate": (rest, [_common.granian_command(rest, args.workers, extra=["--log-level", "warning"])]),
     }
     procs, pids = [], {}
     try:

@@ -1,9 +1,12 @@
 """Kill-switch propagation to 1,000 WebSocket clients, and SDK local-mode evaluation speed.
 
-    .venv/bin/python bench/propagation.py [--clients 1000] [--kills 10]
+    .venv/bin/python bench/propagation.py [--clients 1000] [--kills 10] [--workers 1]
 
-Starts daphne on a free port over a throwaway SQLite database (or DATABASE_URL / REDIS_URL when
-set), opens N WebSocket clients in this one asyncio process, then kills and restores a flag through
+Starts the web server (granian ASGI, the production command; --workers, default 1) on a free port
+over a throwaway SQLite database (or DATABASE_URL / REDIS_URL when set), with the per-key
+WebSocket cap lifted (FLAGS_WS_MAX_CONNECTIONS_PER_KEY=0: every client uses the one SDK key, and
+the default cap of 500 would close the rest with 4429), opens N WebSocket clients in this one
+asyncio process, then kills and restores a flag through
 the REST API `--kills` times. For each kill it records, at every client, the time from the
 kill-switch request returning to the `killed` event arriving (negative: the event arrived before
 the HTTP response did). Prints p50 / p99 / max over all kills and clients.
@@ -16,16 +19,18 @@ import argparse
 import asyncio
 import os
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ holds grpc.py: keep the directory off the path so `import grpc` finds grpcio
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
+
+from bench import _common  # noqa: E402
 
 
 def setup_database():
@@ -54,27 +59,11 @@ def setup_database():
     return sdk_key, token
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "flagsite.asgi:application"],
-        cwd=ROOT, env={**os.environ, "FLAGS_WS_PING_SECONDS": "300"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("daphne did not start")
+def start_server(port, workers):
+    """granian ASGI (bench._common.granian_command) with every client allowed on the one key."""
+    env = {"FLAGS_WS_PING_SECONDS": "300", "FLAGS_WS_MAX_CONNECTIONS_PER_KEY": "0"}
+    return _common.Server("web", _common.granian_command(port, workers, extra=["--log-level", "warning"]),
+                          env=env, port=port, timeout=60)
 
 
 def percentile(values, fraction):
@@ -166,18 +155,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1, help="granian workers (default 1)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 sockets on each side
 
     sdk_key, token = setup_database()
-    port = free_port()
-    server = start_server(port)
+    port = _common.free_port()
+    server = start_server(port, args.workers)
     try:
         latencies = asyncio.run(propagation(port, sdk_key, token, args.clients, args.kills))
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
     print(f"\nkilled event at each client ({args.clients} clients x {args.kills} kills = "
           f"{len(latencies['sent'])} deliveries), measured from the kill-switch request being")
     for start, values in (("returned", latencies["returned"]), ("sent", latencies["sent"])):

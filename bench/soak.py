@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/soak.py [--duration 300] [--ws-clients 200] [--eval-rate 200] [--write-rate 1]
 
-Starts daphne (HTTP + /ws) and `manage.py grpcserver` on free ports (plus a Celery worker when
+Starts the web server (granian ASGI, the production command: HTTP + /ws; --web-workers, default
+1) and `manage.py grpcserver` on free ports (plus a Celery worker when
 REDIS_URL is set) over a fresh SQLite database under artifacts/ (or DATABASE_URL / REDIS_URL when
 set), creates flags of every rule type, an SDK key and a management token through the services,
 then for --duration seconds, from this one asyncio process:
@@ -660,9 +661,11 @@ def log_problems(logs):
         try:
             with open(path, errors="replace") as fh:
                 for line in fh:
-                    if line.startswith("Traceback") or " ERROR " in line or " CRITICAL " in line:
+                    # Django's text format (" ERROR ") and granian's own ("[ERROR]", e.g. a worker died)
+                    if line.startswith("Traceback") or any(f"{c}ERROR{d}" in line or f"{c}CRITICAL{d}" in line
+                                                           for c, d in ((" ", " "), ("[", "]"))):
                         errors += 1
-                    elif " WARNING " in line:
+                    elif " WARNING " in line or "[WARNING]" in line:
                         warnings += 1
         except OSError:
             pass
@@ -774,7 +777,8 @@ def main():
     parser.add_argument("--max-inflight", type=int, default=200, help="evaluations in flight before shedding (an error)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--asgi-app", default="flagsite.asgi:application",
-                        help="what daphne serves (a wrapper module on PYTHONPATH to try a patch)")
+                        help="what granian serves (a wrapper module on PYTHONPATH to try a patch)")
+    parser.add_argument("--web-workers", type=int, default=1, help="granian workers (default 1)")
     args = parser.parse_args()
     if args.warmup is None:
         args.warmup = 0.2 * args.duration
@@ -796,9 +800,9 @@ def main():
 
     python = sys.executable
     web_port, grpc_port = _common.free_port(), _common.free_port()
-    logs = {"web": logs_dir / "daphne.log", "grpc": logs_dir / "grpc.log"}
+    logs = {"web": logs_dir / "web.log", "grpc": logs_dir / "grpc.log"}
     commands = {
-        "web": ([python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(web_port), args.asgi_app], web_port),
+        "web": (_common.granian_command(web_port, args.web_workers, app=args.asgi_app), web_port),
         "grpc": ([python, "manage.py", "grpcserver", "--host", "127.0.0.1", "--port", str(grpc_port)], grpc_port),
     }
     if redis:
@@ -828,7 +832,8 @@ def main():
         except (RuntimeError, OSError) as exc:
             print(f"could not start the servers: {exc}", file=sys.stderr)
             return 2
-        processes = Processes({name: (server, name == "worker") for name, server in servers.items()})
+        # web (granian's workers) and the Celery worker (its pool) are process trees
+        processes = Processes({name: (server, name in ("web", "worker")) for name, server in servers.items()})
         try:
             asyncio.run(asyncio.wait_for(
                 soak(state, processes, f"http://127.0.0.1:{web_port}", f"127.0.0.1:{grpc_port}", sdk_key, token,

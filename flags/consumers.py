@@ -23,6 +23,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
+from audit.actor import client_ip
 from flagsite.api.authentication import hash_key, resolve_api_key
 from flagsite.api.throttling import AuthThrottled
 from flags.live import watcher
@@ -66,8 +67,12 @@ def _check_key(key, query, ip=None):
 
 
 def _client_ip(scope):
+    """The client's address by the rule HTTP uses (audit.actor.client_ip): the socket's peer, or
+    under NUM_PROXIES the address the outermost trusted proxy put in X-Forwarded-For, so audit
+    entries, logs and failed-key buckets behind nginx name the client, not the proxy."""
     client = scope.get("client") or ()
-    return client[0] if client else None
+    forwarded = [value.decode("latin-1") for name, value in scope.get("headers") or () if name == b"x-forwarded-for"]
+    return client_ip({"REMOTE_ADDR": client[0] if client else None, "HTTP_X_FORWARDED_FOR": ",".join(forwarded)})
 
 
 def log_refusal(scope, key, reason):

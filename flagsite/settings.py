@@ -317,7 +317,7 @@ FLAGS_AUTH_FAILURE_LIMIT = os.environ.get("FLAGS_AUTH_FAILURE_LIMIT", "100/m")
 # the same answers (for comparison: bench/rest.py, or to rule the lane out when investigating).
 FLAGS_FAST_LANE = env_bool("FLAGS_FAST_LANE", default=True)
 FLAGS_MAX_BULK_FLAGS = int(os.environ.get("FLAGS_MAX_BULK_FLAGS", "1000"))
-# Open /ws connections per API key in each daphne process; the next is closed with 4429.
+# Open /ws connections per API key in each web server process (granian worker); the next is closed with 4429.
 FLAGS_WS_MAX_CONNECTIONS_PER_KEY = int(os.environ.get("FLAGS_WS_MAX_CONNECTIONS_PER_KEY", "500"))
 # Trusted proxies in front (default none): the client address is X-Forwarded-For's Nth entry from
 # the end, else REMOTE_ADDR. One setting for audit entries, logs (audit.actor.client_ip) and DRF's

@@ -1,15 +1,13 @@
 """Regenerate docs/screenshots/*.png: the dashboard (desktop and 390 px wide), a multivariate flag's
 page, the targeting editor and "evaluate as", the create form, the audit log and the admin's flag page and list, on the demo data plus a few operator actions, in a
 throwaway SQLite database. Playwright drives Debian's Chromium (/usr/bin/chromium; never a
-downloaded browser) against a daphne started here.
+downloaded browser) against the web server (granian ASGI, bench._common.granian_command) started here.
 
     .venv/bin/python scripts/screenshots.py
 """
 
 import base64
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,25 +58,14 @@ def seed():
     return flag_get("dark-mode").pk
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(port):
-    server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                               "flagsite.asgi:application"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("daphne did not start")
+    """The production web command (granian ASGI: pages, static files, /ws) on 127.0.0.1:port."""
+    from bench._common import Server, granian_command
+
+    try:
+        return Server("web", granian_command(port, extra=["--log-level", "warning"]), port=port, timeout=60)
+    except RuntimeError as exc:
+        raise SystemExit(f"the web server did not start: {exc}") from exc
 
 
 def shoot(url, admin_flag_id):
@@ -163,13 +150,14 @@ def main():
 
         django.setup()
         admin_flag_id = seed()
+        from bench._common import free_port
+
         port = free_port()
         server = serve(port)
         try:
             shoot(f"http://127.0.0.1:{port}", admin_flag_id)
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            server.stop()
 
 
 if __name__ == "__main__":

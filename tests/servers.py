@@ -1,5 +1,6 @@
 """Real server processes for tests: the web server (granian ASGI: HTTP + /ws) started on a free port, sharing the test
-database with the test process (tests that use them need committed data: transaction=True)."""
+database with the test process (tests that use them need committed data: transaction=True), the front
+proxy (nginx) in front of it, and the gRPC server."""
 
 import os
 import signal
@@ -94,6 +95,19 @@ def start_web(port=None, output=None, workers=1, **env):
     server.http_url = f"http://127.0.0.1:{port}"
     server.ws_url = f"ws://127.0.0.1:{port}/ws"
     return server
+
+
+def start_proxy(web_port, directory, port=None, output=None):
+    """The shipped front proxy (deploy/nginx.conf through bench._common.nginx_command, Debian's
+    nginx) on 127.0.0.1:<port> in front of the web server on web_port; its pid file and temporary
+    files go to `directory` (a fresh directory nginx's workers may write to)."""
+    from bench._common import nginx_command
+
+    port = port or free_port()
+    proxy = ServerProcess(nginx_command(directory, port, web_port), port, output)
+    proxy.http_url = f"http://127.0.0.1:{port}"
+    proxy.ws_url = f"ws://127.0.0.1:{port}/ws"
+    return proxy
 
 
 def start_grpcserver(port=None, output=None, **env):

@@ -1,4 +1,4 @@
-"""What a web server process (granian's WSGI workers, daphne) does before it takes requests."""
+"""What a web server process (a granian ASGI worker; daphne under runserver) does before it takes requests."""
 
 import gc
 import logging

@@ -1,6 +1,6 @@
 """Fault tests: a PRIVATE real PostgreSQL cluster and Redis server, started once per session on
 free ports of 127.0.0.1 (never the shared :5432 / :6379 other tests and sessions use), which the
-tests stop and restart while real servers (daphne, `manage.py grpcserver`) and real clients run.
+tests stop and restart while real servers (granian ASGI, `manage.py grpcserver`) and real clients run.
 
 Every wait is bounded (WAIT seconds); both stores and every server process are stopped and their
 files removed even when a test fails. Server logs go to files and are printed (captured, shown on
@@ -216,7 +216,7 @@ def server_env(postgres, redis_store=None, **extra):
 
 @pytest.fixture
 def servers(tmp_path):
-    """start(kind, **env) -> a running daphne ("web") or grpcserver ("grpc"); all stopped at the end."""
+    """start(kind, **env) -> a running web server (granian ASGI, "web") or grpcserver ("grpc"); all stopped at the end."""
     started = []
 
     def start(kind, **env):

@@ -1,4 +1,4 @@
-"""PostgreSQL stops while a web node (daphne: REST + /ws) and a gRPC node serve real SDK clients
+"""PostgreSQL stops while a web node (granian ASGI: REST + /ws) and a gRPC node serve real SDK clients
 and an operator keeps writing."""
 
 import threading

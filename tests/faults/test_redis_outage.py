@@ -1,4 +1,4 @@
-"""Redis stops while a web node (daphne: REST + /ws) and a gRPC node serve real SDK clients."""
+"""Redis stops while a web node (granian ASGI: REST + /ws) and a gRPC node serve real SDK clients."""
 
 import time
 

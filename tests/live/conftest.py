@@ -10,7 +10,7 @@ SYSTEM = Actor.system("live-tests")
 
 @pytest.fixture
 def server(transactional_db):
-    """A real daphne process (HTTP + /ws) on a free port, sharing this test's database."""
+    """A real web server (granian ASGI: HTTP + /ws) on a free port, sharing this test's database."""
     process = start_web(FLAGS_WS_PING_SECONDS="0.5")
     yield process
     process.stop()

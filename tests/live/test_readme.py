@@ -1,4 +1,4 @@
-"""Every Python and shell snippet of README.md, run as written against a live server (daphne, on a
+"""Every Python and shell snippet of README.md, run as written against a live server (granian ASGI, on a
 free port) holding the demo data, so the README cannot drift from the code.
 
 What a reader fills in, and nothing else, is filled in here:
@@ -42,7 +42,7 @@ NOT_CODE = {"", "text", "json"}  # sample output and data: shown, not run
 # Snippets no test can run, by their first line, and why.
 NOT_RUN = {
     "./scripts/run     # 1. install (.venv, Python 3.11), migrate, demo data, print admin login + SDK keys, serve :3001":
-        "the two commands themselves: command 1 serves until stopped (this test starts the same daphne "
+        "the two commands themselves: command 1 serves until stopped (this test starts the same granian "
         "server over the same demo data), and command 2 is the suite this test belongs to",
     "export DATABASE_URL=postgres://postgres@127.0.0.1:5432/flagsite   # psycopg 3":
         "command 1 against an outside PostgreSQL and Redis with a production secret: .ci/run runs the "

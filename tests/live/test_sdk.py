@@ -1,4 +1,4 @@
-"""The Python SDK (feature_flag_client) against a live daphne process: seed usage, errors, retries,
+"""The Python SDK (feature_flag_client) against a live web server (granian ASGI): seed usage, errors, retries,
 live updates and local evaluation."""
 
 import time

@@ -1,4 +1,4 @@
-"""A daphne process runs one watch loop however many WebSocket clients connect at once (each
+"""A web server process (granian ASGI worker) runs one watch loop however many WebSocket clients connect at once (each
 consumer calls watcher.start() before accepting; the first baseline poll takes a while)."""
 
 import asyncio

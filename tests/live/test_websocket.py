@@ -1,4 +1,4 @@
-"""The /ws contract against a live daphne process: auth, event shapes, resume, pings, latency."""
+"""The /ws contract against a live web server (granian ASGI): auth, event shapes, resume, pings, latency."""
 
 import json
 import threading

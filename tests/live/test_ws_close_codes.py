@@ -1,5 +1,5 @@
-"""/ws close codes through a REAL daphne (channels' in-process communicator accepts codes daphne
-refuses to send: 1013 became 1011 and an ERROR traceback on the wire)."""
+"""/ws close codes through a REAL web server, granian ASGI (channels' in-process communicator accepts
+codes a server may refuse to send: daphne turned 1013 into 1011 and an ERROR traceback on the wire)."""
 
 import json
 import time
@@ -17,7 +17,7 @@ GUESS = "sdk_production_" + "unseen" * 6
 
 @pytest.fixture
 def daphne_without_database(tmp_path):
-    """daphne whose PostgreSQL refuses connections (nothing listens on its port)."""
+    """The web server, its PostgreSQL refusing connections (nothing listens on its port)."""
     log = open(tmp_path / "daphne.log", "w+")
     server = start_web(output=log, DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/nowhere")
     yield server, log
@@ -92,7 +92,7 @@ def test_invalid_key_flood__4429_without_lookup():
 
     server = start_web(FLAGS_AUTH_FAILURE_LIMIT="3/d")
     window = int(time.time() // 86400)
-    cache.delete(f"flags:authfail:127.0.0.1:86400:{window}")  # shared with daphne on the Redis leg
+    cache.delete(f"flags:authfail:127.0.0.1:86400:{window}")  # shared with the server on the Redis leg
     try:
         codes = [close_of(f"{server.ws_url}?key=sdk_guess_{n}")[1] for n in range(3)]
         frame, code = close_of(f"{server.ws_url}?key=sdk_guess_more")

@@ -11,7 +11,7 @@ from tests.api.conftest import (  # noqa: F401  (fixtures shared with the REST A
     sdk_api,
 )
 
-from tests.live.conftest import sdk_key, server  # noqa: F401  (a live daphne process)
+from tests.live.conftest import sdk_key, server  # noqa: F401  (a live web server)
 
 from .data import build_flags
 

@@ -1,4 +1,4 @@
-"""Against a live daphne process: the public OpenFeature SDK with the public OFREP provider
+"""Against a live web server (granian ASGI): the public OpenFeature SDK with the public OFREP provider
 (openfeature-provider-ofrep), and our own provider following the server over its WebSocket."""
 
 import time

@@ -2,6 +2,7 @@
 here: Compose itself validates and resolves the file (`docker compose config` needs no daemon;
 .ci/run installs Debian's docker-compose when no Compose is present), and the structure is checked."""
 
+import json
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import tempfile
 import pytest
 import yaml
 
-from bench._common import nginx_command
+from bench._common import granian_command, nginx_command
 from tests.ops.conftest import ROOT, production_env, run, settings_under
 from tests.tools import compose_command
 
@@ -71,44 +72,83 @@ def test_compose_config__refuses_to_resolve_without_an_audit_key():
 def test_compose__services_healthchecks_and_dependencies():
     compose = load()
     services = compose["services"]
-    assert {"proxy", "web", "ws", "grpc", "worker", "beat", "postgres", "redis", "migrate"} <= set(services)
-    for name in ("proxy", "web", "ws", "grpc", "worker", "beat", "postgres", "redis"):
+    assert set(services) == {"proxy", "web", "grpc", "worker", "beat", "postgres", "redis", "migrate"}
+    for name in ("proxy", "web", "grpc", "worker", "beat", "postgres", "redis"):
         check = services[name]["healthcheck"]
         assert check["test"][0] in ("CMD", "CMD-SHELL") and check["interval"], name
-    for name in ("web", "ws", "grpc", "worker", "beat"):
+    for name in ("web", "grpc", "worker", "beat"):
         deps = services[name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy"
         assert deps["redis"]["condition"] == "service_healthy"
         assert deps["migrate"]["condition"] == "service_completed_successfully"
-    assert "daphne" in services["ws"]["command"] and "granian" in services["web"]["command"]
+    assert services["proxy"]["depends_on"] == {"web": {"condition": "service_healthy"}}
     assert "grpcserver" in services["grpc"]["command"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "flagsite", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "flagsite", "beat"]
 
 
+WEB_COMMAND = ["granian", "--interface", "asgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "4",
+               "--respawn-failed-workers", "--access-log", "flagsite.asgi:application"]
+
+
+def test_compose__one_web_server__granian_asgi_serves_http_and_ws():
+    """Issue 15: one granian ASGI server serves everything, /ws included (no daphne service); the
+    Dockerfile's default command is the same one, and granian_command (tests, bench, command 1)
+    runs the same interface and application."""
+    services = load()["services"]
+    assert services["web"]["command"] == WEB_COMMAND
+    assert not any("daphne" in " ".join(map(str, s.get("command") or ())) for s in services.values())
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "CMD " + json.dumps(WEB_COMMAND) in dockerfile and "8001" not in dockerfile
+    command = granian_command(8000)
+    assert command[command.index("--interface") + 1] == "asgi" and command[-1] == "flagsite.asgi:application"
+
+
 def test_compose__clients_reach_http_only_through_the_proxy__and_dead_web_workers_are_respawned():
-    """The proxy (deploy/nginx.conf; tests/ops/test_slow_clients.py runs it) reads whole requests
-    under timeouts before granian sees them, so web and ws publish no port of their own; granian
-    replaces a worker that dies instead of stopping (tests/faults/test_worker_death.py)."""
+    """The proxy (deploy/nginx.conf; tests/ops/test_slow_clients.py and test_production_server.py
+    run it) reads whole requests under timeouts before granian sees them, so web publishes no port
+    of its own; granian replaces a worker that dies instead of stopping
+    (tests/faults/test_worker_death.py)."""
     services = load()["services"]
     proxy = services["proxy"]
     assert proxy["image"].startswith("nginx:")
     assert proxy["volumes"] == ["./deploy/nginx.conf:/etc/nginx/nginx.conf:ro"]
     assert proxy["ports"] == ["8000:8000"]
-    conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    assert "server web:8000;" in conf and "server ws:8001;" in conf
-    assert "ports" not in services["web"] and "ports" not in services["ws"]
+    assert "ports" not in services["web"]
     assert "--respawn-failed-workers" in services["web"]["command"]
     assert "--respawn-failed-workers" in (ROOT / "Dockerfile").read_text()
 
 
+def test_proxy_config__one_upstream__and_ws_sets_every_header_itself():
+    """One upstream (granian), both locations pass to it. nginx gives a location that sets any
+    proxy_set_header of its own none of the server's: /ws must set Host (ALLOWED_HOSTS and the
+    origin check), X-Forwarded-For (NUM_PROXIES: the client's address in logs and failed-key
+    buckets), and the upgrade headers itself."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.findall(r"^\s*upstream (\S+) \{ server ([^;]+);", conf, re.M) == [("flagsite_web", "web:8000")]
+    locations = dict(re.findall(r"location (\S+) \{(.*?)\n        \}", conf, re.S))
+    assert set(locations) == {"/", "/ws"}
+    for body in locations.values():
+        assert "proxy_pass http://flagsite_web;" in body
+    http_level = conf.split("\n    upstream ", 1)[0]
+
+    def headers(text):
+        return dict(re.findall(r"^\s*proxy_set_header (\S+) (\S+);", text, re.M))
+
+    assert "proxy_set_header" not in locations["/"]  # inherits the http level's
+    inherited, ws = headers(http_level), headers(locations["/ws"])
+    assert inherited == {"Connection": '""', "Host": "$http_host", "X-Forwarded-For": "$proxy_add_x_forwarded_for"}
+    assert ws == {"Host": "$http_host", "X-Forwarded-For": "$proxy_add_x_forwarded_for",
+                  "Upgrade": "$http_upgrade", "Connection": "$connection_upgrade"}
+
+
 @pytest.mark.needs("nginx")
 def test_proxy_config__nginx_accepts_it():
-    """`nginx -t` on deploy/nginx.conf as shipped, but for the upstream host names (`web`, `ws`
-    resolve only inside Compose's network) and the pid and temporary paths, which
+    """`nginx -t` on deploy/nginx.conf as shipped, but for the upstream host name (`web` resolves
+    only inside Compose's network) and the pid and temporary paths, which
     bench._common.nginx_command moves to this host (the same rewrite test_slow_clients.py runs)."""
     with tempfile.TemporaryDirectory(prefix="flagsite-nginx-") as directory:
-        command = nginx_command(directory, 18000, 18001, 18002)
+        command = nginx_command(directory, 18000, 18001)
         result = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr and "test is successful" in result.stderr

@@ -104,6 +104,22 @@ def test_unknown_key__one_structured_warning_with_fingerprint_and_ip__never_the_
     assert_never_the_key(caplog, GUESS)
 
 
+@pytest.mark.parametrize("num_proxies, expected", [(0, CLIENT[0]), (1, "203.0.113.7"), (2, "192.0.2.1")])
+def test_client_ip__honours_num_proxies_like_http(caplog, settings, num_proxies, expected):
+    """Behind nginx the socket's peer is the proxy: the address logged (and bucketed for failed
+    keys) is X-Forwarded-For's NUM_PROXIES-th entry from the end, audit.actor.client_ip's rule for
+    HTTP; without NUM_PROXIES the header is the client's own word and ignored."""
+    settings.NUM_PROXIES = num_proxies
+    headers = [(b"authorization", f"Bearer {GUESS}".encode()), (b"x-forwarded-for", b"192.0.2.1, 203.0.113.7")]
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        code, _ = handshake("/ws", headers)
+
+    assert code == 4401
+    [record] = refusals(caplog)
+    assert record.client_ip == expected and f"ip={expected}" in record.getMessage()
+
+
 def test_same_key__same_fingerprint_on_rest_and_websocket(caplog, db):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         Client(GUESS).post("/api/evaluate", {"flagId": "f"}, REMOTE_ADDR=CLIENT[0])
@@ -219,7 +235,7 @@ def test_deeply_nested_client_message__error_frame_and_the_socket_stays_open(fra
 
 def test_database_down_for_an_unseen_key__error_frame_and_close_4503(monkeypatch):
     """PostgreSQL down and a key this process never resolved: "try again later", not a crash.
-    (Through a real daphne: tests/live/test_ws_close_codes.py.)"""
+    (Through a real server: tests/live/test_ws_close_codes.py.)"""
     from django.db import OperationalError
 
     from flags import consumers
