@@ -28,6 +28,7 @@ from celery.result import EagerResult
 from django.conf import settings
 
 from analytics.hll import HyperLogLog
+from analytics.recent import RecentContexts
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +54,25 @@ class Recorder:
         self._users = {}  # (env, flag, hour) -> set of user ids seen since the last flush
         self._extra = Counter()  # counts added in bulk (SDK reports)
         self._pending = None  # a batch the broker refused, retried with the next flush
+        self.recent = RecentContexts()  # sampled contexts for "Evaluate as" (analytics/recent.py)
+        self._sampled = self.recent.last  # flag -> second of its last sample, read on the hot path
 
     # -- hot path ---------------------------------------------------------------------------------
 
     def record(self, evaluation, user_id=None, context=None, _time=time.time, _next=next):
-        """Count one evaluation (an engine Evaluation) for one user. ~0.3 us; never any I/O."""
+        """Count one evaluation (an engine Evaluation) for one user. ~0.3 us; never any I/O.
+        At most once per flag per second, also keep its user and context (analytics/recent.py)."""
         if evaluation.reason == FLAG_NOT_FOUND:
             return
+        second = int(_time())
         key = (evaluation.environment, evaluation.flag_id, evaluation.variant, evaluation.enabled,
-               int(_time()) // 3600)
+               second // 3600)
         entry = self._entries.get(key)
         if entry is None:
             entry = self._new_entry(key)
         _next(entry[0])
+        if self._sampled.get(key[1]) != second:
+            self.recent.sample(evaluation, user_id, context, second)
         if user_id.__class__ is not str:
             if user_id is None:
                 if not context or context.__class__ is not dict:
@@ -136,8 +143,7 @@ class Recorder:
             return None
         return {"counts": [[*key, n] for key, n in counts.items()], "users": users}
 
-    def flush(self):
-        """Collect and hand the batch to the rollup task. Returns the number of evaluations sent."""
+    def _flush_counts(self):
         from analytics.tasks import rollup_batch
 
         with self._flush_lock:
@@ -157,6 +163,15 @@ class Recorder:
                 self._pending = batch
                 return 0
             return sum(row[-1] for row in batch["counts"])
+
+    def flush(self):
+        """Collect and hand the batch to the rollup task, and write the sampled contexts to the
+        cache. Returns the number of evaluations sent."""
+        try:
+            self.recent.flush()
+        except Exception:
+            logger.exception("recent contexts flush failed")
+        return self._flush_counts()
 
     def pending_evaluations(self):
         """Evaluations counted but not yet handed to a rollup task (for tests and the pages)."""
