@@ -186,6 +186,22 @@ def test_admin_change_page__rules_fields_carry_the_editor_and_link_to_evaluate_a
     assert '<script src="/static/flags/editor/admin.js" type="module">' in body
     assert 'aria-label="Rules JSON for Production"' in body
     assert '/flags/checkout#evaluate-title' in body
+    # "Evaluate as" below the form (a form of its own), with the page's endpoints
+    assert body.index('id="evaluate-as-form"') > body.index('id="flag_form"')
+    assert '"recent-contexts": "/flags/checkout/recent-contexts"' in body and 'id="evaluate-data"' in body
+    assert 'data-environment="production"' in body
+
+
+def test_admin_change_page__view_only_staff_get_evaluate_as(client, page_flag):
+    flag = page_flag("checkout")
+    viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set([Permission.objects.get(codename="view_flag")])
+    client.force_login(viewer)
+    body = client.get(f"/admin/flags/flag/{flag.pk}/change/").content.decode()
+    assert 'id="evaluate-as-form"' in body and "data-rules-editor=" not in body
+    assert '<script type="module" src="/static/flags/editor/admin.js">' in body
+    add = client.get("/admin/flags/flag/add/")
+    assert 'id="evaluate-as-form"' not in add.content.decode()
 
 
 def test_flag_page__editor_only_for_those_who_may_change(client, page_flag):
