@@ -9,6 +9,10 @@ then hands the batch to the Celery task ``analytics.tasks.rollup_batch`` (Redis 
 no REDIS_URL), which upserts the hourly rollup rows. A batch the broker refuses is kept and sent
 with the next flush. Process exit (atexit) flushes what is left.
 
+At most once per flag per second ``record`` also keeps the evaluation's user and context for
+"Evaluate as" (analytics/recent.py; the hot path pays a dict lookup and a compare), written to the
+cache on the same flush. ``FLAGS_RECENT_CONTEXTS = False`` keeps none.
+
 Call sites: REST /api/evaluate and /api/evaluate/bulk (flags/apis.py), SDK reports
 (/api/sdk/metrics -> ``record_counts``). gRPC and OFREP call ``record`` / ``record_all`` too.
 Unknown flags (FLAG_NOT_FOUND) are not counted: clients could otherwise fill the tables with
