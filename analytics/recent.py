@@ -196,8 +196,9 @@ class RecentContexts:
         except Exception as exc:
             logger.warning("recent contexts: cache read failed: %s", exc)
             stored = None
-        queue = self.pending.get(flag_key)
-        local = list(queue) if queue else []
+        with self._lock:
+            queue = self.pending.get(flag_key)
+            local = list(queue) if queue else []
         return list(reversed(merge(stored, local, now=now)))
 
 
