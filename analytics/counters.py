@@ -171,11 +171,12 @@ class Recorder:
     def flush(self):
         """Collect and hand the batch to the rollup task, and write the sampled contexts to the
         cache. Returns the number of evaluations sent."""
+        sent = self._flush_counts()  # first: a cache that is slow to fail never delays the counts
         try:
             self.recent.flush()
         except Exception:
             logger.exception("recent contexts flush failed")
-        return self._flush_counts()
+        return sent
 
     def pending_evaluations(self):
         """Evaluations counted but not yet handed to a rollup task (for tests and the pages)."""

@@ -18,6 +18,7 @@ It is kept only in the cache, never in the database, and shown only to staff who
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -51,8 +52,10 @@ def _capped(value, depth):
         return value
     if isinstance(value, str):
         return value[:MAX_STRING]
-    if isinstance(value, int | float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # NaN and infinities are not JSON
     if depth >= MAX_DEPTH:
         return None
     if isinstance(value, dict):

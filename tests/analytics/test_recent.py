@@ -93,11 +93,11 @@ def test_sizes_are_capped(recorder):
     assert kept["truncated"] is True and kept["userId"] == "u" * recent.MAX_STRING
 
     context = {"email": "x" * 5000, "k" * 500: "long name", "nested": {"a": {"b": {"c": {"d": 1}}}},
-               "list": list(range(100)), "ok": True}
+               "list": list(range(100)), "ok": True, "nan": float("nan")}
     recorder.record(evaluation(flag="big"), "u", context, _time=at(T0))
     kept = read(recorder, "big")[0]["context"]
     assert kept == {"email": "x" * recent.MAX_STRING, "nested": {"a": {"b": {"c": None}}},
-                    "list": list(range(recent.MAX_ITEMS)), "ok": True}
+                    "list": list(range(recent.MAX_ITEMS)), "ok": True, "nan": None}
 
     context = {f"a{n}": "y" * 190 for n in range(40)}  # 40 attributes under every cap but the total
     recorder.record(evaluation(flag="heavy"), "u", context, _time=at(T0))
