@@ -189,6 +189,24 @@ def test_rest_evaluations_are_sampled(db, make_env_flag):
     counters.recorder.reset()
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/api/evaluate/bulk", {"userId": "user-123", "context": {"plan": "premium"}}),
+    ("/ofrep/v1/evaluate/flags/beta", {"context": {"targetingKey": "user-123", "plan": "premium"}}),
+    ("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "user-123", "plan": "premium"}}),
+])
+def test_bulk_and_ofrep_evaluations_are_sampled(db, make_env_flag, path, body):
+    from analytics import counters
+
+    counters.recorder.reset()
+    make_env_flag("beta", rules=[{"type": "custom", "field": "plan", "operator": "equals", "value": "premium"}])
+    make_env_flag("gamma")
+    response = client_with(sdk_key("production")).post(path, body, format="json")
+    assert response.status_code == 200
+    samples = counters.recorder.recent.read("beta")
+    assert [(s["userId"], s["context"].get("plan"), s["enabled"]) for s in samples] == [("user-123", "premium", True)]
+    counters.recorder.reset()
+
+
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="a shared cache (REDIS_URL) to read from another process")
 def test_another_process_reads_the_flushed_samples(recorder):
     recorder.record(evaluation(), "user-a", {"plan": "premium"}, _time=at(T0))
