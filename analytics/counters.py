@@ -10,7 +10,7 @@ no REDIS_URL), which upserts the hourly rollup rows. A batch the broker refuses 
 with the next flush. Process exit (atexit) flushes what is left.
 
 At most once per flag per second ``record`` also keeps the evaluation's user and context for
-"Evaluate as" (analytics/recent.py; the hot path pays a dict lookup and a compare), written to the
+"Evaluate as" (analytics/recent.py; the hot path pays two indexings and a compare), written to the
 cache on the same flush. ``FLAGS_RECENT_CONTEXTS = False`` keeps none.
 
 Call sites: REST /api/evaluate and /api/evaluate/bulk (flags/apis.py), SDK reports
@@ -53,13 +53,13 @@ class Recorder:
         self._atexit = False
 
     def _reset_state(self):
-        self._entries = {}  # (env, flag, variant, enabled, hour) -> (itertools.count, users set)
+        # (env, flag, variant, enabled, hour) -> (itertools.count, users set, the flag's sample cell)
+        self._entries = {}
         self._reported = {}  # key -> counter value already flushed
         self._users = {}  # (env, flag, hour) -> set of user ids seen since the last flush
         self._extra = Counter()  # counts added in bulk (SDK reports)
         self._pending = None  # a batch the broker refused, retried with the next flush
         self.recent = RecentContexts()  # sampled contexts for "Evaluate as" (analytics/recent.py)
-        self._sampled = self.recent.last  # flag -> second of its last sample, read on the hot path
 
     # -- hot path ---------------------------------------------------------------------------------
 
@@ -75,8 +75,8 @@ class Recorder:
         if entry is None:
             entry = self._new_entry(key)
         _next(entry[0])
-        if self._sampled.get(key[1]) != second:
-            self.recent.sample(evaluation, user_id, context, second)
+        if entry[2][0] != second:  # the flag's last sampled second (shared by its entries)
+            self.recent.sample(evaluation, user_id, context, second, entry[2])
         if user_id.__class__ is not str:
             if user_id is None:
                 if not context or context.__class__ is not dict:
@@ -110,7 +110,7 @@ class Recorder:
             entry = self._entries.get(key)
             if entry is None:
                 users = self._users.setdefault((key[0], key[1], key[4]), set())
-                entry = self._entries[key] = (itertools.count(), users)
+                entry = self._entries[key] = (itertools.count(), users, self.recent.cell(key[1]))
         self._ensure_started()
         return entry
 

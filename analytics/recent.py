@@ -1,7 +1,7 @@
 """Recent evaluation contexts: a few real (user id, context) pairs per flag, for "Evaluate as".
 
 The recorder (analytics/counters.py) calls ``RecentContexts.sample`` from ``Recorder.record`` at most
-once per flag per second: the hot path pays one dict lookup and a compare (``due``); only the
+once per flag per second: the hot path pays two indexings and a compare; only the
 sampled call copies its context, with sizes capped (``MAX_ATTRIBUTES`` attributes, strings cut at
 ``MAX_STRING`` characters, nesting ``MAX_DEPTH`` deep, ``MAX_BYTES`` of JSON in all). The last
 ``KEEP`` samples of each flag wait in process and are written to the Django cache on the
@@ -100,22 +100,32 @@ def _differs(kept, original):
 
 
 class RecentContexts:
-    """Samples waiting in this process (``pending``) and the per-flag second last sampled (``last``,
-    read by the recorder's hot path)."""
+    """Samples waiting in this process (``pending``) and, per flag, a cell holding the second of its
+    last sample (``cell``: the recorder keeps it in each of the flag's counter entries, so its hot
+    path reads ``entry[2][0]``: two indexings and a compare)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.last = {}  # flag key -> the second (int epoch) of its last sample
+        self.last = {}  # flag key -> [the second (int epoch) of its last sample]
         self.pending = {}  # flag key -> deque of samples not yet written to the cache
 
-    def sample(self, evaluation, user_id, context, second):
+    def cell(self, flag):
+        """The flag's one-item list [second of its last sample], shared by all its counter entries."""
+        cell = self.last.get(flag)
+        if cell is None:
+            with self._lock:
+                cell = self.last.setdefault(flag, [None])
+        return cell
+
+    def sample(self, evaluation, user_id, context, second, cell=None):
         """Keep this evaluation's user and context, unless this flag was sampled this second
         (`second`: the recorder's clock, int epoch seconds; the sample's "at")."""
         flag = evaluation.flag_id
+        cell = self.cell(flag) if cell is None else cell
         with self._lock:
-            if self.last.get(flag) == second:
+            if cell[0] == second:
                 return False  # another thread took this second's sample
-            self.last[flag] = second
+            cell[0] = second
         if not enabled():
             return False
         if user_id is None and isinstance(context, dict):
