@@ -9,6 +9,10 @@ then hands the batch to the Celery task ``analytics.tasks.rollup_batch`` (Redis 
 no REDIS_URL), which upserts the hourly rollup rows. A batch the broker refuses is kept and sent
 with the next flush. Process exit (atexit) flushes what is left.
 
+At most once per flag per second ``record`` also keeps the evaluation's user and context for
+"Evaluate as" (analytics/recent.py; the hot path pays two indexings and a compare), written to the
+cache on the same flush. ``FLAGS_RECENT_CONTEXTS = False`` keeps none.
+
 Call sites: REST /api/evaluate and /api/evaluate/bulk (flags/apis.py), SDK reports
 (/api/sdk/metrics -> ``record_counts``). gRPC and OFREP call ``record`` / ``record_all`` too.
 Unknown flags (FLAG_NOT_FOUND) are not counted: clients could otherwise fill the tables with
@@ -28,6 +32,7 @@ from celery.result import EagerResult
 from django.conf import settings
 
 from analytics.hll import HyperLogLog
+from analytics.recent import RecentContexts
 
 logger = logging.getLogger(__name__)
 
@@ -48,24 +53,30 @@ class Recorder:
         self._atexit = False
 
     def _reset_state(self):
-        self._entries = {}  # (env, flag, variant, enabled, hour) -> (itertools.count, users set)
+        # (env, flag, variant, enabled, hour) -> (itertools.count, users set, the flag's sample cell)
+        self._entries = {}
         self._reported = {}  # key -> counter value already flushed
         self._users = {}  # (env, flag, hour) -> set of user ids seen since the last flush
         self._extra = Counter()  # counts added in bulk (SDK reports)
         self._pending = None  # a batch the broker refused, retried with the next flush
+        self.recent = RecentContexts()  # sampled contexts for "Evaluate as" (analytics/recent.py)
 
     # -- hot path ---------------------------------------------------------------------------------
 
     def record(self, evaluation, user_id=None, context=None, _time=time.time, _next=next):
-        """Count one evaluation (an engine Evaluation) for one user. ~0.3 us; never any I/O."""
+        """Count one evaluation (an engine Evaluation) for one user. ~0.3 us; never any I/O.
+        At most once per flag per second, also keep its user and context (analytics/recent.py)."""
         if evaluation.reason == FLAG_NOT_FOUND:
             return
+        second = int(_time())
         key = (evaluation.environment, evaluation.flag_id, evaluation.variant, evaluation.enabled,
-               int(_time()) // 3600)
+               second // 3600)
         entry = self._entries.get(key)
         if entry is None:
             entry = self._new_entry(key)
         _next(entry[0])
+        if entry[2][0] != second:  # the flag's last sampled second (shared by its entries)
+            self.recent.sample(evaluation, user_id, context, second, entry[2])
         if user_id.__class__ is not str:
             if user_id is None:
                 if not context or context.__class__ is not dict:
@@ -99,7 +110,7 @@ class Recorder:
             entry = self._entries.get(key)
             if entry is None:
                 users = self._users.setdefault((key[0], key[1], key[4]), set())
-                entry = self._entries[key] = (itertools.count(), users)
+                entry = self._entries[key] = (itertools.count(), users, self.recent.cell(key[1]))
         self._ensure_started()
         return entry
 
@@ -136,8 +147,7 @@ class Recorder:
             return None
         return {"counts": [[*key, n] for key, n in counts.items()], "users": users}
 
-    def flush(self):
-        """Collect and hand the batch to the rollup task. Returns the number of evaluations sent."""
+    def _flush_counts(self):
         from analytics.tasks import rollup_batch
 
         with self._flush_lock:
@@ -157,6 +167,16 @@ class Recorder:
                 self._pending = batch
                 return 0
             return sum(row[-1] for row in batch["counts"])
+
+    def flush(self):
+        """Collect and hand the batch to the rollup task, and write the sampled contexts to the
+        cache. Returns the number of evaluations sent."""
+        sent = self._flush_counts()  # first: a cache that is slow to fail never delays the counts
+        try:
+            self.recent.flush()
+        except Exception:
+            logger.exception("recent contexts flush failed")
+        return sent
 
     def pending_evaluations(self):
         """Evaluations counted but not yet handed to a rollup task (for tests and the pages)."""

@@ -153,6 +153,7 @@ class FlagStateForm(forms.ModelForm):
             self.fields["rules"].widget.attrs.update({
                 "data-rules-editor": json.dumps(editor_options),
                 "aria-label": f"Rules JSON for {self.instance.environment.name}",
+                "data-environment": self.instance.environment.key,  # "Evaluate as" outlines its rules
             })
 
     def clean_rules(self):
@@ -305,7 +306,7 @@ class FlagAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["flags/admin.css"]}  # the status chips
     search_fields = ["key", "name", "description"]
-    readonly_fields = ["created_at", "updated_at", "evaluate_as", "audit_history"]
+    readonly_fields = ["created_at", "updated_at", "audit_history"]
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
@@ -321,8 +322,20 @@ class FlagAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["key", "name", "description", "tags", "kind", "variants", "salt", "stickiness"]
-        return fields + (["seen_versions", "created_at", "updated_at", "evaluate_as", "audit_history"]
-                         if obj is not None else [])
+        return fields + (["seen_versions", "created_at", "updated_at", "audit_history"] if obj is not None else [])
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Below the form, "Evaluate as" (templates/admin/flags/flag/change_form.html) for those who
+        may view flags: the flag page's panel and endpoints (flags/editor.py)."""
+        extra_context = dict(extra_context or {})
+        flag = self.get_object(request, object_id)
+        if flag is not None and request.user.has_perm("flags.view_flag"):
+            extra_context["evaluate_data"] = {
+                "urls": {name: reverse(f"page-flag-{name}", args=[flag.key])
+                         for name in ("evaluate-as", "recent-contexts")},
+                "environments": [{"key": e.key, "name": e.name} for e in Environment.objects.all()],
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("states__environment")
@@ -337,12 +350,6 @@ class FlagAdmin(admin.ModelAdmin):
         env = request.GET.get("environment")
         columns = [status_column(e) for e in Environment.objects.all() if not env or e.key == env]
         return ["key", "name", "kind", "tag_list", *columns, "archived", "updated_at"]
-
-    @admin.display(description="evaluate as")
-    def evaluate_as(self, obj):
-        """The flag page answers for one user in every environment, and why (explain)."""
-        return format_html('<a href="{}#evaluate-title">Evaluate as a user on the flag\'s page</a> (every '
-                           'environment side by side, with the rule that decided)', reverse("page-flag", args=[obj.key]))
 
     @admin.display(description="audit history")
     def audit_history(self, obj):

@@ -6,9 +6,13 @@ page and the admin's rules widget (flags/static/flags/editor/):
 - POST /flags/<key>/targeting    {environment, rules, version} -> the saved state (flag_update).
 - POST /flags/<key>/variants     {variants, stickiness?, seen} -> the saved variants (flag_update).
 - POST /flags/<key>/evaluate-as  {userId, context} -> the explain API's answer, every environment.
+- GET  /flags/<key>/recent-contexts -> {"enabled", "contexts": [{at, environment, userId, context,
+                                 enabled, variant, reason[, truncated]}]}: the last 10 evaluations'
+                                 users and contexts sampled for this flag (analytics/recent.py),
+                                 newest first, for "Evaluate as".
 
 Same permissions as REST: changing targeting or checking it needs flags.change_flag, evaluating as a
-user flags.view_flag. Bad input is a 400 {"error": {"code", "message", "fields": {path: [...]}}}
+user or reading the recent contexts flags.view_flag. Bad input is a 400 {"error": {"code", "message", "fields": {path: [...]}}}
 and writes nothing; a stale version is a 409."""
 
 import json
@@ -16,12 +20,14 @@ import json
 from django.db import transaction
 from django.http import JsonResponse
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from feature_flag_client.engine.lookups import DEVICES
 from feature_flag_client.engine.operators import CASE_INSENSITIVE_OPERATORS, OPERATORS
 from feature_flag_client.engine.validation import _KEYS, _OPERATORS  # the validator's own tables
 
+from analytics import recent
+from analytics.counters import recorder
 from audit.actor import Actor
 from flags import services
 from flags.apis import explain_answer
@@ -39,7 +45,8 @@ COMMON_ATTRIBUTES = ("country", "plan", "email", "appVersion", "userAgent", "ip"
 def page_data(user, flag, states):
     """The flag page's editor data: "evaluate as" for everyone who may view the flag; the targeting
     and variants editors for those who may change it."""
-    data = {"options": {"urls": {"evaluate-as": reverse("page-flag-evaluate-as", args=[flag.key])}},
+    data = {"options": {"urls": {name: reverse(f"page-flag-{name}", args=[flag.key])
+                                 for name in ("evaluate-as", "recent-contexts")}},
             "environments": [{"key": s.environment.key, "name": s.environment.name} for s in states]}
     if user.has_perms(CHANGE_FLAGS):
         data["options"] = editor_options(flag)
@@ -62,8 +69,10 @@ def _fields_in(rules):
 def editor_options(flag):
     """What the editor offers, from the engine's own tables: rule types and their operators, the
     devices, the segments (with their conditions in words, shown on hover), the flags a
-    prerequisite may name, and context attributes already used by rules (offered first)."""
+    prerequisite may name, and context attributes: those seen in this flag's recent evaluations
+    first (`recentAttributes`), then those rules already use, then common ones."""
     segments = segment_rules_map()
+    seen = recent.attributes_seen(recorder.recent.read(flag.key))
     used = [field for rules in FlagState.objects.values_list("rules", flat=True) for field in _fields_in(rules)]
     used += [field for rules in segments.values() for field in _fields_in(rules)]
     return {
@@ -76,9 +85,11 @@ def editor_options(flag):
         "devices": list(DEVICES),
         "segments": {key: " and ".join(condition(rule) for rule in rules) for key, rules in sorted(segments.items())},
         "flags": list(Flag.objects.filter(archived=False).exclude(pk=flag.pk).values_list("key", flat=True)),
-        "attributes": list(dict.fromkeys([*sorted(set(used), key=used.count, reverse=True), *COMMON_ATTRIBUTES])),
+        "attributes": list(dict.fromkeys([*seen, *sorted(set(used), key=used.count, reverse=True),
+                                          *COMMON_ATTRIBUTES])),
+        "recentAttributes": seen,
         "urls": {name: reverse(f"page-flag-{name}", args=[flag.key])
-                 for name in ("check", "targeting", "variants", "evaluate-as")},
+                 for name in ("check", "targeting", "variants", "evaluate-as", "recent-contexts")},
     }
 
 
@@ -180,3 +191,12 @@ def evaluate_as(request, flag):
     if not serializer.is_valid():
         raise ValidationFailed(flatten(serializer.errors))
     return explain_answer(flag, dict(serializer.validated_data))
+
+
+@require_GET
+@staff_required(perms=VIEW_FLAGS)
+def recent_contexts(request, key):
+    """The flag's sampled recent evaluation contexts (this process's and, through the cache, every
+    process's), newest first; none when FLAGS_RECENT_CONTEXTS is off."""
+    flag = _flag_or_404(key)
+    return JsonResponse({"enabled": recent.enabled(), "contexts": recorder.recent.read(flag.key)})

@@ -18,6 +18,7 @@ urlpatterns = [
     path("flags/<str:key>/targeting", editor.save_targeting, name="page-flag-targeting"),
     path("flags/<str:key>/variants", editor.save_variants, name="page-flag-variants"),
     path("flags/<str:key>/evaluate-as", editor.evaluate_as, name="page-flag-evaluate-as"),
+    path("flags/<str:key>/recent-contexts", editor.recent_contexts, name="page-flag-recent-contexts"),
     path("audit/", pages.audit_log, name="page-audit"),
     path("analytics/", analytics_pages.overview, name="page-analytics"),
 ]

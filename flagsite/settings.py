@@ -271,6 +271,9 @@ FLAGS_OFREP_RATE_LIMIT = os.environ.get("FLAGS_OFREP_RATE_LIMIT", "1000/s")
 # process, started on the first evaluation); AUTOFLUSH off leaves flushing to explicit calls (tests).
 FLAGS_ANALYTICS_FLUSH_SECONDS = float(os.environ.get("FLAGS_ANALYTICS_FLUSH_SECONDS", "5"))
 FLAGS_ANALYTICS_AUTOFLUSH = env_bool("FLAGS_ANALYTICS_AUTOFLUSH", default=True)
+# "Evaluate as" offers recent real contexts: at most one per flag per second sampled, the last 10
+# per flag kept 24 h in the cache (analytics/recent.py). false: nothing sampled, stored or shown.
+FLAGS_RECENT_CONTEXTS = env_bool("FLAGS_RECENT_CONTEXTS", default=True)
 
 # REST framework and OpenAPI: owned by the API layer (flagsite/api/).
 REST_FRAMEWORK = {

@@ -3,6 +3,7 @@ targeting and variants, evaluate as a user. Permissions for every caller are in
 tests/security/test_permission_matrix.py; here the contracts."""
 
 import json
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -185,6 +186,22 @@ def test_admin_change_page__rules_fields_carry_the_editor_and_link_to_evaluate_a
     assert '<script src="/static/flags/editor/admin.js" type="module">' in body
     assert 'aria-label="Rules JSON for Production"' in body
     assert '/flags/checkout#evaluate-title' in body
+    # "Evaluate as" below the form (a form of its own), with the page's endpoints
+    assert body.index('id="evaluate-as-form"') > body.index('id="flag_form"')
+    assert '"recent-contexts": "/flags/checkout/recent-contexts"' in body and 'id="evaluate-data"' in body
+    assert 'data-environment="production"' in body
+
+
+def test_admin_change_page__view_only_staff_get_evaluate_as(client, page_flag):
+    flag = page_flag("checkout")
+    viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set([Permission.objects.get(codename="view_flag")])
+    client.force_login(viewer)
+    body = client.get(f"/admin/flags/flag/{flag.pk}/change/").content.decode()
+    assert 'id="evaluate-as-form"' in body and "data-rules-editor=" not in body
+    assert '<script type="module" src="/static/flags/editor/admin.js">' in body
+    add = client.get("/admin/flags/flag/add/")
+    assert 'id="evaluate-as-form"' not in add.content.decode()
 
 
 def test_flag_page__editor_only_for_those_who_may_change(client, page_flag):
@@ -212,3 +229,79 @@ def test_editor_options__the_engines_tables_segments_in_words_and_used_attribute
     assert options["flags"] == ["other"]  # not itself: a flag cannot be its own prerequisite
     assert options["attributes"][:2] == ["tier", "plan"] and "country" in options["attributes"]
     assert options["urls"]["check"] == "/flags/checkout/check"
+
+
+# ---- recent contexts (analytics/recent.py) for "Evaluate as" --------------------------------------
+
+@pytest.fixture
+def recorder():
+    from analytics import counters
+
+    counters.recorder.reset()
+    yield counters.recorder
+    counters.recorder.reset()
+
+
+def evaluate_and_record(recorder, key, user_id, context, env="production", second=1_800_000_000):
+    result = get_snapshot(env).evaluate(key, user_id, context)
+    recorder.record(result, user_id, context, _time=lambda: second)
+    return result
+
+
+def test_recent_contexts__the_sampled_evaluations_newest_first(staff_client, page_flag, recorder):
+    page_flag("checkout", rules=[{"type": "custom", "field": "plan", "operator": "equals", "value": "premium"}])
+    now = int(time.time())
+    evaluate_and_record(recorder, "checkout", "user-1", {"plan": "free", "country": "DE"}, second=now - 5)
+    evaluate_and_record(recorder, "checkout", "user-2", {"plan": "premium"}, env="staging", second=now - 1)
+    recorder.flush()  # one in the cache, one waiting in this process: both shown
+    evaluate_and_record(recorder, "checkout", "user-3", {"plan": "premium", "email": "a@example.com"}, second=now)
+
+    response = staff_client.get("/flags/checkout/recent-contexts")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response.json() == {"enabled": True, "contexts": [
+        {"at": now, "environment": "production", "userId": "user-3", "context": {"plan": "premium",
+                                                                                  "email": "a@example.com"},
+         "enabled": True, "variant": None, "reason": "TARGETING_MATCH"},
+        {"at": now - 1, "environment": "staging", "userId": "user-2", "context": {"plan": "premium"},
+         "enabled": True, "variant": None, "reason": "TARGETING_MATCH"},
+        {"at": now - 5, "environment": "production", "userId": "user-1", "context": {"plan": "free", "country": "DE"},
+         "enabled": False, "variant": None, "reason": "RULE_MISMATCH"}]}
+    assert staff_client.get("/flags/other/recent-contexts").status_code == 404
+    page_flag("quiet")
+    assert staff_client.get("/flags/quiet/recent-contexts").json() == {"enabled": True, "contexts": []}
+
+
+def test_recent_contexts__turned_off__none_shown(staff_client, page_flag, recorder, settings):
+    page_flag("checkout")
+    evaluate_and_record(recorder, "checkout", "user-1", {"plan": "free"}, second=int(time.time()))
+    recorder.flush()
+    settings.FLAGS_RECENT_CONTEXTS = False
+    assert staff_client.get("/flags/checkout/recent-contexts").json() == {"enabled": False, "contexts": []}
+
+
+def test_recent_contexts__view_only_staff_may_read__post_405(client, page_flag, recorder):
+    page_flag("checkout")
+    evaluate_and_record(recorder, "checkout", "user-1", {"plan": "free"}, second=int(time.time()))
+    viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set([Permission.objects.get(codename="view_flag")])
+    client.force_login(viewer)
+    assert [c["userId"] for c in client.get("/flags/checkout/recent-contexts").json()["contexts"]] == ["user-1"]
+    assert client.post("/flags/checkout/recent-contexts").status_code == 405
+    body = client.get("/flags/checkout").content.decode()
+    assert '"recent-contexts": "/flags/checkout/recent-contexts"' in body  # the picker's url, for viewers too
+
+
+def test_editor_options__attributes_of_recent_contexts_offered_first(page_flag, recorder):
+    from flags.editor import editor_options
+
+    page_flag("other", rules=[{"type": "custom", "field": "tier", "operator": "exists"}])
+    flag = page_flag("checkout")
+    now = int(time.time())
+    evaluate_and_record(recorder, "checkout", "u1", {"appBuild": 7, "plan": "free"}, second=now - 1)
+    evaluate_and_record(recorder, "checkout", "u2", {"appBuild": 8, "region": "eu"}, second=now)
+    evaluate_and_record(recorder, "other", "u3", {"elsewhere": 1}, second=now)  # another flag's: not first
+    options = editor_options(flag)
+    assert options["recentAttributes"] == ["appBuild", "region", "plan"]  # most frequent, then newest
+    assert options["attributes"][:4] == ["appBuild", "region", "plan", "tier"]
+    assert "elsewhere" not in options["attributes"]
+    assert options["urls"]["recent-contexts"] == "/flags/checkout/recent-contexts"

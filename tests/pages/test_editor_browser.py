@@ -3,6 +3,7 @@ the fixtures of test_browser.py): rules built only with the editor's controls an
 value refused at its row, the raw-JSON toggle's round trip, and one user's answer explained."""
 
 import json
+import os
 import time
 import urllib.request
 
@@ -10,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from analytics.counters import Recorder
 from audit.models import AuditEntry
 from flags.management.commands.load_demo_data import FLAGS as DEMO_FLAGS
 from flags.models import Flag, FlagState
@@ -17,12 +19,12 @@ from segments.services import segment_create
 from tests.api.conftest import make_key
 from tests.pages.conftest import SYSTEM
 from tests.pages.test_browser import browser, log_in, shot, site, staff_user  # noqa: F401 (fixtures)
+from tests.servers import start_web
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.needs("chromium")]
 
 
-@pytest.fixture
-def editor_page(browser, site, staff_user):  # noqa: F811
+def logged_in_page(browser, site):  # noqa: F811
     """A logged-in page that fails the test on any uncaught script error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -33,6 +35,25 @@ def editor_page(browser, site, staff_user):  # noqa: F811
     yield page
     context.close()
     assert errors == []
+
+
+@pytest.fixture
+def editor_page(browser, site, staff_user):  # noqa: F811
+    yield from logged_in_page(browser, site)
+
+
+@pytest.fixture
+def flushing_site(transactional_db):
+    """The web server flushing its analytics (and sampled contexts, to the cache) every 0.3 s."""
+    server = start_web(FLAGS_WS_PING_SECONDS="5", FLAGS_ANALYTICS_AUTOFLUSH="true",
+                       FLAGS_ANALYTICS_FLUSH_SECONDS="0.3")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def flushing_page(browser, flushing_site, staff_user):  # noqa: F811
+    yield from logged_in_page(browser, flushing_site)
 
 
 def open_flag(page, key):
@@ -301,3 +322,65 @@ def test_reorder_regroup_and_retype__entered_values_kept(editor_page, page_flag)
         {"type": "all", "description": "paying", "rules": [
             {"type": "custom", "field": "plan", "operator": "in", "value": ["pro", "team"], "caseInsensitive": True}]},
         {"type": "user", "operator": "in", "value": ["u1", "u2"]}]
+
+
+def pick_recent(page, user_id):
+    """Choose the recent context of `user_id` in the "Recent contexts" picker."""
+    picker = page.get_by_label("Recent contexts", exact=True)
+    expect(picker.locator("option", has_text=user_id)).to_have_count(1)
+    picker.select_option(picker.locator("option", has_text=user_id).get_attribute("value"))
+
+
+def test_evaluate_as__a_recent_real_context_picked__on_the_page_and_in_the_admin(flushing_page, page_flag):
+    page = flushing_page
+    flag = page_flag("checkout", rules=[{"type": "custom", "field": "plan", "operator": "equals",
+                                         "value": "premium"}])
+    sdk_key = make_key("sdk", environment="production")
+    # Evaluations over REST with an SDK key: one sample per flag per second, so a second apart
+    assert rest_evaluate(page.site, sdk_key, "checkout", "user-free", {"plan": "free", "country": "DE"})[
+        "reason"] == "RULE_MISMATCH"
+    time.sleep(1.1)
+    assert rest_evaluate(page.site, sdk_key, "checkout", "user-premium", {"plan": "premium"})["enabled"] is True
+    # ... flushed by the server (0.3 s): with Redis, this process reads them from the shared cache too
+    if os.environ.get("REDIS_URL"):
+        deadline = time.monotonic() + 10
+        while len(Recorder().recent.read("checkout")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [s["userId"] for s in Recorder().recent.read("checkout")] == ["user-premium", "user-free"]
+    else:
+        time.sleep(1)
+
+    open_flag(page, "checkout")
+    # the targeting editor offers the attributes seen in recent evaluations first
+    panel(page).get_by_role("button", name="Add rule", exact=True).click()
+    options = panel(page).locator('[data-path="rules[0]"] datalist option')
+    assert [options.nth(i).get_attribute("value") for i in range(2)] == ["plan", "country"]
+    expect(options.first).to_have_attribute("label", "plan (seen in recent evaluations)")
+
+    pick_recent(page, "user-free")
+    expect(page.get_by_label("User id")).to_have_value("user-free")
+    assert json.loads(page.get_by_label("Context (JSON)").input_value()) == {"plan": "free", "country": "DE"}
+    page.get_by_role("button", name="Evaluate").click()
+    table = page.locator("#evaluate-as-result table")
+    expect(table.locator("caption")).to_have_text("Evaluated as user-free")
+    expect(table.locator('td[data-env="production"]').nth(3)).to_have_text("RULE_MISMATCH")
+    expect(table).to_contain_text("looked at plan, saw free")
+    shot(page, "evaluate-as-recent")
+
+    pick_recent(page, "user-premium")
+    page.get_by_role("button", name="Evaluate").click()
+    expect(table.locator("caption")).to_have_text("Evaluated as user-premium")
+    expect(table.locator('td[data-env="production"]').first).to_have_text("ON")
+    expect(table.locator('td[data-env="production"]').nth(3)).to_have_text("TARGETING_MATCH")
+
+    # the admin's flag page: the same panel, module and endpoints, below the change form
+    page.goto(f"{page.site.http_url}/admin/flags/flag/{flag.pk}/change/")
+    pick_recent(page, "user-free")
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    table = page.locator("#evaluate-as-result table")
+    expect(table.locator('td[data-env="staging"]').nth(3)).to_have_text("RULE_MISMATCH")
+    prod = page.locator(".targeting-panel").filter(has=page.get_by_role("button", name="Raw JSON for Production"))
+    expect(prod.locator('[data-path="rules[0]"]')).to_have_attribute("data-matched", "false")  # outlined
+    shot(page, "admin-evaluate-as")
+    assert FlagState.objects.get(flag__key="checkout", environment__key="production").rules == [
+        {"type": "custom", "field": "plan", "operator": "equals", "value": "premium"}]  # nothing saved

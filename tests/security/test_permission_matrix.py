@@ -2,7 +2,8 @@
 nothing written on a refusal.
 
 Write paths: every REST/OFREP route method that takes a body (from the URL conf), every dashboard
-page route (actions by POST; read-only pages must write nothing when POSTed to), and every admin
+page route (actions by POST, the editor's read-only JSON by GET; read-only pages must write nothing
+when POSTed to), and every admin
 view and action of every registered ModelAdmin. The discovery tests at the bottom fail when a route,
 page or admin action is missing from the tables below: a new endpoint joins the matrix.
 
@@ -95,6 +96,12 @@ def page_json(template, path, body, perms=("flags.change_flag",), writes=True):
                writes, json=True)
 
 
+def page_get_json(template, path, perms):
+    """A read-only JSON endpoint of the editor, by GET: 200 to staff with the permission, writes nothing."""
+    return Row(("page", template), lambda o: ("GET", path, None), {**PAGE, "staff_with": 200}, tuple(perms), (),
+               False, json=True)
+
+
 def admin_view(model, op, url, data, expect=ADMIN_FORM, perms=(), context=(), writes=True, note=""):
     """url: objects -> path; data: objects -> form data."""
     return Row(("admin", model, op), lambda o: ("POST", url(o), data(o)), expect, tuple(perms), tuple(context),
@@ -171,6 +178,7 @@ PAGES = [
                                                           "seen": {"variants": [], "stickiness": ""}}),
     page_json("/flags/<str:key>/evaluate-as", "/flags/m/evaluate-as", {"userId": "u", "context": {"plan": "x"}},
               perms=("flags.view_flag",), writes=False),
+    page_get_json("/flags/<str:key>/recent-contexts", "/flags/m/recent-contexts", perms=("flags.view_flag",)),
 ]
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
@@ -365,6 +373,8 @@ def send(row, client, objects):
     if row.key[0] == "rest":
         sep = "&" if "?" in path else "?"
         return getattr(client, method.lower())(f"{path}{sep}environment=production", data)
+    if method == "GET":
+        return client.get(path)
     if row.json:
         return client.post(path, json.dumps(data), content_type="application/json")
     return client.post(path, data)

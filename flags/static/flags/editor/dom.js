@@ -44,6 +44,14 @@ export async function postJSON(url, data) {
   return {status: response.status, body};
 }
 
+// GET JSON; resolves to {status, body} (body null when the answer is not JSON).
+export async function getJSON(url) {
+  const response = await fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}});
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  return {status: response.status, body};
+}
+
 export function debounce(fn, ms) {
   let timer = null;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };

@@ -1,9 +1,10 @@
 // The flag page (/flags/<key>): the targeting editor per environment (rule sentence, editor,
 // raw JSON, the pending change as a diff, save), the variants editor of a multivariate flag, and
-// "Evaluate as": one user's answer and why, in every environment side by side.
+// "Evaluate as" (evaluate.js): one user's answer and why, in every environment side by side.
 
 import {el, labelled, postJSON, pretty} from "./dom.js";
 import {renderDiff} from "./diff.js";
+import {mountEvaluateAs} from "./evaluate.js";
 import {createTargetingPanel} from "./panel.js";
 import {createVariantsEditor} from "./variants.js";
 
@@ -98,61 +99,11 @@ function variants() {
 }
 
 function evaluateAs() {
-  const form = document.getElementById("evaluate-as-form");
-  if (!form) return;
-  const result = document.getElementById("evaluate-as-result");
-  const contextError = document.getElementById("evaluate-context-error");
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const userId = form.elements.userId.value;
-    let context = {};
-    const text = form.elements.context.value.trim();
-    if (text) {
-      try { context = JSON.parse(text); } catch (e) {
-        contextError.textContent = `Not valid JSON: ${e.message}`;
-        form.elements.context.setAttribute("aria-invalid", "true");
-        return;
-      }
-    }
-    contextError.textContent = "";
-    form.elements.context.removeAttribute("aria-invalid");
-    const {status, body} = await postJSON(options.urls["evaluate-as"], {userId: userId || null, context});
-    if (status !== 200 || !body) {
-      const fields = body && body.error ? body.error.fields : {};
-      contextError.textContent = body && body.error ? body.error.message : `HTTP ${status}`;
-      if (fields.context) form.elements.context.setAttribute("aria-invalid", "true");
-      return;
-    }
-    result.replaceChildren(explanationTable(body));
+  mountEvaluateAs({urls: options.urls, environments: data.environments || [], onExplained: (body) => {
     for (const [env, answer] of Object.entries(body.environments)) {
       if (panels[env]) panels[env].editor.highlight(answer.decidingRule, answer.rules);
     }
-  });
-}
-
-const show = (value) => (value === null || value === undefined ? "—" : typeof value === "string" ? value : JSON.stringify(value));
-
-function explanationTable(body) {
-  const envs = Object.entries(body.environments);
-  const names = Object.fromEntries((data.environments || []).map((e) => [e.key, e.name]));
-  const line = (title, get) => el("tr", {}, el("th", {scope: "row", text: title}),
-    ...envs.map(([env, answer]) => el("td", {"data-env": env}, get(answer))));
-  const tried = (rules) => el("ul", {className: "tried"}, ...(rules || []).map((rule) => el("li", {className: rule.matched ? "matched" : "missed"},
-    el("code", {text: rule.path}), ` ${rule.matched ? "✓" : "✗"} ${rule.message}`,
-    rule.attribute ? el("span", {className: "hint", text: ` (looked at ${rule.attribute}, saw ${show(rule.value)})`}) : null,
-    rule.rules && rule.rules.length ? tried(rule.rules) : null)));
-  return el("div", {className: "tablewrap"}, el("table", {className: "plain explain"},
-    el("caption", {text: `Evaluated as ${body.userId ?? "an anonymous user"}${body.archived ? " (archived flag)" : ""}`}),
-    el("thead", {}, el("tr", {}, el("th", {scope: "col", text: ""}),
-      ...envs.map(([env]) => el("th", {scope: "col", text: names[env] || env})))),
-    el("tbody", {},
-      line("Enabled", (a) => el("span", {className: `status ${a.enabled ? "on" : "off"}`, text: a.enabled ? "ON" : "OFF"})),
-      line("Variant", (a) => show(a.variant)),
-      line("Value", (a) => el("code", {text: show(a.value)})),
-      line("Reason", (a) => a.reason),
-      line("Deciding rule", (a) => a.decidingRule ? el("code", {text: a.decidingRule}) : "—"),
-      line("Why", (a) => a.summary),
-      line("Rules tried", (a) => tried(a.rules)))));
+  }});
 }
 
 targeting();

@@ -215,6 +215,7 @@ export function createRulesEditor(options, initialRules, onChange) {
       return labelled("Flag", select, label);
     }
     const listId = uid("attributes");
+    const recent = new Set(options.recentAttributes || []);  // offered first (options.attributes' order)
     const names = rule.type === "percentage" ? [...STICKINESS, ...options.attributes] : options.attributes;
     const input = el("input", {type: "text", value: rule.field ?? "", list: listId, autocomplete: "off",
                                placeholder: rule.type === "percentage" ? "userId" : "plan", "data-focus-key": key("field"),
@@ -226,7 +227,8 @@ export function createRulesEditor(options, initialRules, onChange) {
     controls.field = input;
     return el("span", {className: "field-wrap"},
       labelled(rule.type === "percentage" ? "Bucket by" : "Attribute", input, label),
-      el("datalist", {id: listId}, ...[...new Set(names)].map((name) => el("option", {value: name}))));
+      el("datalist", {id: listId}, ...[...new Set(names)].map((name) => el("option", {value: name,
+        label: recent.has(name) ? `${name} (seen in recent evaluations)` : undefined}))));
   }
 
   function valueControl(rule, label, controls, key) {
