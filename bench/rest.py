@@ -387,7 +387,7 @@ def print_goals(results, concurrencies):
         unleash = figure("unleash", c, "bulk (20)") if measured else before and before / UNLEASH[c]
         if new and unleash:
             times = new / unleash
-            print(f"  bulk (20), c={c}: {new:.0f} req/s = {times:.1f}x Unleash's {unleash:.0f}  (goal >= {goal}x)  "
+            print(f"  bulk (20), c={c}: {new:.0f} req/s = {times:.2f}x Unleash's {unleash:.0f}  (goal >= {goal}x)  "
                   f"{'met' if times >= goal else 'NOT met'}")
     p99 = figure("asgi", 50, "bulk (20)", "p99")
     unleash_p99 = figure("unleash", 50, "bulk (20)", "p99")
@@ -398,7 +398,7 @@ def print_goals(results, concurrencies):
               f"{'met' if p99 <= limit else 'NOT met'}")
     new, before = figure("asgi", 50, "evaluate"), figure("before", 50, "evaluate")
     if new and before:
-        print(f"  evaluate, c=50: {new:.0f} req/s = {new / before:.1f}x before  (goal >= 3x)  "
+        print(f"  evaluate, c=50: {new:.0f} req/s = {new / before:.2f}x before  (goal >= 3x)  "
               f"{'met' if new >= 3 * before else 'NOT met'}")
     for c in concurrencies:
         for name in ("evaluate", "bulk (20)"):

@@ -231,19 +231,19 @@ def test_admin__the_editor_over_the_rules_textarea__the_form_posts_its_json(edit
     assert AuditEntry.objects.filter(action="flag.updated", environment="production").count() == 1
 
 
-def rest_evaluate(site, key, flag, user_id, context=None):
-    request = urllib.request.Request(f"{site.http_url}/api/evaluate", method="POST",
+def rest_evaluate(server, key, flag, user_id, context=None):
+    request = urllib.request.Request(f"{server.http_url}/api/evaluate", method="POST",
                                      data=json.dumps({"flagId": flag, "userId": user_id, "context": context or {}}).encode(),
                                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
-def wait_for_version(site, key, flag, before):
+def wait_for_version(server, key, flag, before):
     """Until the server answers from a version after `before` (it picks a change up within its
     staleness bound)."""
     deadline = time.monotonic() + 5
-    while rest_evaluate(site, key, flag, "probe")["version"] == before and time.monotonic() < deadline:
+    while rest_evaluate(server, key, flag, "probe")["version"] == before and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
