@@ -47,6 +47,8 @@ NOT_RUN = {
     "export DATABASE_URL=postgres://postgres@127.0.0.1:5432/flagsite   # psycopg 3":
         "command 1 against an outside PostgreSQL and Redis with a production secret: .ci/run runs the "
         "suite on those stores and tests/faults starts its own",
+    "kubectl create secret generic flagsite-secrets \\":
+        "needs a Kubernetes cluster: tests/ops/test_kubernetes.py renders and validates what it applies",
 }
 
 
