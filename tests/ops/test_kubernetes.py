@@ -209,6 +209,12 @@ def test_autoscaler_targets_web__budgets_select_the_right_pods__services_too(tar
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     web = deployments["flagsite-web"]["spec"]["template"]["spec"]["containers"][0]
     assert web["resources"]["requests"]["cpu"]  # the autoscaler's utilization is relative to it
+    # the autoscaler alone sets web's count: a count in the manifest would be reset by every apply
+    assert "replicas" not in deployments["flagsite-web"]["spec"]
+    for name in ("flagsite-web", "flagsite-grpc"):  # in flight requests finish while the endpoint goes away
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+        assert deployments[name]["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30) > 5
     budgets = objects(target, "PodDisruptionBudget")
     for budget, deployment in (("flagsite-web", "flagsite-web"), ("flagsite-grpc", "flagsite-grpc")):
         selector = budgets[budget]["spec"]["selector"]["matchLabels"]
@@ -222,16 +228,17 @@ def test_autoscaler_targets_web__budgets_select_the_right_pods__services_too(tar
 
 def test_overlays__production_scales_up__small_scales_down():
     def replicas(target):
-        return {name: d["spec"]["replicas"] for name, d in objects(target, "Deployment").items()}
+        return {name: d["spec"].get("replicas") for name, d in objects(target, "Deployment").items()}
 
     def hpa(target):
         (h,) = objects(target, "HorizontalPodAutoscaler").values()
         return h["spec"]["minReplicas"], h["spec"]["maxReplicas"]
 
-    base, production, small = replicas("base"), replicas("overlays/production"), replicas("overlays/small")
-    assert production["flagsite-web"] > base["flagsite-web"] > small["flagsite-web"] == 1
-    assert production["flagsite-grpc"] > small["flagsite-grpc"] == 1
+    production, small = replicas("overlays/production"), replicas("overlays/small")
+    assert hpa("overlays/production")[0] > hpa("base")[0] > hpa("overlays/small")[0] == 1
     assert hpa("overlays/production")[1] > hpa("base")[1] > hpa("overlays/small")[1]
+    assert production["flagsite-grpc"] > small["flagsite-grpc"] == 1
+    assert production["flagsite-worker"] > small["flagsite-worker"] == 1
     assert production["flagsite-beat"] == small["flagsite-beat"] == 1
 
 
