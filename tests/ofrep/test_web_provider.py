@@ -3,7 +3,8 @@
 the provider at a live Flagsite (granian, FLAGS_CORS_ORIGINS set to the page's origin) with an SDK
 key, evaluates flags, and sees a kill (made through REST) within its polling interval. Playwright drives Debian's
 Chromium and records the provider's requests: CORS headers on every answer, the ETag sent back as
-If-None-Match and answered 304 while nothing changed.
+If-None-Match and answered 304 while nothing changed, and the CORS preflights granted (seen through
+Chromium's DevTools protocol: Playwright does not report preflights).
 
 The npm packages are pinned in tests/ofrep/web/package-lock.json and installed with `npm ci` the
 first time (node_modules is git-ignored); without npm or Chromium the test is deselected with one
@@ -118,6 +119,12 @@ def test_ofrep_web_provider__cross_origin__etag_polling__sees_a_kill_within_its_
             bulk.append((response.request.method, response.status, response.request.headers, response.headers))
 
     page.on("response", record)
+    # Playwright reports no CORS preflights; Chromium's DevTools protocol does (type "Preflight").
+    preflights = []
+    cdp = page.context.new_cdp_session(page)
+    cdp.on("Network.responseReceived", lambda e: e.get("type") == "Preflight" and preflights.append(
+        ("response", e["response"]["status"], e["response"]["url"], {k.lower(): v for k, v in e["response"]["headers"].items()})))
+    cdp.send("Network.enable")
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{app_origin}/index.html?" + urlencode({"base": flagsite.http_url, "key": sdk_key, "poll": POLL_MS}))
@@ -144,6 +151,16 @@ def test_ofrep_web_provider__cross_origin__etag_polling__sees_a_kill_within_its_
     assert all(headers["access-control-allow-origin"] == app_origin for _, _, _, headers in bulk)
     assert all(request.get("if-none-match") == etag for _, status, request, _ in bulk if status == 304)
     assert page.evaluate("window.changes.length") == 0
+    # The preflights (POST with Authorization and a JSON body) were granted for this origin, with the
+    # headers the provider sends and the ETag readable by the page.
+    granted = [headers for kind, status, url, headers in preflights
+               if kind == "response" and status == 200 and url.endswith("/ofrep/v1/evaluate/flags")]
+    assert granted, preflights
+    for headers in granted:
+        assert headers["access-control-allow-origin"] == app_origin
+        allowed = {h.strip() for h in headers["access-control-allow-headers"].split(",")}
+        assert {"authorization", "content-type", "if-none-match"} <= allowed
+        assert "etag" in headers["access-control-expose-headers"]
 
     # A kill through REST (a management token) reaches the page's evaluations with the next poll.
     polls_before = len(bulk)
