@@ -294,7 +294,7 @@ def as_in_the_pod(command, **ports):
 
 
 @pytest.fixture
-def pod_env(transactional_db):
+def pod_env():
     """The ConfigMap's data plus the Secret's keys (the operator's), PYTHONDONTWRITEBYTECODE as the
     Dockerfile sets it, and this virtualenv's programs (python, granian, celery) first on PATH."""
     import os
@@ -318,6 +318,7 @@ def pod_env(transactional_db):
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.needs("unshare")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # like every test with live servers
 def test_read_only_root_filesystem__every_process_starts_and_serves(pod_env, tmp_path):
     """migrate (the Job and the init containers' check), web (health, and an evaluation with the
     headers the ingress adds), grpc (SERVING), the Celery worker (ready) and beat (its schedule on
