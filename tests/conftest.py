@@ -37,7 +37,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
     counts = config.stash.get(MISSING_TOOLS, Counter())
     if counts:
-        parts = [f"{name} ({count} tests; apt-get install {TOOLS[name][1]})" for name, count in sorted(counts.items())]
+        parts = [f"{name} ({count} tests; {TOOLS[name][1]})" for name, count in sorted(counts.items())]
         terminalreporter.write_line("not run, missing on this machine: " + ", ".join(parts)
                                     + "; scripts/test installs them when run as root with apt-get", yellow=True)
 

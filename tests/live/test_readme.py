@@ -38,6 +38,8 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 README = ROOT / "README.md"
 RUN_AS = {"python": "python", "bash": "shell", "sh": "shell", "shell": "shell"}
 NOT_CODE = {"", "text", "json"}  # sample output and data: shown, not run
+# Run by another test, which also checks the README's snippet against what it runs.
+RUN_ELSEWHERE = {"javascript": "tests/ofrep/test_web_provider.py (tests/ofrep/web/page.js in Chromium)"}
 
 # Snippets no test can run, by their first line, and why.
 NOT_RUN = {
@@ -47,6 +49,8 @@ NOT_RUN = {
     "export DATABASE_URL=postgres://postgres@127.0.0.1:5432/flagsite   # psycopg 3":
         "command 1 against an outside PostgreSQL and Redis with a production secret: .ci/run runs the "
         "suite on those stores and tests/faults starts its own",
+    "kubectl create secret generic flagsite-secrets \\":
+        "needs a Kubernetes cluster: tests/ops/test_kubernetes.py renders and validates what it applies",
 }
 
 
@@ -66,7 +70,7 @@ def runnable():
 def test_every_snippet_is_run_or_listed_with_a_reason():
     first_lines = [code.splitlines()[0] for _, label, code in fences() if label in RUN_AS]
     assert all(first_lines.count(line) == 1 for line in NOT_RUN), "a NOT_RUN entry matches no snippet (or several)"
-    unknown = {label for _, label, _ in fences()} - set(RUN_AS) - NOT_CODE
+    unknown = {label for _, label, _ in fences()} - set(RUN_AS) - NOT_CODE - set(RUN_ELSEWHERE)
     assert not unknown, f"fences in {unknown}: run them here (RUN_AS) or say they are not code (NOT_CODE)"
     stale = (set(SHELL_CHECKS) | set(PYTHON_CHECKS)) - set(first_lines)
     assert not stale, f"checks for snippets the README no longer has: {stale}"
