@@ -107,3 +107,26 @@ def test_track_invalid_batch__dropped_not_retried():
     assert client.flush_events() == 0
     assert client.events.pending() == 0 and client.events.dropped == 1
     client.close()
+
+
+def test_openfeature_track__sent_through_the_providers_client(events_server, sdk_key):
+    from openfeature.evaluation_context import EvaluationContext
+    from openfeature.track import TrackingEventDetails
+
+    from feature_flag_client.openfeature import FlagsiteProvider
+
+    local = LocalFeatureFlagClient(f"{events_server.http_url}/api", sdk_key)
+    local.client.events.flush_interval = 60
+    provider = FlagsiteProvider(local)
+    from openfeature import api
+
+    api.set_provider(provider, domain="tracking-test")
+    client = api.get_client(domain="tracking-test")
+    client.track("purchase", EvaluationContext("user-of", {"plan": "pro"}),
+                 TrackingEventDetails(12.5, {"currency": "EUR"}))
+    client.track("purchase", EvaluationContext(None, {}))  # no targeting key: not sent
+    [queued] = list(local.client.events._queue)
+    assert local.flush_events() == 1
+    assert stored([queued["id"]]) == [(queued["id"], "purchase", "user-of", 12.5, {"currency": "EUR"})]
+    api.clear_providers()
+    local.close()
