@@ -14,7 +14,8 @@ Exposures (``ExposureBuffer``): ``see(evaluation, user_id, second)`` is called b
 ``Recorder.record`` for every evaluation that returned a variant to a known user, on REST, bulk,
 OFREP and gRPC alike. It is deduplicated in process: a (environment, flag, user) already seen in
 the same variant this hour costs one dict lookup and nothing else (so ``last_seen`` has hour
-resolution per process); a new one or a changed variant goes into the pending batch under a lock.
+resolution per process; the table starts over each hour); a new one or a changed variant goes
+into the pending batch under a lock.
 The dedupe table holds at most ``FLAGS_EXPOSURES_SEEN_MAX`` keys and starts over when full (the
 upsert makes a repeat harmless). ``FLAGS_EXPOSURES = False`` records none.
 """
@@ -83,25 +84,28 @@ class ExposureBuffer:
 
     def reset(self):
         self._lock = threading.Lock()
-        self._seen = {}  # (environment, flag, user) -> (variant, hour)
+        self._seen = {}  # (environment, flag, user) -> variant, seen this hour
+        self._hour = None
         self._batch = {}  # (environment, flag, user) -> [first variant, last variant, first s, last s, changes]
         self._pending = None
 
     def see(self, evaluation, user_id, second):
         """One evaluation that returned a variant (from Recorder.record). Hot path: a tuple, a
-        dict lookup, a compare, when the user was already seen in this variant this hour."""
+        dict lookup and two compares when the user was already seen in this variant this hour."""
         key = (evaluation.environment, evaluation.flag_id, user_id)
-        variant = evaluation.variant
-        hour = second // 3600
-        if self._seen.get(key) == (variant, hour):
+        if self._seen.get(key) == evaluation.variant and second // 3600 == self._hour:
             return
-        if not settings.FLAGS_EXPOSURES:
-            return
+        if settings.FLAGS_EXPOSURES:
+            self._add(key, evaluation.variant, second)
+
+    def _add(self, key, variant, second):
         with self._lock:
+            hour = second // 3600
             seen = self._seen
-            if len(seen) >= settings.FLAGS_EXPOSURES_SEEN_MAX:
-                seen.clear()
-            seen[key] = (variant, hour)
+            if hour != self._hour or len(seen) >= settings.FLAGS_EXPOSURES_SEEN_MAX:
+                seen.clear()  # a new hour: everyone's last_seen moves on once more
+                self._hour = hour
+            seen[key] = variant
             row = self._batch.get(key)
             if row is None:
                 self._batch[key] = [variant, variant, second, second, 0]
