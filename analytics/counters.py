@@ -13,6 +13,11 @@ At most once per flag per second ``record`` also keeps the evaluation's user and
 "Evaluate as" (analytics/recent.py; the hot path pays two indexings and a compare), written to the
 cache on the same flush. ``FLAGS_RECENT_CONTEXTS = False`` keeps none.
 
+Other in-process buffers ride this machinery with ``attach`` (experiments/buffers.py: events and
+exposures): flushed on the same thread, at exit, reset with the counters and after fork; its
+``on_variant`` hook is called by ``record`` for an evaluation that returned a variant to a user
+(one attribute test when detached).
+
 Call sites: REST /api/evaluate and /api/evaluate/bulk (flags/apis.py), SDK reports
 (/api/sdk/metrics -> ``record_counts``). gRPC and OFREP call ``record`` / ``record_all`` too.
 Unknown flags (FLAG_NOT_FOUND) are not counted: clients could otherwise fill the tables with
