@@ -13,6 +13,11 @@ At most once per flag per second ``record`` also keeps the evaluation's user and
 "Evaluate as" (analytics/recent.py; the hot path pays two indexings and a compare), written to the
 cache on the same flush. ``FLAGS_RECENT_CONTEXTS = False`` keeps none.
 
+Other in-process buffers ride this machinery with ``attach`` (experiments/buffers.py: events and
+exposures): flushed on the same thread, at exit, reset with the counters and after fork; its
+``on_variant`` hook is called by ``record`` for an evaluation that returned a variant to a user
+(one attribute test when detached).
+
 Call sites: REST /api/evaluate and /api/evaluate/bulk (flags/apis.py), SDK reports
 (/api/sdk/metrics -> ``record_counts``). gRPC and OFREP call ``record`` / ``record_all`` too.
 Unknown flags (FLAG_NOT_FOUND) are not counted: clients could otherwise fill the tables with
@@ -51,6 +56,21 @@ class Recorder:
         self._thread = None
         self._stop = threading.Event()
         self._atexit = False
+        self._extensions = []  # attach(): other buffers flushed on this thread (experiments/buffers.py)
+        self.on_variant = None  # attach(): called as on_variant(evaluation, user_id, second) for variants
+
+    def attach(self, extension, on_variant=None):
+        """Flush ``extension`` (``flush()``, ``reset()``) with the counters: same thread, interval,
+        exit and fork handling. ``on_variant``: called from ``record`` for an evaluation with a
+        variant and a user (exposures), so every surface that counts reports it too."""
+        if extension not in self._extensions:
+            self._extensions.append(extension)
+        if on_variant is not None:
+            self.on_variant = on_variant
+
+    def wake(self):
+        """Start the flush thread if it is not running (a buffer just took its first item)."""
+        self._ensure_started()
 
     def _reset_state(self):
         # (env, flag, variant, enabled, hour) -> (itertools.count, users set, the flag's sample cell)
@@ -86,6 +106,8 @@ class Recorder:
                     return
             user_id = str(user_id)  # hashable, and the same user whether sent as 42 or "42"
         entry[1].add(user_id)
+        if evaluation.variant is not None and self.on_variant is not None:
+            self.on_variant(evaluation, user_id, second)
 
     def record_all(self, evaluations, user_id=None, context=None):
         """Count a bulk evaluation: each flag once, even when a client listed it twice."""
@@ -176,6 +198,11 @@ class Recorder:
             self.recent.flush()
         except Exception:
             logger.exception("recent contexts flush failed")
+        for extension in list(self._extensions):
+            try:
+                extension.flush()
+            except Exception:
+                logger.exception("%s flush failed", type(extension).__name__)
         return sent
 
     def pending_evaluations(self):
@@ -231,6 +258,8 @@ class Recorder:
         self.stop()
         with self._flush_lock, self._lock:
             self._reset_state()
+        for extension in list(self._extensions):
+            extension.reset()
 
     def _after_fork(self):
         self._lock = threading.Lock()
@@ -238,6 +267,8 @@ class Recorder:
         self._thread = None
         self._stop = threading.Event()
         self._reset_state()
+        for extension in list(self._extensions):
+            extension.reset()
 
 
 def _merge_batches(old, new):

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "segments",
     "audit",
     "analytics",
+    "experiments",  # events and exposures (issue 20)
     "grpc_api",
     "corsheaders",
     "flagsite.ops",
@@ -271,6 +272,15 @@ FLAGS_OFREP_RATE_LIMIT = os.environ.get("FLAGS_OFREP_RATE_LIMIT", "1000/s")
 # process, started on the first evaluation); AUTOFLUSH off leaves flushing to explicit calls (tests).
 FLAGS_ANALYTICS_FLUSH_SECONDS = float(os.environ.get("FLAGS_ANALYTICS_FLUSH_SECONDS", "5"))
 FLAGS_ANALYTICS_AUTOFLUSH = env_bool("FLAGS_ANALYTICS_AUTOFLUSH", default=True)
+# Events (POST /api/events, gRPC Track): at most N events per batch and N bytes per body (413 past
+# either); at most N events waiting in a process's buffer for the next flush (503 past it, clients
+# retry). Exposures: recorded when an evaluation returns a variant (experiments/buffers.py);
+# SEEN_MAX bounds the in-process dedupe table. All flushed with the analytics counters.
+FLAGS_EVENTS_MAX_BATCH = int(os.environ.get("FLAGS_EVENTS_MAX_BATCH", "1000"))
+FLAGS_EVENTS_MAX_BYTES = int(os.environ.get("FLAGS_EVENTS_MAX_BYTES", "1000000"))
+FLAGS_EVENTS_BUFFER_MAX = int(os.environ.get("FLAGS_EVENTS_BUFFER_MAX", "200000"))
+FLAGS_EXPOSURES = env_bool("FLAGS_EXPOSURES", default=True)
+FLAGS_EXPOSURES_SEEN_MAX = int(os.environ.get("FLAGS_EXPOSURES_SEEN_MAX", "500000"))
 # "Evaluate as" offers recent real contexts: at most one per flag per second sampled, the last 10
 # per flag kept 24 h in the cache (analytics/recent.py). false: nothing sampled, stored or shown.
 FLAGS_RECENT_CONTEXTS = env_bool("FLAGS_RECENT_CONTEXTS", default=True)
@@ -309,7 +319,7 @@ SPECTACULAR_SETTINGS = {
 }
 FLAGS_API_KEY_CACHE_SECONDS = float(os.environ.get("FLAGS_API_KEY_CACHE_SECONDS", "5"))
 # Machine endpoints: API keys only, no session/user/messages middleware (flagsite/ops/browser.py).
-FLAGS_KEY_ONLY_PATHS = ("/api/evaluate", "/api/sdk/", "/ofrep/")
+FLAGS_KEY_ONLY_PATHS = ("/api/evaluate", "/api/sdk/", "/api/events", "/ofrep/")
 # Rate limits (flagsite/api/throttling.py) per API key, else user, else address: "N/s|m|h|d" or "off".
 FLAGS_RATE_LIMIT_EVALUATE = os.environ.get("FLAGS_RATE_LIMIT_EVALUATE", "10000/s")  # SDK-callable views
 FLAGS_RATE_LIMIT_MANAGEMENT = os.environ.get("FLAGS_RATE_LIMIT_MANAGEMENT", "6000/m")  # every other /api/ view

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/", include("segments.urls")),
     path("api/", include("audit.urls")),
     path("api/", include("analytics.urls")),
+    path("api/", include("experiments.urls")),
     path("ofrep/", include("flags.ofrep_urls")),
     path("metrics", metrics_view, name="metrics"),  # Prometheus (flagsite/ops/metrics.py)
     path("", include("flags.page_urls")),  # dashboard pages (staff)

@@ -20,7 +20,7 @@ import grpc
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 from django.db.backends.signals import connection_created
-from feature_flag_client._protojson import _number, fill_struct, fill_value, value_to_python
+from feature_flag_client._protojson import _number, fill_struct, fill_value, struct_to_dict, value_to_python
 
 from analytics import counters as analytics_counters
 from flags.errors import ValidationFailed
@@ -205,6 +205,23 @@ def _release_opened():
         release_connection()
 
 
+def _tracked(index, event):
+    """A TrackedEvent as the JSON event REST takes (unset fields absent)."""
+    item = {"event": event.event, "userId": event.user_id}
+    if event.HasField("value"):
+        item["value"] = event.value
+    if event.timestamp:
+        item["timestamp"] = event.timestamp
+    if event.HasField("properties"):
+        try:
+            item["properties"] = struct_to_dict(event.properties, 0, MAX_CONTEXT_DEPTH)
+        except ValueError as exc:
+            raise _bad(f"events[{index}].properties", str(exc)) from None
+    if event.id:
+        item["id"] = event.id
+    return item
+
+
 def fill_evaluation(message, result):
     message.flag_id = result.flag_id
     message.enabled = result.enabled
@@ -312,6 +329,25 @@ class FlagService(flags_pb2_grpc.FlagServiceServicer):
                 message.error.code = "FLAG_NOT_FOUND"
                 message.error.message = f"flag '{result.flag_id}' not found in environment '{environment}'"
         return response
+
+    @handled
+    def Track(self, request, context):
+        """Events, as POST /api/events: the same validation (experiments/ingest.py) and buffer."""
+        from experiments import buffers
+        from experiments.ingest import TooManyEvents, parse_events
+
+        environment = authorize(context, request.environment)
+        snapshot = _snapshot(environment)
+        try:
+            rows = parse_events({"events": [_tracked(i, event) for i, event in enumerate(request.events)]}, snapshot.environment)
+        except TooManyEvents as exc:
+            raise _bad("events", exc.message) from None
+        except ValidationFailed as exc:
+            path, messages = next(iter(exc.fields.items()))
+            raise _bad(path.replace(".userId", ".user_id"), messages[0]) from None
+        if rows and not buffers.events.add(rows):
+            raise Abort(grpc.StatusCode.UNAVAILABLE, "too many events waiting to be written; retry shortly")
+        return flags_pb2.TrackReply(accepted=len(rows))
 
     def WatchFlags(self, request, context):
         try:

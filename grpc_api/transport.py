@@ -51,7 +51,7 @@ def _on(pool, behavior):
 
 def add_flag_service(server, servicer, unary_pool):
     """flags.v1.FlagService's handlers, as flags_pb2_grpc.add_FlagServiceServicer_to_server adds
-    them, with Evaluate and EvaluateBulk on `unary_pool` (WatchFlags on the server's pool)."""
+    them, with Evaluate, EvaluateBulk and Track on `unary_pool` (WatchFlags on the server's pool)."""
     handlers = {
         "Evaluate": grpc.unary_unary_rpc_method_handler(
             _on(unary_pool, servicer.Evaluate), request_deserializer=flags_pb2.EvaluateRequest.FromString,
@@ -62,6 +62,9 @@ def add_flag_service(server, servicer, unary_pool):
         "WatchFlags": grpc.unary_stream_rpc_method_handler(
             servicer.WatchFlags, request_deserializer=flags_pb2.WatchFlagsRequest.FromString,
             response_serializer=flags_pb2.WatchFlagsEvent.SerializeToString),
+        "Track": grpc.unary_unary_rpc_method_handler(
+            _on(unary_pool, servicer.Track), request_deserializer=flags_pb2.TrackRequest.FromString,
+            response_serializer=flags_pb2.TrackReply.SerializeToString),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

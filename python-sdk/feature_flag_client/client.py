@@ -11,6 +11,7 @@ import time
 import httpx
 
 from .errors import FlagsiteConnectionError, PermissionDeniedError, ServerError, error_from_response
+from .tracking import EventTracker
 
 DEFAULT_BASE_URL = "http://localhost:3001/api"
 
@@ -23,7 +24,8 @@ class FeatureFlagClient:
     """
 
     def __init__(self, base_url=DEFAULT_BASE_URL, api_key=None, *, environment=None, timeout=5.0,
-                 retries=3, backoff=0.1, max_backoff=2.0, transport=None):
+                 retries=3, backoff=0.1, max_backoff=2.0, transport=None, events_max_queue=10_000,
+                 events_batch_size=500, events_flush_interval=1.0):
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("FLAGSITE_API_KEY")
         self.environment = environment
@@ -35,10 +37,13 @@ class FeatureFlagClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
                                   transport=transport)
+        self.events = EventTracker(self._send_events, max_queue=events_max_queue, batch_size=events_batch_size,
+                                   flush_interval=events_flush_interval)
 
     # ---- plumbing -------------------------------------------------------------------------
 
     def close(self):
+        self.events.close()  # what is still queued goes out first
         self._http.close()
 
     def __enter__(self):
@@ -129,6 +134,22 @@ class FeatureFlagClient:
         headers = {"If-None-Match": etag} if etag else None
         response = self._send("GET", "/sdk/snapshot", params=self._params(environment), headers=headers)
         return self._decode(response), response.headers.get("ETag", etag)
+
+    # ---- events ---------------------------------------------------------------------------------
+
+    def track(self, event, user_id, value=None, properties=None, timestamp=None):
+        """Record that ``user_id`` did ``event`` (with an optional ``value``, e.g. revenue, and
+        ``properties``), for experiment metrics. Queued and sent in batches by a background thread
+        (feature_flag_client/tracking.py); returns False when the queue was full (counted in
+        ``client.events.dropped``). ``close()`` and process exit send what is left."""
+        return self.events.track(event, user_id, value, properties, timestamp)
+
+    def flush_events(self):
+        """Send the queued events now; returns how many the server accepted."""
+        return self.events.flush()
+
+    def _send_events(self, batch):
+        self.request("POST", "/events", json={"events": batch}, params=self._params())
 
     # ---- management ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from .errors import (
     RateLimitedError,
     ServerError,
 )
+from .tracking import EventTracker
 
 _ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: BadRequestError,
@@ -88,6 +89,26 @@ class GrpcFlagClient:
         else:
             self.channel = grpc.insecure_channel(target, options=options)
         self.stub = flags_pb2_grpc.FlagServiceStub(self.channel)
+        self.events = EventTracker(self._send_events)
+
+    def track(self, event, user_id, value=None, properties=None, timestamp=None):
+        """Queue an event for experiment metrics, sent in batches by Track (see
+        FeatureFlagClient.track: same queue, ids and retry rules)."""
+        return self.events.track(event, user_id, value, properties, timestamp)
+
+    def flush_events(self):
+        return self.events.flush()
+
+    def _send_events(self, batch):
+        request = flags_pb2.TrackRequest(environment=self.environment)
+        for item in batch:
+            message = request.events.add(event=item["event"], user_id=item["userId"], id=item["id"],
+                                         timestamp=item.get("timestamp", ""))
+            if item.get("value") is not None:
+                message.value = item["value"]
+            if item.get("properties"):
+                message.properties.CopyFrom(to_struct(item["properties"]))
+        self._call(self.stub.Track, request)
 
     def _call(self, method, request, timeout=None):
         try:
@@ -147,6 +168,7 @@ class GrpcFlagClient:
         return _Watch(call)
 
     def close(self):
+        self.events.close()
         self.channel.close()
 
     def __enter__(self):

@@ -132,7 +132,14 @@ class LocalFeatureFlagClient(LocalEvaluator):
         self._stop.set()
         self.websocket.close()
         self.report()
-        self.client.close()
+        self.client.close()  # sends the tracked events still queued
+
+    def track(self, event, user_id, value=None, properties=None, timestamp=None):
+        """Record an event for experiment metrics: see FeatureFlagClient.track (same queue)."""
+        return self.client.track(event, user_id, value, properties, timestamp)
+
+    def flush_events(self):
+        return self.client.flush_events()
 
     def refresh(self):
         """Fetch the snapshot if it changed (ETag). Returns True when a new one was loaded."""

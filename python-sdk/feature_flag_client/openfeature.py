@@ -18,11 +18,15 @@ FLAG_NOT_FOUND, TYPE_MISMATCH (the flag's value is not of the requested type),
 TARGETING_KEY_MISSING (the flag targets by user id and the context has no targeting key),
 PROVIDER_NOT_READY (no snapshot loaded yet).
 
+Tracking: ``client.track("purchase", EvaluationContext("user-123"), TrackingEventDetails(19.99, {...}))``
+queues the event for POST /api/events (the targeting key is the user; see FeatureFlagClient.track).
+
 Events: PROVIDER_READY once a snapshot is loaded, PROVIDER_CONFIGURATION_CHANGED (with the changed
 flag keys) on every later snapshot that changes flags.
 """
 
 import datetime
+import logging
 import math
 import threading
 
@@ -42,6 +46,7 @@ from .reasons import is_multivariate, openfeature_reason, openfeature_variant
 from .targeting import needs_targeting_key
 
 __all__ = ["FlagsiteProvider"]
+log = logging.getLogger("feature_flag_client")
 
 
 class FlagsiteProvider(AbstractProvider):
@@ -86,6 +91,23 @@ class FlagsiteProvider(AbstractProvider):
     def shutdown(self):
         if self._owned and isinstance(self.client, LocalFeatureFlagClient):
             self.client.close()
+
+    # ---- tracking (OpenFeature's tracking API: client.track(name, context, details)) ------------
+
+    def track(self, tracking_event_name, evaluation_context=None, tracking_event_details=None):
+        """Send an event for experiment metrics through the client's event queue (track() of
+        feature_flag_client): the context's targeting key is the user, the details' value the
+        value and their attributes the properties. Without a targeting key nothing is sent (an
+        event must belong to a user); with a client that cannot send (a bare LocalEvaluator), neither."""
+        user_id, _ = _context(evaluation_context)
+        track = getattr(self.client, "track", None)
+        if user_id is None or track is None:
+            log.debug("flagsite: event %r not tracked (%s)", tracking_event_name,
+                      "no targeting key" if user_id is None else "client without a server")
+            return
+        value = getattr(tracking_event_details, "value", None)
+        attributes = getattr(tracking_event_details, "attributes", None) or {}
+        track(tracking_event_name, user_id, value=value, properties=_plain(dict(attributes)) or None)
 
     def _loaded(self):
         client = self.client

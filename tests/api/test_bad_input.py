@@ -140,6 +140,7 @@ JSON_ENDPOINTS = [(method, path, "editor") for method, path in WRITE_ENDPOINTS i
     ("post", "/api/evaluate", "sdk"),
     ("post", "/api/evaluate/bulk", "sdk"),
     ("post", "/api/sdk/metrics", "sdk"),
+    ("post", "/api/events", "sdk"),
     ("post", "/ofrep/v1/evaluate/flags", "sdk"),
     ("post", "/ofrep/v1/evaluate/flags/existing", "sdk"),
 ]

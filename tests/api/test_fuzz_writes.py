@@ -42,3 +42,29 @@ def test_any_body__never_500_and_400_writes_nothing(editor_api, method, path):
             assert db_state() == before, body
 
     check()
+
+
+events = st.lists(
+    st.dictionaries(st.sampled_from(["event", "userId", "value", "timestamp", "properties", "id"]),
+                    json_values | st.floats(allow_nan=True) | st.sampled_from(["2026-01-01T00:00:00Z", "buy", 1e300]),
+                    max_size=6) | json_values,
+    max_size=5)
+
+
+def test_events__any_batch__never_500_and_400_queues_nothing(sdk_api):
+    """POST /api/events: whatever the batch holds, 202 (all queued) or 400 (none queued)."""
+    from experiments import buffers
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=st.fixed_dictionaries({"events": events}) | bodies)
+    def check(body):
+        before = buffers.events.pending()
+        response = sdk_api.post("/api/events", body)
+        assert response.status_code in (202, 400), (body, response.status_code, response.content[:300])
+        if response.status_code == 400:
+            assert response.json()["error"]["code"]
+            assert buffers.events.pending() == before, body
+        else:
+            assert buffers.events.pending() == before + response.json()["accepted"]
+
+    check()

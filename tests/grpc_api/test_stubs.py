@@ -17,7 +17,7 @@ def test_server_uses_the_sdk_stubs_and_they_import_as_a_package():
     assert flags_pb2_grpc.flags_dot_v1_dot_flags__pb2 is flags_pb2  # relative import, not the `flags` app
     service = flags_pb2.DESCRIPTOR.services_by_name["FlagService"]
     assert service.full_name == "flags.v1.FlagService"
-    assert [m.name for m in service.methods] == ["Evaluate", "EvaluateBulk", "WatchFlags"]
+    assert [m.name for m in service.methods] == ["Evaluate", "EvaluateBulk", "WatchFlags", "Track"]
     assert service.methods_by_name["WatchFlags"].server_streaming
 
 

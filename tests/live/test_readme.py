@@ -197,6 +197,11 @@ def _sdk(namespace, value, capsys):
     assert wait_until(lambda: namespace["flags"].evaluate("beta-dashboard", "user-123").reason == "KILLED")
 
 
+def _events(namespace, value, capsys):
+    """The tracked event reached the server's buffer (its flush writes it: tests/live/test_events.py)."""
+    assert value == (1, 0)
+
+
 def _openfeature(namespace, value, capsys):
     assert value is True  # the README's "# True": evaluated after the provider loaded, with the targeting key
     details = namespace["api"].get_client().get_boolean_details("beta-dashboard", False, namespace["user"])
@@ -206,4 +211,5 @@ def _openfeature(namespace, value, capsys):
 PYTHON_CHECKS = {
     "from feature_flag_client import FeatureFlagClient, WebSocketClient, LocalFeatureFlagClient": _sdk,
     "from openfeature import api": _openfeature,
+    "from feature_flag_client import FeatureFlagClient": _events,
 }

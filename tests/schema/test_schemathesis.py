@@ -30,7 +30,7 @@ from tests.ofrep.data import SYSTEM, build_flags
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "100"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
-SDK_PATHS = ("/ofrep/", "/api/evaluate", "/api/sdk/")
+SDK_PATHS = ("/ofrep/", "/api/evaluate", "/api/sdk/", "/api/events")
 
 schema = schemathesis.openapi.from_wsgi("/api/schema?format=json", application)
 

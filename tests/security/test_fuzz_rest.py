@@ -65,6 +65,7 @@ EXPECTED_ROUTES = {
     "/api/flags/<str:key>/unarchive", "/api/flags/<str:key>/explain", "/api/evaluate", "/api/evaluate/bulk", "/api/sdk/snapshot",
     "/api/segments", "/api/segments/<str:key>", "/api/audit", "/api/audit/flag/<str:key>",
     "/api/analytics/flags/<str:key>", "/api/analytics/metrics", "/api/sdk/metrics",
+    "/api/events",
     "/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/<path:key>", "/ofrep/v1/configuration",
 }
 
@@ -111,7 +112,8 @@ FIELDS = ["key", "name", "description", "tags", "kind", "variants", "enabled", "
           "version", "reason", "environments", "conditions", "flagId", "userId", "context", "flagIds", "salt",
           "stickiness", "evaluations", "targetingKey", "id", "archived", "killed", "count", "value", "weight",
           "overrides", "variant", "caseInsensitive", "plan", "country", "ip", "userAgent", "device", "email",
-          "appVersion", "signupDate", "locale", "age", "sessionId", "userId"]
+          "appVersion", "signupDate", "locale", "age", "sessionId", "userId", "events", "event", "timestamp",
+          "properties"]
 WORDS = ["production", "staging", "development", "nope", "target", "mv", "vip", "ghost", "old", "US", "DE",
          "premium", "in", "equals", "matches", "(a+)+$", "(a|aa)*$", "(.*)*", "^[", "", " ", "\x00", "a\x00b",
          "\ud800", "\udfff", "NaN", "a" * 300, "on", "off", "control", "treatment", "true", "1", "mobile",
@@ -142,6 +144,8 @@ TEMPLATES = {  # a valid body per route: the starting point of the near-valid mu
                       "userAgent": "Mozilla/5.0 (iPhone)", "email": "a@flagsite.dev", "appVersion": "2.1.0"}},
     "/api/evaluate/bulk": {"userId": "user-1", "flagIds": ["target", "mv"], "context": {"plan": "premium"}},
     "/api/sdk/metrics": {"evaluations": [{"flagId": "target", "variant": None, "enabled": True, "count": 3}]},
+    "/api/events": {"events": [{"event": "purchase", "userId": "user-1", "value": 9.5, "id": "evt-1",
+                                "timestamp": "2025-01-01T00:00:00Z", "properties": {"plan": "premium"}}]},
     "/ofrep/v1/evaluate/flags": {"context": {"targetingKey": "user-1", "plan": "premium"}},
     "/ofrep/v1/evaluate/flags/<path:key>": {"context": {"targetingKey": "user-1", "plan": "premium"}},
 }
@@ -356,7 +360,7 @@ def make_request(seed):
     query = [(rnd.choice(QUERY_NAMES), rnd.choice(QUERY_VALUES)) for _ in range(rnd.choice([0, 0, 0, 1, 1, 2, 3]))]
     if query:
         path += "?" + "&".join(f"{name}={value}" for name, value in query)
-    sdk_route = route.template.startswith(("/ofrep/", "/api/evaluate", "/api/sdk/"))
+    sdk_route = route.template.startswith(("/ofrep/", "/api/evaluate", "/api/sdk/", "/api/events"))
     identities = (["sdk"] * 8 + ["editor"] * 3) if sdk_route else (["editor"] * 10 + ["sdk"])
     identity = rnd.choice(identities) if rnd.random() < 0.92 else rnd.choice(["none", "bad"])
     body = body_for(rnd, route.template) if method not in ("GET", "HEAD") or rnd.random() < 0.2 else b""

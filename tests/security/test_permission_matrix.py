@@ -154,6 +154,10 @@ REST = [
     rest("/api/evaluate/bulk", "POST", "/api/evaluate/bulk", {"userId": "u"}, rest_evaluate(200), [VIEW_FLAG],
          writes=False),
     rest("/api/sdk/metrics", "POST", "/api/sdk/metrics", REPORT, rest_evaluate(202), [VIEW_FLAG], writes=False),
+    # events: SDK keys, and tokens of users with view_flag (as SDK reports); queued in process, so the
+    # request itself writes nothing (the flush does, later: tests/experiments/test_events_api.py)
+    rest("/api/events", "POST", "/api/events", {"events": [{"event": "buy", "userId": "u", "id": "e1"}]},
+         rest_evaluate(202), [VIEW_FLAG], writes=False),
     rest("/ofrep/v1/evaluate/flags", "POST", "/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u"}},
          rest_evaluate(200), [VIEW_FLAG], writes=False),
     rest("/ofrep/v1/evaluate/flags/<path:key>", "POST", "/ofrep/v1/evaluate/flags/m",

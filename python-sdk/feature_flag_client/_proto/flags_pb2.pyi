@@ -78,6 +78,36 @@ class EvaluateBulkResponse(_message.Message):
     evaluations: _containers.RepeatedCompositeFieldContainer[Evaluation]
     def __init__(self, environment: _Optional[str] = ..., version: _Optional[int] = ..., evaluations: _Optional[_Iterable[_Union[Evaluation, _Mapping]]] = ...) -> None: ...
 
+class TrackedEvent(_message.Message):
+    __slots__ = ("event", "user_id", "value", "timestamp", "properties", "id")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    user_id: str
+    value: float
+    timestamp: str
+    properties: _struct_pb2.Struct
+    id: str
+    def __init__(self, event: _Optional[str] = ..., user_id: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[str] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., id: _Optional[str] = ...) -> None: ...
+
+class TrackRequest(_message.Message):
+    __slots__ = ("events", "environment")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[TrackedEvent]
+    environment: str
+    def __init__(self, events: _Optional[_Iterable[_Union[TrackedEvent, _Mapping]]] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class TrackReply(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...
+
 class WatchFlagsRequest(_message.Message):
     __slots__ = ("environment", "since_version")
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]

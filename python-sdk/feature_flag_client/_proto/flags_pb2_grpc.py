@@ -50,6 +50,11 @@ class FlagServiceStub:
                 request_serializer=flags_dot_v1_dot_flags__pb2.WatchFlagsRequest.SerializeToString,
                 response_deserializer=flags_dot_v1_dot_flags__pb2.WatchFlagsEvent.FromString,
                 _registered_method=True)
+        self.Track = channel.unary_unary(
+                '/flags.v1.FlagService/Track',
+                request_serializer=flags_dot_v1_dot_flags__pb2.TrackRequest.SerializeToString,
+                response_deserializer=flags_dot_v1_dot_flags__pb2.TrackReply.FromString,
+                _registered_method=True)
 
 
 class FlagServiceServicer:
@@ -79,6 +84,16 @@ class FlagServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Track(self, request, context):
+        """Events for experiment metrics, as REST's POST /api/events: the batch is validated whole
+        (INVALID_ARGUMENT naming the field, e.g. "events[3].event"; at most FLAGS_EVENTS_MAX_BATCH
+        events), queued in the server and written in bulk shortly after; UNAVAILABLE when too many
+        events are waiting (retry: ids make it idempotent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FlagServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +111,11 @@ def add_FlagServiceServicer_to_server(servicer, server):
                     servicer.WatchFlags,
                     request_deserializer=flags_dot_v1_dot_flags__pb2.WatchFlagsRequest.FromString,
                     response_serializer=flags_dot_v1_dot_flags__pb2.WatchFlagsEvent.SerializeToString,
+            ),
+            'Track': grpc.unary_unary_rpc_method_handler(
+                    servicer.Track,
+                    request_deserializer=flags_dot_v1_dot_flags__pb2.TrackRequest.FromString,
+                    response_serializer=flags_dot_v1_dot_flags__pb2.TrackReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +199,33 @@ class FlagService:
             '/flags.v1.FlagService/WatchFlags',
             flags_dot_v1_dot_flags__pb2.WatchFlagsRequest.SerializeToString,
             flags_dot_v1_dot_flags__pb2.WatchFlagsEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Track(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flags.v1.FlagService/Track',
+            flags_dot_v1_dot_flags__pb2.TrackRequest.SerializeToString,
+            flags_dot_v1_dot_flags__pb2.TrackReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,160 @@
+"""In-process buffers for events and exposures: the only thing a request or an evaluation touches.
+
+Both ride the analytics recorder's flush machinery (analytics/counters.py ``Recorder.attach``):
+the same background thread and interval (``FLAGS_ANALYTICS_FLUSH_SECONDS``), the same flush at
+process exit and reset after fork. A flush hands each batch to a Celery task
+(experiments/tasks.py; Redis broker, eager in the embedded run, as analytics does), which writes
+it in bulk (experiments/services.py). A batch the broker refuses is kept for the next flush.
+
+Events (``EventBuffer``): ``add(rows)`` appends already-validated rows (JSON-serializable lists);
+at most ``FLAGS_EVENTS_BUFFER_MAX`` wait in a process, past that ``add`` refuses (the API answers
+503 and clients retry: their ids make the retry idempotent).
+
+Exposures (``ExposureBuffer``): ``see(evaluation, user_id, second)`` is called by
+``Recorder.record`` for every evaluation that returned a variant to a known user, on REST, bulk,
+OFREP and gRPC alike. It is deduplicated in process: a (environment, flag, user) already seen in
+the same variant this hour costs one dict lookup and nothing else (so ``last_seen`` has hour
+resolution per process; the table starts over each hour); a new one or a changed variant goes
+into the pending batch under a lock.
+The dedupe table holds at most ``FLAGS_EXPOSURES_SEEN_MAX`` keys and starts over when full (the
+upsert makes a repeat harmless). ``FLAGS_EXPOSURES = False`` records none.
+"""
+
+import logging
+import threading
+
+from celery.result import EagerResult
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def _send(task, batch, what):
+    result = task.delay(batch)
+    if isinstance(result, EagerResult) and result.failed():  # eager: the task ran here
+        raise RuntimeError(f"{what} task failed: {result.result!r}")
+
+
+class EventBuffer:
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self._lock = threading.Lock()
+        self._rows = []
+        self._pending = None  # a batch the broker refused
+        self.dropped = 0
+
+    def add(self, rows):
+        """Queue validated event rows; False (nothing queued) when the buffer is full."""
+        limit = settings.FLAGS_EVENTS_BUFFER_MAX
+        with self._lock:
+            if len(self._rows) + len(rows) + len(self._pending or ()) > limit:
+                self.dropped += len(rows)
+                return False
+            self._rows.extend(rows)
+        _recorder().wake()
+        return True
+
+    def pending(self):
+        return len(self._rows) + len(self._pending or ())
+
+    def flush(self):
+        """Hand everything queued to the write task; returns the number of events sent."""
+        from experiments.tasks import write_events
+
+        with self._lock:
+            batch, self._rows = (self._pending or []) + self._rows, []
+            self._pending = None
+        if not batch:
+            return 0
+        try:
+            _send(write_events, batch, "events")
+        except Exception as exc:
+            logger.warning("events flush failed, keeping %d events for the next one: %s", len(batch), exc)
+            with self._lock:
+                self._pending = batch + (self._pending or [])
+            return 0
+        return len(batch)
+
+
+class ExposureBuffer:
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self._lock = threading.Lock()
+        self._seen = {}  # (environment, flag, user) -> variant, seen this hour
+        self._hour = None
+        self._batch = {}  # (environment, flag, user) -> [first variant, last variant, first s, last s, changes]
+        self._pending = None
+
+    def see(self, evaluation, user_id, second):
+        """One evaluation that returned a variant (from Recorder.record). Hot path: a tuple, a
+        dict lookup and two compares when the user was already seen in this variant this hour."""
+        key = (evaluation.environment, evaluation.flag_id, user_id)
+        if self._seen.get(key) == evaluation.variant and second // 3600 == self._hour:
+            return
+        if settings.FLAGS_EXPOSURES:
+            self._add(key, evaluation.variant, second)
+
+    def _add(self, key, variant, second):
+        with self._lock:
+            hour = second // 3600
+            seen = self._seen
+            if hour != self._hour or len(seen) >= settings.FLAGS_EXPOSURES_SEEN_MAX:
+                seen.clear()  # a new hour: everyone's last_seen moves on once more
+                self._hour = hour
+            seen[key] = variant
+            row = self._batch.get(key)
+            if row is None:
+                self._batch[key] = [variant, variant, second, second, 0]
+            else:
+                if row[1] != variant:
+                    row[4] += 1
+                row[1], row[3] = variant, second
+
+    def pending(self):
+        return len(self._batch) + len(self._pending or ())
+
+    def flush(self):
+        """Hand the exposures seen since the last flush to the upsert task; returns the rows sent."""
+        from experiments.tasks import write_exposures
+
+        with self._lock:
+            taken, self._batch = self._batch, {}
+        batch = [[*key, *row] for key, row in taken.items()]
+        if self._pending:
+            batch = self._pending + batch  # order kept: the older rows' variants come first
+            self._pending = None
+        if not batch:
+            return 0
+        try:
+            _send(write_exposures, batch, "exposures")
+        except Exception as exc:
+            logger.warning("exposures flush failed, keeping %d for the next one: %s", len(batch), exc)
+            self._pending = batch
+            return 0
+        return len(batch)
+
+
+def _recorder():
+    from analytics.counters import recorder
+
+    return recorder
+
+
+events = EventBuffer()
+exposures = ExposureBuffer()
+
+
+def install():
+    """Attach both buffers to the analytics recorder (ExperimentsConfig.ready)."""
+    recorder = _recorder()
+    recorder.attach(events)
+    recorder.attach(exposures, on_variant=exposures.see)
+
+
+def flush():
+    """Flush both now (tests, commands); returns (events sent, exposures sent)."""
+    return events.flush(), exposures.flush()
