@@ -1,7 +1,7 @@
 """Attacks against the production HTTP command while a steady client evaluates (prints numbers; 127.0.0.1 only).
 
 Starts the production topology of README "Deployment" on free local ports over its own database:
-granian WSGI workers (bench/_common.granian_command) behind the front proxy (deploy/nginx.conf,
+the granian ASGI server (bench/_common.granian_command) behind the front proxy (deploy/nginx.conf,
 Debian's nginx; --no-proxy attacks granian directly). A steady client evaluates at --rate
 requests/s on /api/evaluate with a valid SDK key, and the attacks run one after another, each for
 --duration seconds after a baseline with none:
