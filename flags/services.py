@@ -20,6 +20,7 @@ from flags import publish
 from flags.errors import Conflict, NotFound, ValidationFailed
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.selectors import environment_get, flag_data, flag_state_data, flags_referencing
+from projects import scope
 from flags.validation import (
     add, check_bool, check_key, check_kind_and_variants, check_rules, check_tags, check_text,
 )
@@ -36,7 +37,7 @@ def _bump(environments):
     versions = {}
     for env in sorted(environments, key=lambda e: e.pk):
         Environment.objects.filter(pk=env.pk).update(version=F("version") + 1)
-        versions[env.key] = Environment.objects.filter(pk=env.pk).values_list("version", flat=True).get()
+        versions[scope.ref(env.project_id, env.key)] = Environment.objects.filter(pk=env.pk).values_list("version", flat=True).get()
     return versions
 
 
@@ -51,7 +52,8 @@ def prerequisite_map(exclude_key=None):
     """{flag key: rules of all its environments}: what the engine's validator needs to check that a
     prerequisite exists and closes no cycle. Archived flags are left out (they cannot be required)."""
     rules = {}
-    for state in FlagState.objects.select_related("flag").filter(flag__archived=False).order_by("pk"):
+    states = FlagState.objects.select_related("flag").filter(flag__project_id=scope.current(), flag__archived=False)
+    for state in states.order_by("pk"):
         if state.flag.key != exclude_key:
             rules.setdefault(state.flag.key, []).extend(state.rules or [])
     return rules

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files for /api/docs, served here (no CDN)
     "channels",
+    "projects",
     "flags",
     "segments",
     "audit",
@@ -95,6 +96,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "flags.fastlane.FastLaneMiddleware",  # warm evaluations answered before the rest (flags/fastlane.py)
     "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
+    "projects.scope.ScopeMiddleware",  # each request starts in the default project (projects/scope.py)
     "flagsite.ops.chunked.ChunkedBodyMiddleware",  # chunked bodies get a Content-Length (read to their end)
     "corsheaders.middleware.CorsMiddleware",
     "flagsite.ops.compression.JsonGZipMiddleware",  # large /api/ and /ofrep/ JSON only
