@@ -18,7 +18,7 @@ def environment_get(environment):
     unknown, or of another project -> ValidationFailed on `environment`."""
     if isinstance(environment, Environment):
         return environment
-    project, key = scope.split(environment)
+    project, key = scope.split(environment) if "." in environment else (scope.current(), environment)
     env = Environment.objects.filter(key=key).first() if project == scope.current() else None
     if env is None:
         raise ValidationFailed({"environment": [f"Unknown environment '{environment}'."]})

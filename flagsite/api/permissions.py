@@ -15,8 +15,8 @@ from django.conf import settings
 from rest_framework import exceptions, permissions
 
 from flagsite.api.authentication import ApiKeyPrincipal
-from projects import scope
-from projects.models import DEFAULT, Project
+from projects import policy, scope
+from projects.models import DEFAULT
 
 
 def sdk_principal(request):
@@ -41,13 +41,14 @@ def check_project(request, view):
     called by a bound key: work in the key's project."""
     principal = request.auth if isinstance(request.auth, ApiKeyPrincipal) else None
     url_project = getattr(request, "url_project", None)
-    if principal is not None and principal.project is not None:
-        if url_project is None and getattr(view, "sdk_allowed", False):
-            scope.enter(principal.project)
-            return
-        if (url_project or DEFAULT) != principal.project:
-            raise exceptions.NotFound()
-    if url_project is not None and not Project.objects.filter(key=url_project).exists():
+    bound = policy.bound_project(principal)
+    if bound is not None and url_project is None and getattr(view, "sdk_allowed", False):
+        scope.enter(bound)
+        return
+    if getattr(view, "project_wide", False):  # /api/projects itself: lists what the caller may see
+        return
+    project = url_project or DEFAULT
+    if (url_project is not None or bound is not None) and not policy.may_see(principal, project):
         raise exceptions.NotFound()
 
 

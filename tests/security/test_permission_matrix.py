@@ -43,7 +43,7 @@ pytestmark = pytest.mark.django_db
 
 WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-APPS = ("flags", "segments", "audit", "analytics", "auth")
+APPS = ("flags", "segments", "audit", "analytics", "auth", "projects")
 LOGIN = "login"  # a 302 to the admin login page
 
 
@@ -158,6 +158,19 @@ REST = [
          rest_evaluate(200), [VIEW_FLAG], writes=False),
     rest("/ofrep/v1/evaluate/flags/<path:key>", "POST", "/ofrep/v1/evaluate/flags/m",
          {"context": {"targetingKey": "u"}}, rest_evaluate(200), [VIEW_FLAG], writes=False),
+]
+
+# A project's management paths are the same views as the default project's, mounted again
+# (projects/urls.py): the same rows, through /api/projects/default/.
+REST += [
+    Row(("rest", "/api/projects/<slug:project>" + r.key[1].removeprefix("/api"), r.key[2]),
+        (lambda request: lambda o: (lambda m, path, body: (m, "/api/projects/default" + path.removeprefix("/api"),
+                                                          body))(*request(o)))(r.request),
+        r.expect, r.perms, r.context, r.writes, r.note)
+    for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments"))
+] + [
+    rest("/api/projects", "POST", "/api/projects", {"key": "made-project", "name": "Made"}, rest_write(201),
+         ["projects.add_project"]),
 ]
 
 PAGES = [
