@@ -84,3 +84,34 @@ class ScopeMiddleware:
             return self.get_response(request)
         finally:
             _current.reset(token)
+
+
+SESSION_KEY = "project"
+_NOT_PAGES = ("/api/", "/ofrep/", "/ws", "/metrics", "/static/")
+
+
+class SessionProjectMiddleware:
+    """Dashboard and admin: staff work in the project picked in the header's switcher
+    (``?project=<key>`` on any page, remembered in the session); default: the default project."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if not request.path.startswith(_NOT_PAGES) and user is not None and user.is_authenticated \
+                and user.is_staff and hasattr(request, "session"):
+            from projects.models import Project
+
+            wanted = request.GET.get("project")
+            if wanted and Project.objects.filter(key=wanted).exists():
+                request.session[SESSION_KEY] = wanted
+            enter(request.session.get(SESSION_KEY, DEFAULT))
+        return self.get_response(request)
+
+
+def switcher(request):
+    """Template context for the header's project switcher (the query runs only when rendered)."""
+    from projects.models import Project
+
+    return {"current_project": current(), "project_choices": Project.objects.values_list("key", "name")}

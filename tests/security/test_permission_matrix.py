@@ -33,6 +33,7 @@ from audit.models import AuditEntry
 from flags import snapshot
 from flags.models import ApiKey, Environment, Flag
 from flagsite.api.authentication import forget_api_key
+from projects.models import Project
 from segments.models import Segment
 from tests.api.conftest import SYSTEM, Client, create_flag, create_segment, make_key
 from tests.conftest import World
@@ -234,6 +235,13 @@ ADMIN = [
                lambda o: {"name": "Prod!"}, ADMIN_NEVER, ["flags.change_environment"]),
     admin_view("flags.environment", "delete", url("flags_environment_delete", "environment"), sure, ADMIN_NEVER,
                ["flags.delete_environment"]),
+    # projects are created through the API (audited); the admin only lists them
+    admin_view("projects.project", "add", url("projects_project_add"), lambda o: {"key": "p", "name": "P"},
+               ADMIN_NEVER, ["projects.add_project"]),
+    admin_view("projects.project", "change", url("projects_project_change", "project"), lambda o: {"name": "D"},
+               ADMIN_NEVER, ["projects.change_project"]),
+    admin_view("projects.project", "delete", url("projects_project_delete", "project"), sure, ADMIN_NEVER,
+               ["projects.delete_project"]),
     admin_view("flags.apikey", "add", url("flags_apikey_add"),
                lambda o: {"name": "web", "kind": "sdk", "environment": o.environment.pk, "user": ""},
                perms=["flags.add_apikey"]),
@@ -318,6 +326,7 @@ class Objects:
         services.flag_tags_change(actor=SYSTEM, flag=self.off, add=["old"])
         self.segment = create_segment("seg", {"plan": "free"})
         self.environment = Environment.objects.get(key="production")
+        self.project = Project.objects.get(key="default")
         self.group = Group.objects.create(name="ops")
         self.bob = get_user_model().objects.create_user("bob")
         self.root = get_user_model().objects.create_superuser("root", None, None)
