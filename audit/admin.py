@@ -10,11 +10,14 @@ from django.utils.html import format_html
 from audit.actor import Actor
 from audit.auth_changes import acting_as
 from audit.models import AuditEntry
+from projects.admin import InProjectAdmin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(InProjectAdmin, admin.ModelAdmin):
     """Read-only: the audit log is append-only and hash-chained."""
+
+    project_lookup = "project"
 
     list_display = ["id", "created_at", "actor", "action", "target_type", "target_key", "environment", "reason"]
     list_filter = ["action", "target_type", "environment"]

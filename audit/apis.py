@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from audit.models import AuditEntry
 from flagsite.api.pagination import Pagination
+from projects import scope
 
 
 class AuditEntryOutputSerializer(serializers.Serializer):
@@ -44,7 +45,7 @@ class AuditListApi(_AuditListApi):
         responses=AuditEntryOutputSerializer(many=True),
     )
     def get(self, request):
-        entries = AuditEntry.objects.all()
+        entries = AuditEntry.objects.filter(project=scope.current())
         for param, field in (("environment", "environment"), ("action", "action")):
             if request.query_params.get(param):
                 entries = entries.filter(**{field: request.query_params[param]})
@@ -54,4 +55,5 @@ class AuditListApi(_AuditListApi):
 class AuditFlagApi(_AuditListApi):
     @extend_schema(parameters=PAGE_PARAMS, responses=AuditEntryOutputSerializer(many=True))
     def get(self, request, key):
-        return self.respond(request, AuditEntry.objects.filter(target_type="flag", target_key=key))
+        return self.respond(request, AuditEntry.objects.filter(project=scope.current(), target_type="flag",
+                                                                   target_key=key))

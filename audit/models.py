@@ -17,6 +17,9 @@ class AuditEntry(models.Model):
     target_type = models.CharField(max_length=32)
     target_key = models.CharField(max_length=128, db_index=True)
     environment = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # One chain for every project (projects/models.py says why); hashed only when not "default",
+    # so every entry written before projects keeps its hash.
+    project = models.CharField(max_length=64, default="default", db_index=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     reason = models.TextField(blank=True, default="")

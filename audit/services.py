@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from audit import signing
 from audit.models import AuditChainHead, AuditEntry
+from projects import scope
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
@@ -37,6 +38,8 @@ def to_json(value):
 
 def canonical(entry):
     data = {name: getattr(entry, name) for name in HASHED_FIELDS}
+    if entry.project != "default":  # entries of the default project hash as they did before projects
+        data["project"] = entry.project
     data["created_at"] = entry.created_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, cls=DjangoJSONEncoder)
 
@@ -66,8 +69,11 @@ def _chain_head():
     return head
 
 
-def audit_record(*, actor, action, target_type, target_key, environment="", before=None, after=None, reason=""):
-    """Append one entry to the chain. Must run inside the caller's transaction.atomic()."""
+def audit_record(*, actor, action, target_type, target_key, environment="", before=None, after=None, reason="",
+                 project=None):
+    """Append one entry to the chain. Must run inside the caller's transaction.atomic().
+    project: the project the change belongs to (default: the current one, projects/scope.py)."""
+
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record() must be called inside the service's transaction")
     head = _chain_head()
@@ -80,6 +86,7 @@ def audit_record(*, actor, action, target_type, target_key, environment="", befo
         target_type=target_type,
         target_key=target_key,
         environment=environment or "",
+        project=project or scope.current(),
         before=to_json(before),
         after=to_json(after),
         reason=reason or "",

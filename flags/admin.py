@@ -23,6 +23,7 @@ from flags.errors import Conflict, ServiceError, ValidationFailed
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.pages import restore_reason, set_enabled
 from flags.selectors import audit_list
+from projects.admin import InProjectAdmin
 
 
 def add_field_errors(form, fields):
@@ -295,7 +296,7 @@ def status_column(environment):
 
 
 @admin.register(Flag)
-class FlagAdmin(admin.ModelAdmin):
+class FlagAdmin(InProjectAdmin, admin.ModelAdmin):
     form = FlagForm
     inlines = [FlagStateInline]
     action_form = FlagActionForm
@@ -554,7 +555,7 @@ class FlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(InProjectAdmin, admin.ModelAdmin):
     list_display = ["key", "name", "version", "sort_order"]
     readonly_fields = ["key", "name", "version", "sort_order"]
 
@@ -575,7 +576,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(InProjectAdmin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "kind", "prefix", "environment", "user", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["kind", "environment", "revoked_at"]

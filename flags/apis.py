@@ -35,6 +35,8 @@ from flagsite.api.common import actor_for, environment_for, expected_version, ke
 from flagsite.api.pagination import Pagination
 from flagsite.api.parsers import JSONOnlyNegotiation
 from flagsite.api.throttling import bulk_weight
+from projects import scope
+from projects.models import DEFAULT
 
 STATES = Prefetch("states", queryset=FlagState.objects.select_related("environment"))
 ENVIRONMENT_PARAM = OpenApiParameter(
@@ -50,7 +52,8 @@ def env_schema(**kwargs):
 def flag_response(key, environment, status=200):
     flag = selectors.flag_get(key)
     prefetch_related_objects([flag], STATES)
-    headers = {"Location": f"/api/flags/{key}"} if status == 201 else None
+    prefix = "/api" if scope.current() == DEFAULT else f"/api/projects/{scope.current()}"
+    headers = {"Location": f"{prefix}/flags/{key}"} if status == 201 else None
     data = FlagOutputSerializer(flag, context={"environment": environment}).data
     return Response(data, status=status, headers=headers)
 

@@ -27,6 +27,7 @@ from audit.actor import client_ip
 from flagsite.api.authentication import hash_key, resolve_api_key
 from flagsite.api.throttling import AuthThrottled
 from flags.live import watcher
+from projects import scope
 
 MAX_CLIENT_MESSAGE = 4096
 TRY_AGAIN_LATER = 4503  # the database is unavailable: reconnect with backoff
@@ -61,8 +62,8 @@ def _check_key(key, query, ip=None):
     if principal.kind == "sdk":
         return principal.environment, None, principal.id
     wanted = (query.get("environment") or [""])[0]
-    if wanted and user.has_perm("flags.view_flag"):
-        return wanted, None, principal.id
+    if wanted and user.has_perm("flags.view_flag"):  # in the project the token is narrowed to, if any
+        return scope.ref(principal.project, wanted), None, principal.id
     return None, 4403, "not_permitted"
 
 

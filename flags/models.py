@@ -4,6 +4,15 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
+from projects.models import DEFAULT
+from projects.scope import ProjectScopedManager
+
+
+def project_field(related_name):
+    """The owning project, by key (projects/models.py); existing rows and unscoped writes: default."""
+    return models.ForeignKey("projects.Project", to_field="key", db_column="project_key", default=DEFAULT,
+                             on_delete=models.PROTECT, related_name=related_name)
+
 KEY_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 key_validator = RegexValidator(
     KEY_REGEX, "Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."
@@ -11,13 +20,19 @@ key_validator = RegexValidator(
 
 
 class Environment(models.Model):
-    key = models.SlugField(max_length=64, unique=True)
+    project = project_field("environments")
+    key = models.SlugField(max_length=64)
     name = models.CharField(max_length=128)
     version = models.PositiveBigIntegerField(default=0)
     sort_order = models.PositiveIntegerField(default=0)
 
+    objects = ProjectScopedManager()
+    all_objects = models.Manager()
+
     class Meta:
         ordering = ["sort_order", "key"]
+        default_manager_name = "all_objects"
+        constraints = [models.UniqueConstraint(fields=["project", "key"], name="unique_environment_key")]
 
     def __str__(self):
         return self.key
@@ -28,7 +43,8 @@ class Flag(models.Model):
         BOOLEAN = "boolean", "Boolean"
         MULTIVARIATE = "multivariate", "Multivariate"
 
-    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    project = project_field("flags")
+    key = models.CharField(max_length=128, validators=[key_validator])
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     tags = models.JSONField(default=list, blank=True)
@@ -41,8 +57,13 @@ class Flag(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ProjectScopedManager()
+    all_objects = models.Manager()
+
     class Meta:
         ordering = ["key"]
+        default_manager_name = "all_objects"
+        constraints = [models.UniqueConstraint(fields=["project", "key"], name="unique_flag_key")]
 
     def __str__(self):
         return self.key
@@ -73,6 +94,10 @@ class ApiKey(models.Model):
         SDK = "sdk", "SDK key (one environment: evaluate and snapshot)"
         MANAGEMENT = "management", "Management token (acts as a user)"
 
+    # SDK keys: their environment's project; management tokens: the project they are narrowed to
+    # (the default project for tokens made before projects; `narrowed` False = every project)
+    project = project_field("api_keys")
+    narrowed = models.BooleanField(default=False)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     environment = models.ForeignKey(
@@ -87,8 +112,12 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ProjectScopedManager()
+    all_objects = models.Manager()
+
     class Meta:
         ordering = ["-created_at"]
+        default_manager_name = "all_objects"
         constraints = [
             models.CheckConstraint(
                 condition=(

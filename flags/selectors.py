@@ -6,6 +6,7 @@ from feature_flag_client.engine import prerequisite_refs, segment_refs
 from audit.models import AuditEntry
 from flags.errors import NotFound, ValidationFailed
 from flags.models import ApiKey, Environment, Flag, FlagState
+from projects import scope
 
 
 def environment_list():
@@ -13,10 +14,12 @@ def environment_list():
 
 
 def environment_get(environment):
-    """An Environment from an instance or a key; unknown -> ValidationFailed on `environment`."""
+    """An Environment of the current project from an instance, a key or a ref (projects/scope.py);
+    unknown, or of another project -> ValidationFailed on `environment`."""
     if isinstance(environment, Environment):
         return environment
-    env = Environment.objects.filter(key=environment).first()
+    project, key = scope.split(environment) if "." in environment else (scope.current(), environment)
+    env = Environment.objects.filter(key=key).first() if project == scope.current() else None
     if env is None:
         raise ValidationFailed({"environment": [f"Unknown environment '{environment}'."]})
     return env
@@ -24,7 +27,8 @@ def environment_get(environment):
 
 def environment_version(environment_key):
     """The environment's current version (one indexed row), or None if it does not exist."""
-    return Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+    project, key = scope.split(environment_key)
+    return Environment.all_objects.filter(project_id=project, key=key).values_list("version", flat=True).first()
 
 
 def flag_get(key, *, include_archived=True):
@@ -113,7 +117,7 @@ def engine_state(state):
 def flags_referencing(*, flag_key=None, segment_key=None, exclude=None):
     """Keys of flags whose rules (in any environment) reference a flag or a segment."""
     found = set()
-    for state in FlagState.objects.select_related("flag").exclude(rules=[]):
+    for state in FlagState.objects.select_related("flag").filter(flag__project_id=scope.current()).exclude(rules=[]):
         if exclude is not None and state.flag.key == exclude:
             continue
         if (flag_key and flag_key in prerequisite_refs(state.rules)) or (
@@ -123,7 +127,7 @@ def flags_referencing(*, flag_key=None, segment_key=None, exclude=None):
 
 
 def audit_list(*, limit=100, target_type=None, target_key=None, environment=None):
-    qs = AuditEntry.objects.order_by("-id")
+    qs = AuditEntry.objects.filter(project=scope.current()).order_by("-id")
     if target_type:
         qs = qs.filter(target_type=target_type)
     if target_key:
@@ -161,4 +165,4 @@ def flag_explain(*, flag, user_id=None, context=None, environments=None):
                    for key in keys if key not in known}
         if unknown:
             raise ValidationFailed(unknown)
-    return {key: get_snapshot(key).explain(flag.key, user_id, context or {}) for key in keys}
+    return {key: get_snapshot(scope.here(key)).explain(flag.key, user_id, context or {}) for key in keys}

@@ -20,6 +20,7 @@ from flags import publish
 from flags.errors import Conflict, NotFound, ValidationFailed
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.selectors import environment_get, flag_data, flag_state_data, flags_referencing
+from projects import scope
 from flags.validation import (
     add, check_bool, check_key, check_kind_and_variants, check_rules, check_tags, check_text,
 )
@@ -36,7 +37,7 @@ def _bump(environments):
     versions = {}
     for env in sorted(environments, key=lambda e: e.pk):
         Environment.objects.filter(pk=env.pk).update(version=F("version") + 1)
-        versions[env.key] = Environment.objects.filter(pk=env.pk).values_list("version", flat=True).get()
+        versions[scope.ref(env.project_id, env.key)] = Environment.objects.filter(pk=env.pk).values_list("version", flat=True).get()
     return versions
 
 
@@ -51,7 +52,8 @@ def prerequisite_map(exclude_key=None):
     """{flag key: rules of all its environments}: what the engine's validator needs to check that a
     prerequisite exists and closes no cycle. Archived flags are left out (they cannot be required)."""
     rules = {}
-    for state in FlagState.objects.select_related("flag").filter(flag__archived=False).order_by("pk"):
+    states = FlagState.objects.select_related("flag").filter(flag__project_id=scope.current(), flag__archived=False)
+    for state in states.order_by("pk"):
         if state.flag.key != exclude_key:
             rules.setdefault(state.flag.key, []).extend(state.rules or [])
     return rules
@@ -521,10 +523,11 @@ def check_api_key_revoke(actor, api_key):
     return (f"Key {api_key.prefix}... is another user's management token: only they or a superuser may revoke it.")
 
 
-def api_key_create(*, actor, name, kind, environment=None, user=None):
-    """A new key; returns (ApiKey, raw_key). Only the sha256 of the key is stored: show it once.
-    SDK keys: "sdk_<env>_<token>" (need `environment`); management tokens: "mgmt_<token>" (need `user`,
-    and check_api_key_user: a non-superuser only for themselves)."""
+def api_key_create(*, actor, name, kind, environment=None, user=None, narrowed=False):
+    """A new key of the current project; returns (ApiKey, raw_key). Only the sha256 of the key is
+    stored: show it once. SDK keys: "sdk_<env>_<token>" (need `environment`); management tokens:
+    "mgmt_<token>" (need `user`, and check_api_key_user: a non-superuser only for themselves);
+    ``narrowed``: the token works in the current project only."""
     fields = {}
     check_text(fields, "name", name, required=True, max_length=200)
     env = None
@@ -547,6 +550,8 @@ def api_key_create(*, actor, name, kind, environment=None, user=None):
             fields.update(check_api_key_user(actor, user))
     else:
         add(fields, "kind", f"Must be one of: {', '.join(ApiKey.Kind.values)}.")
+    if narrowed and kind != ApiKey.Kind.MANAGEMENT:
+        add(fields, "narrowed", "Only management tokens are narrowed: an SDK key works in its environment's project.")
     if fields:
         raise ValidationFailed(fields)
 
@@ -554,6 +559,8 @@ def api_key_create(*, actor, name, kind, environment=None, user=None):
     raw_key = f"sdk_{env.key}_{token}" if env is not None else f"mgmt_{token}"
     with transaction.atomic():
         api_key = ApiKey.objects.create(name=name, kind=kind, environment=env, user=user if env is None else None,
+                                        project_id=env.project_id if env is not None else scope.current(),
+                                        narrowed=bool(narrowed),
                                         prefix=raw_key[:12], key_hash=hash_api_key(raw_key))
         audit_record(actor=actor, action="apikey.created", target_type="apikey", target_key=api_key.prefix,
                      environment=env.key if env else "", after=_api_key_data(api_key))

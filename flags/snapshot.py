@@ -1,6 +1,8 @@
 """The one bridge from the ORM to the engine.
 
-Each process keeps a compiled `engine.Snapshot` per environment. `get_snapshot()` returns it with
+Each process keeps a compiled `engine.Snapshot` per environment of each project, named by the
+environment's ref (projects/scope.py: "production" in the default project, "team.production" in
+another), which is what API keys resolve to: evaluation needs no query to find its project. `get_snapshot()` returns it with
 no I/O while it is fresh; at most every FLAGS_MAX_STALENESS_MS it re-reads the environment's
 version (one indexed row) and, when the version moved, reloads the serialized payload from the
 shared cache, or builds it from the database when the cache lacks that version. After commit,
@@ -28,6 +30,7 @@ from feature_flag_client import engine
 from flags.errors import ValidationFailed
 from flags.models import Environment, FlagState
 from flags.selectors import engine_state
+from projects import scope
 from segments.selectors import segment_rules_map
 
 CACHE_KEY = "flags:snapshot:{}"
@@ -48,7 +51,8 @@ _lock = threading.Lock()
 
 
 def _version(environment_key):
-    return Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+    project, key = scope.split(environment_key)
+    return Environment.all_objects.filter(project_id=project, key=key).values_list("version", flat=True).first()
 
 
 def build_payload(environment_key):
@@ -59,19 +63,20 @@ def build_payload(environment_key):
     the version in its own transaction, so an unchanged version after the rows proves they match it.
     """
     version = _version(environment_key)
+    project, key = scope.split(environment_key)
     for _attempt in range(5):
         if version is None:
-            raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
+            raise ValidationFailed({"environment": [f"Unknown environment '{key}'."]})
         states = (
             FlagState.objects.select_related("flag")
-            .filter(environment__key=environment_key, flag__archived=False)
+            .filter(environment__project_id=project, environment__key=key, flag__archived=False)
             .order_by("flag__key")
         )
         payload = {
             "environment": environment_key,
             "version": version,
             "flags": [engine_state(state) for state in states],
-            "segments": segment_rules_map(),
+            "segments": segment_rules_map(project=project),
         }
         version_after = _version(environment_key)
         if version_after == version:
@@ -163,10 +168,10 @@ def _entry(environment_key):
 
 def _reload(environment_key, entry, now):
     """The entry at the database's current version (caller holds _lock)."""
-    version = Environment.objects.filter(key=environment_key).values_list("version", flat=True).first()
+    version = _version(environment_key)
     if version is None:
         _entries.pop(environment_key, None)
-        raise ValidationFailed({"environment": [f"Unknown environment '{environment_key}'."]})
+        raise ValidationFailed({"environment": [f"Unknown environment '{scope.split(environment_key)[1]}'."]})
     if entry is not None and entry.version == version:
         entry.checked_at = now
         return entry
@@ -203,8 +208,8 @@ def fresh_payload(environment_key):
 def warm_up():
     """Compile every environment's snapshot now: a server process calls it before taking requests,
     or its first request pays it (0.8 s when a rule targets devices: the user-agent tables load)."""
-    for environment_key in Environment.objects.values_list("key", flat=True):
-        get_snapshot(environment_key)
+    for project, key in Environment.all_objects.values_list("project_id", "key"):
+        get_snapshot(scope.ref(project, key))
 
 
 def snapshot_payload(environment_key):

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files for /api/docs, served here (no CDN)
     "channels",
+    "projects",
     "flags",
     "segments",
     "audit",
@@ -96,6 +97,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "flags.fastlane.FastLaneMiddleware",  # warm evaluations answered before the rest (flags/fastlane.py)
     "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
+    "projects.scope.ScopeMiddleware",  # each request starts in the default project (projects/scope.py)
     "flagsite.ops.chunked.ChunkedBodyMiddleware",  # chunked bodies get a Content-Length (read to their end)
     "corsheaders.middleware.CorsMiddleware",
     "flagsite.ops.compression.JsonGZipMiddleware",  # large /api/ and /ofrep/ JSON only
@@ -106,6 +108,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "flagsite.ops.browser.AuthenticationMiddleware",
+    "projects.scope.SessionProjectMiddleware",  # staff pages: the project picked in the header
     "flagsite.ops.browser.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into its 429 answer
@@ -140,6 +143,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "projects.scope.switcher",
             ],
         },
     },

@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from flagsite.ops.metrics import metrics_view
+from projects import urls as project_urls
 
 urlpatterns = [
     path("api/", include("flags.urls")),  # first: it holds the evaluation hot paths
     path("admin/", admin.site.urls),
     path("api/", include("segments.urls")),
     path("api/", include("audit.urls")),
+    path("api/", include(project_urls.urlpatterns + project_urls.environment_patterns)),
+    path("api/projects/<slug:project>/", include(project_urls.project_patterns())),
     path("api/", include("analytics.urls")),
     path("api/", include("experiments.urls")),
     path("ofrep/", include("flags.ofrep_urls")),

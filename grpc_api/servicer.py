@@ -30,6 +30,7 @@ from flagsite.api.authentication import hash_key, resolve_api_key
 from flagsite.api.throttling import AuthThrottled
 from grpc_api import metrics
 from grpc_api.stubs import flags_pb2, flags_pb2_grpc
+from projects import scope
 
 logger = logging.getLogger(__name__)
 # Failed authentications go to REST's logger (one place to alert on), with transport="grpc".
@@ -113,15 +114,17 @@ def authorize(context, requested_environment):
                          "invalid or revoked API key", raw_key=raw)
     user, principal = resolved
     if principal.kind == "sdk":
-        if requested_environment and requested_environment != principal.environment:
+        own = scope.split(principal.environment)[1]
+        if requested_environment and requested_environment not in (own, principal.environment):
             raise AuthFailed(grpc.StatusCode.PERMISSION_DENIED,
-                             f"this SDK key belongs to environment '{principal.environment}'",
+                             f"this SDK key belongs to environment '{own}'",
                              "environment not allowed for this SDK key", principal=principal)
         return principal.environment
     if not user.has_perm("flags.view_flag"):
         raise AuthFailed(grpc.StatusCode.PERMISSION_DENIED, "this token's user may not view flags",
                          "token lacks flags.view_flag", principal=principal)
-    return requested_environment or getattr(settings, "FLAGS_DEFAULT_ENVIRONMENT", "development")
+    return scope.ref(principal.project, requested_environment or getattr(settings, "FLAGS_DEFAULT_ENVIRONMENT",
+                                                                           "development"))
 
 
 def _snapshot(environment):

@@ -6,6 +6,7 @@ from flags.admin import add_field_errors
 from flags.errors import ServiceError
 from segments import services
 from segments.models import Segment
+from projects.admin import InProjectAdmin
 
 
 class SegmentForm(forms.ModelForm):
@@ -25,7 +26,7 @@ class SegmentForm(forms.ModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(InProjectAdmin, admin.ModelAdmin):
     form = SegmentForm
     list_display = ["key", "name", "updated_at"]
     search_fields = ["key", "name", "description"]

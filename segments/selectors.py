@@ -3,6 +3,7 @@
 from feature_flag_client import engine
 
 from flags.errors import NotFound
+from projects import scope
 from segments.models import Segment
 
 
@@ -23,9 +24,11 @@ def segment_get(key):
     return segment
 
 
-def segment_rules_map():
-    """{segment key: normalized rule list}: what the engine's validator and compiler consume."""
-    return {s.key: normalize_conditions(s.conditions) for s in Segment.objects.only("key", "conditions")}
+def segment_rules_map(*, project=None):
+    """{segment key: normalized rule list} of a project (default: the current one): what the
+    engine's validator and compiler consume."""
+    segments = Segment.all_objects.filter(project_id=project or scope.current()).only("key", "conditions")
+    return {s.key: normalize_conditions(s.conditions) for s in segments}
 
 
 def segment_conditions_map():

@@ -47,7 +47,8 @@ class ApiKeyPrincipal:
     id: int
     prefix: str
     kind: str  # "sdk" | "management"
-    environment: str | None  # environment key, SDK keys only
+    environment: str | None  # environment ref (projects/scope.py), SDK keys only
+    project: str | None = None  # the one project an SDK key or a narrowed token works in
 
     @property
     def label(self):
@@ -106,17 +107,21 @@ def _load(key_hash):
     from flags.models import ApiKey
 
     api_key = (
-        ApiKey.objects.select_related("environment")
+        ApiKey.all_objects.select_related("environment")
         .filter(key_hash=key_hash, revoked_at__isnull=True)
         .first()
     )
     if api_key is None:
         return None
+    from projects import scope
+
+    sdk = api_key.kind == "sdk"
     principal = ApiKeyPrincipal(
         id=api_key.pk,
         prefix=api_key.prefix,
         kind=api_key.kind,
-        environment=api_key.environment.key if api_key.environment_id else None,
+        environment=scope.ref(api_key.environment.project_id, api_key.environment.key) if sdk else None,
+        project=api_key.environment.project_id if sdk else (api_key.project_id if api_key.narrowed else None),
     )
     if api_key.kind == "sdk":
         return SdkKeyUser(principal), principal
@@ -202,7 +207,7 @@ def _touch(api_key_id, now):
 
     _last_used[api_key_id] = now
     try:  # bookkeeping only: never fail a request (or an evaluation) because this write failed
-        ApiKey.objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
+        ApiKey.all_objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
     except DatabaseError:
         logger.warning("could not record last_used_at for API key %s", api_key_id, exc_info=True)
 

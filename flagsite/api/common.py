@@ -27,10 +27,12 @@ def key_from(data):
 
 
 def environment_for(request, requested=None, check_exists=True):
+    """The environment key a management view reads or writes, in the current project; with
+    check_exists=False the environment's ref, for get_snapshot (projects/scope.py)."""
     environment = request_environment(request, requested)
-    if check_exists:
-        environment_get(environment)  # unknown -> 400 on "environment"
-    return environment
+    if not check_exists:
+        return environment
+    return environment_get(environment).key  # unknown -> 400 on "environment"
 
 
 def expected_version(request, body_version=None):

@@ -174,7 +174,15 @@ def _analytics(answers):
     assert len(answers) == 2 and all(isinstance(answer, dict) for answer in answers)
 
 
+def _projects(answers):
+    created, flag, fetched = answers
+    assert (created["key"], created["environments"]) == ("payments", ["development", "staging", "production"])
+    assert flag["key"] == fetched["key"] == "new-checkout" and fetched["states"]["production"]["enabled"] is True
+    assert AuditEntry.objects.filter(project="payments", action="project.created").count() == 1
+
+
 SHELL_CHECKS = {
+    "curl -s -X POST localhost:3001/api/projects -H \"Authorization: Bearer $TOKEN\" \\": _projects,
     "KEY=sdk_development_...   # from the output above": _tour,
     "TOKEN=$(.venv/bin/python manage.py create_api_key --kind management --user admin)": _management,
     'curl -s "localhost:3001/api/analytics/flags/new-checkout?timeRange=24h" -H "Authorization: Bearer $TOKEN"  '

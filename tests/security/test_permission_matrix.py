@@ -33,6 +33,7 @@ from audit.models import AuditEntry
 from flags import snapshot
 from flags.models import ApiKey, Environment, Flag
 from flagsite.api.authentication import forget_api_key
+from projects.models import Project
 from segments.models import Segment
 from tests.api.conftest import SYSTEM, Client, create_flag, create_segment, make_key
 from tests.conftest import World
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.django_db
 
 WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-APPS = ("flags", "segments", "audit", "analytics", "auth")
+APPS = ("flags", "segments", "audit", "analytics", "auth", "projects")
 LOGIN = "login"  # a 302 to the admin login page
 
 
@@ -164,6 +165,19 @@ REST = [
          {"context": {"targetingKey": "u"}}, rest_evaluate(200), [VIEW_FLAG], writes=False),
 ]
 
+# A project's management paths are the same views as the default project's, mounted again
+# (projects/urls.py): the same rows, through /api/projects/default/.
+REST += [
+    Row(("rest", "/api/projects/<slug:project>" + r.key[1].removeprefix("/api"), r.key[2]),
+        (lambda request: lambda o: (lambda m, path, body: (m, "/api/projects/default" + path.removeprefix("/api"),
+                                                          body))(*request(o)))(r.request),
+        r.expect, r.perms, r.context, r.writes, r.note)
+    for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments"))
+] + [
+    rest("/api/projects", "POST", "/api/projects", {"key": "made-project", "name": "Made"}, rest_write(201),
+         ["projects.add_project"]),
+]
+
 PAGES = [
     page("/flags/new/", "/flags/new/", {"key": "made", "name": "Made", "kind": "boolean", "tags": "a, b"},
          perms=["flags.add_flag"]),
@@ -225,6 +239,13 @@ ADMIN = [
                lambda o: {"name": "Prod!"}, ADMIN_NEVER, ["flags.change_environment"]),
     admin_view("flags.environment", "delete", url("flags_environment_delete", "environment"), sure, ADMIN_NEVER,
                ["flags.delete_environment"]),
+    # projects are created through the API (audited); the admin only lists them
+    admin_view("projects.project", "add", url("projects_project_add"), lambda o: {"key": "p", "name": "P"},
+               ADMIN_NEVER, ["projects.add_project"]),
+    admin_view("projects.project", "change", url("projects_project_change", "project"), lambda o: {"name": "D"},
+               ADMIN_NEVER, ["projects.change_project"]),
+    admin_view("projects.project", "delete", url("projects_project_delete", "project"), sure, ADMIN_NEVER,
+               ["projects.delete_project"]),
     admin_view("flags.apikey", "add", url("flags_apikey_add"),
                lambda o: {"name": "web", "kind": "sdk", "environment": o.environment.pk, "user": ""},
                perms=["flags.add_apikey"]),
@@ -309,6 +330,7 @@ class Objects:
         services.flag_tags_change(actor=SYSTEM, flag=self.off, add=["old"])
         self.segment = create_segment("seg", {"plan": "free"})
         self.environment = Environment.objects.get(key="production")
+        self.project = Project.objects.get(key="default")
         self.group = Group.objects.create(name="ops")
         self.bob = get_user_model().objects.create_user("bob")
         self.root = get_user_model().objects.create_superuser("root", None, None)

@@ -2,6 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.actor import Actor
+from projects.commands import add_project_argument, project_scope
 from flags import services
 from flags.errors import ServiceError
 
@@ -17,8 +18,15 @@ class Command(BaseCommand):
         parser.add_argument("--environment", help="environment key (SDK keys)")
         parser.add_argument("--user", help="username the token acts as (management tokens)")
         parser.add_argument("--name", help="a label for the key")
+        add_project_argument(parser)
+        parser.add_argument("--narrow", action="store_true",
+                            help="management tokens: work in --project only (other projects answer 404)")
 
-    def handle(self, *args, kind, environment, user, name, **options):
+    def handle(self, *args, project, **options):
+        with project_scope(project):
+            self.create(**options)
+
+    def create(self, *, kind, environment, user, name, narrow, **options):
         account = None
         if user:
             account = get_user_model().objects.filter(username=user).first()
@@ -27,7 +35,7 @@ class Command(BaseCommand):
         label = name or (f"{environment} SDK key" if kind == "sdk" else f"{user} management token")
         try:
             api_key, raw_key = services.api_key_create(
-                actor=Actor.cli(), name=label, kind=kind, environment=environment, user=account)
+                actor=Actor.cli(), name=label, kind=kind, environment=environment, user=account, narrowed=narrow)
         except ServiceError as exc:
             raise CommandError(str(exc))
         self.stdout.write(raw_key)

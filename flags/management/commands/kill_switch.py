@@ -4,6 +4,7 @@ from audit.actor import Actor
 from flags import services
 from flags.errors import ServiceError
 from flags.selectors import flag_get
+from projects.commands import add_project_argument, project_scope
 
 
 class Command(BaseCommand):
@@ -14,11 +15,16 @@ class Command(BaseCommand):
         parser.add_argument("--reason", help="why (recorded in the audit log); required to kill, optional to restore")
         parser.add_argument("--environment", "-e", action="append", dest="environments", metavar="ENV",
                             help="environment key; repeat for several (default: all environments)")
+        add_project_argument(parser)
         parser.add_argument("--restore", action="store_true", help="undo the kill instead")
         parser.add_argument("--actor", help="who you act for; recorded after your OS user, e.g. \"cli:root as admin\" "
                                              "(default: the OS user alone)")
 
-    def handle(self, *args, flag, reason, environments, restore, actor, **options):
+    def handle(self, *args, project, **options):
+        with project_scope(project):
+            self.kill(**options)
+
+    def kill(self, *, flag, reason, environments, restore, actor, **options):
         if not restore and not (reason or "").strip():  # a restore needs no reason; a kill does
             raise CommandError("--reason is required to kill a flag (say why; it is recorded in the audit log)")
         try:

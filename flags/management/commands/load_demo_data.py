@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from audit.actor import Actor
 from flags import services
 from flags.models import Environment, Flag
+from projects.commands import add_project_argument, project_scope
 from segments.models import Segment
 from segments.services import segment_create
 
@@ -69,7 +70,14 @@ FLAGS = [
 class Command(BaseCommand):
     help = "Load demo segments and flags (every rule type). Safe to run again."
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        add_project_argument(parser)
+
+    def handle(self, *args, project, **options):
+        with project_scope(project):
+            self.load()
+
+    def load(self):
         actor = Actor.cli(command="demo-data")
         created = 0
         for segment in SEGMENTS:
