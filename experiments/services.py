@@ -4,9 +4,11 @@ Called by the Celery tasks with the batches the in-process buffers flush (experi
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
+from django.db.models import Q
 
 from experiments.models import Event, Exposure
 from flags.models import Environment, Flag
+from projects import scope
 
 BATCH_SIZE = 1000
 
@@ -15,13 +17,30 @@ def _when(seconds):
     return datetime.fromtimestamp(float(seconds), tz=UTC)
 
 
+def _by_ref(model, pairs):
+    """{(environment ref, key): pk} of the (ref, key) pairs that name a row of ``model`` in the ref's
+    project (refs: projects.scope; the same key lives in many projects). ``key`` None: the
+    environment itself."""
+    wanted = {}
+    for env_ref, key in pairs:
+        project, environment = scope.split(env_ref)
+        wanted[(project, environment if key is None else key)] = (env_ref, key)
+    if not wanted:
+        return {}
+    match = Q()
+    for project, key in wanted:
+        match |= Q(project_id=project, key=key)
+    return {wanted[(project, key)]: pk for project, key, pk in
+            model.all_objects.filter(match).values_list("project_id", "key", "pk")}
+
+
 def events_write(*, rows):
     """Insert event rows ``[environment key, event, user id, value, timestamp (epoch s), properties,
     client id, received (epoch s)]``. Idempotent: a client id already stored in its environment is
     skipped (bulk_create ignore_conflicts on the unique (environment, client_id)), so a batch
     delivered twice adds nothing. Rows of environments that no longer exist are dropped.
     Returns the number of rows offered for insert."""
-    environments = dict(Environment.objects.filter(key__in={row[0] for row in rows}).values_list("key", "pk"))
+    environments = {env: pk for (env, _), pk in _by_ref(Environment, {(row[0], None) for row in rows}).items()}
     events = [
         Event(environment_id=environments[env], event=event, user_id=user_id, value=value,
               timestamp=_when(timestamp), properties=properties or {}, client_id=client_id,
@@ -44,8 +63,8 @@ def exposures_upsert(*, rows):
     differs from the stored last one. Rows of unknown flags or environments are dropped."""
     if not rows:
         return 0
-    environments = dict(Environment.objects.filter(key__in={row[0] for row in rows}).values_list("key", "pk"))
-    flags = dict(Flag.objects.filter(key__in={row[1] for row in rows}).values_list("key", "pk"))
+    environments = {env: pk for (env, _), pk in _by_ref(Environment, {(row[0], None) for row in rows}).items()}
+    flags = _by_ref(Flag, {(row[0], row[1]) for row in rows})
     table = connection.ops.quote_name(Exposure._meta.db_table)
     sql = (
         f"INSERT INTO {table} (flag_id, environment_id, user_id, variant, last_variant, first_seen, last_seen, "
@@ -60,8 +79,8 @@ def exposures_upsert(*, rows):
     adapt = connection.ops.adapt_datetimefield_value
     params = []
     for env, flag, user_id, first, last, first_seen, last_seen, changes in rows:
-        if env in environments and flag in flags:
-            params.append((flags[flag], environments[env], str(user_id)[:256], first, last, adapt(_when(first_seen)),
+        if env in environments and (env, flag) in flags:
+            params.append((flags[(env, flag)], environments[env], str(user_id)[:256], first, last, adapt(_when(first_seen)),
                            adapt(_when(last_seen)), int(changes)))
     # one lock order for every writer; rows for one key stay in batch order (older first)
     params.sort(key=lambda p: (p[0], p[1], p[2]))

@@ -106,3 +106,22 @@ def test_unknown_flag_in_a_batch__dropped():
     assert exposures_upsert(rows=[["production", "gone", "u", "a", "a", 1, 1, 0],
                                   ["production", "checkout", "u", "blue", "blue", 1, 1, 0]]) == 1
     assert rows() == [("checkout", "production", "u", "blue", "blue", 0)]
+
+
+def test_same_flag_and_environment_keys_in_two_projects__each_batch_row_lands_in_its_own():
+    from experiments.models import Event
+    from experiments.services import events_write, exposures_upsert
+    from projects import scope
+    from projects import services as project_services
+
+    mv_flag()
+    project_services.project_create(actor=SYSTEM, key="team-b", name="Team B")
+    with scope.using("team-b"):
+        mv_flag()
+    assert exposures_upsert(rows=[["production", "checkout", "u", "blue", "blue", 1, 1, 0],
+                                  ["team-b.production", "checkout", "u", "green", "green", 1, 1, 0]]) == 2
+    assert sorted(Exposure.objects.values_list("flag__project_id", "environment__project_id", "variant")) == [
+        ("default", "default", "blue"), ("team-b", "team-b", "green")]
+    assert events_write(rows=[["production", "buy", "u", 1.0, 1, {}, "e1", 1],
+                              ["team-b.production", "buy", "u", 2.0, 1, {}, "e1", 1]]) == 2
+    assert sorted(Event.objects.values_list("environment__project_id", "value")) == [("default", 1.0), ("team-b", 2.0)]
