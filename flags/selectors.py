@@ -79,7 +79,7 @@ def flag_state_data(state):
         "environment": state.environment.key,
         "enabled": state.enabled,
         "rules": state.rules,
-        "offVariant": state.off_variant,
+        **({"offVariant": state.off_variant} if state.flag.kind == Flag.Kind.MULTIVARIATE else {}),
         "killed": state.killed,
         "killedReason": state.killed_reason,
         "killedBy": state.killed_by,

@@ -176,7 +176,7 @@ def _duplicate_key(key):
 
 def _state_fields(state):
     data = flag_state_data(state)
-    return {k: data[k] for k in ("enabled", "rules", "offVariant", "killed", "killedReason", "version")}
+    return {k: data[k] for k in ("enabled", "rules", "offVariant", "killed", "killedReason", "version") if k in data}
 
 
 def flag_update(*, actor, flag, environment, data, expected_version=None):
