@@ -106,7 +106,8 @@ class Recorder:
                     return
             user_id = str(user_id)  # hashable, and the same user whether sent as 42 or "42"
         entry[1].add(user_id)
-        if evaluation.variant is not None and self.on_variant is not None:
+        # an exposure is a variant handed out while on: an off variant (docs/rules.md) is not one
+        if evaluation.variant is not None and evaluation.enabled and self.on_variant is not None:
             self.on_variant(evaluation, user_id, second)
 
     def record_all(self, evaluations, user_id=None, context=None):

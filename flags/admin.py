@@ -146,10 +146,22 @@ class FlagStateForm(forms.ModelForm):
 
     class Meta:
         model = FlagState
-        fields = ["enabled", "rules"]
+        fields = ["enabled", "rules", "off_variant"]
+        labels = {"off_variant": "Served when off"}
+        help_texts = {"off_variant": "Multivariate flags: the variant (and its value) served while the flag is off "
+                                     "here: killed, disabled, or no rule matched."}
 
     def __init__(self, *args, editor_options=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if "off_variant" in self.fields:
+            flag = self.instance.flag if self.instance.pk else None
+            keys = [v.get("key") for v in (flag.variants if flag else None) or () if isinstance(v, dict)]
+            if self.instance.off_variant and self.instance.off_variant not in keys:
+                keys.append(self.instance.off_variant)
+            field = self.fields["off_variant"]
+            self.fields["off_variant"] = forms.ChoiceField(
+                choices=[("", "None (no variant, no value)")] + [(k, k) for k in keys if isinstance(k, str)],
+                required=False, label=field.label, help_text=field.help_text)
         if self.instance.pk and editor_options is not None:
             self.fields["rules"].widget.attrs.update({
                 "data-rules-editor": json.dumps(editor_options),
@@ -174,7 +186,8 @@ class FlagStateInline(admin.StackedInline):
     form = FlagStateForm
     extra = 0
     can_delete = False
-    fields = ["environment", "enabled", "rules", "killed", "killed_reason", "killed_by", "killed_at", "version"]
+    fields = ["environment", "enabled", "rules", "off_variant", "killed", "killed_reason", "killed_by", "killed_at",
+              "version"]
     readonly_fields = ["environment", "killed", "killed_reason", "killed_by", "killed_at", "version"]
 
     def has_add_permission(self, request, obj=None):
@@ -398,6 +411,8 @@ class FlagAdmin(InProjectAdmin, admin.ModelAdmin):
                 continue
             state = state_form.instance
             data = {k: state_form.cleaned_data[k] for k in state_form.changed_data if k in ("enabled", "rules")}
+            if "off_variant" in state_form.changed_data:
+                data["offVariant"] = state_form.cleaned_data["off_variant"] or ""
             services.flag_update(actor=actor, flag=form.instance, environment=state.environment, data=data)
             formset.changed_objects.append((state, state_form.changed_data))
 

@@ -97,7 +97,7 @@ class FlagListCreateApi(APIView):
         data = validate(FlagCreateInputSerializer, request.data)
         environment = environment_for(request, data.pop("environment", None))
         states = {env: dict(state) for env, state in data.pop("states", {}).items()}
-        inline = {name: data.pop(name) for name in ("enabled", "rules") if name in data}
+        inline = {name: data.pop(name) for name in ("enabled", "rules", "offVariant") if name in data}
         if inline:
             states.setdefault(environment, {}).update(inline)
         key = key_from(data)

@@ -4,7 +4,8 @@ page and the admin's rules widget (flags/static/flags/editor/):
 - POST /flags/<key>/check        {rules?, variants?} -> {fields, summary}: the engine's validator, as
                                  the editor types; writes nothing.
 - POST /flags/<key>/targeting    {environment, rules, version} -> the saved state (flag_update).
-- POST /flags/<key>/variants     {variants, stickiness?, seen} -> the saved variants (flag_update).
+- POST /flags/<key>/variants     {variants, stickiness?, offVariants?, seen} -> the saved variants
+                                 (flag_update) and, per environment, the variant served when off.
 - POST /flags/<key>/evaluate-as  {userId, context} -> the explain API's answer, every environment.
 - GET  /flags/<key>/recent-contexts -> {"enabled", "contexts": [{at, environment, userId, context,
                                  enabled, variant, reason[, truncated]}]}: the last 10 evaluations'
@@ -54,6 +55,7 @@ def page_data(user, flag, states):
                            "version": s.version} for s in states]
         if flag.kind == Flag.Kind.MULTIVARIATE:
             data["variants"], data["stickiness"] = flag.variants, flag.stickiness
+            data["offVariants"] = {s.environment.key: s.off_variant for s in states}
     return data
 
 
@@ -169,20 +171,51 @@ def save_targeting(request, flag):
 
 @json_view(CHANGE_FLAGS)
 def save_variants(request, flag):
-    """`seen`: the variants and stickiness the editor loaded; if they changed since, a 409 (the
-    optimistic lock of a flag-level change, as the state version is for targeting)."""
-    body = body_of(request, ("variants", "stickiness", "seen"))
+    """`seen`: the variants and stickiness (and offVariants, when sent) the editor loaded; if they
+    changed since, a 409 (the optimistic lock of a flag-level change, as the state version is for
+    targeting). `offVariants`: {environment: variant key or ""}, each environment's variant served
+    when off; one that names an existing variant is set before the variants change, one that
+    names a new variant after it, so removing a variant and choosing another off variant is one save."""
+    body = body_of(request, ("variants", "stickiness", "offVariants", "seen"))
     missing = {name: ["This field is required."] for name in ("variants", "seen") if name not in body}
     if missing:
         raise ValidationFailed(missing)
+    off = body.get("offVariants", {})
+    if not isinstance(off, dict) or not all(isinstance(v, str) for v in off.values()):
+        raise ValidationFailed({"offVariants": ["Must be an object of environment -> variant key or \"\"."]})
+    actor = Actor.from_request(request)
     with transaction.atomic():
         locked = Flag.objects.select_for_update().get(pk=flag.pk)  # the services' lock order starts here
-        if body["seen"] != {"variants": locked.variants, "stickiness": locked.stickiness}:
+        current_off = {s.environment.key: s.off_variant
+                       for s in FlagState.objects.filter(flag=locked).select_related("environment")}
+        seen = body["seen"] if isinstance(body["seen"], dict) else {}
+        now = {"variants": locked.variants, "stickiness": locked.stickiness}
+        if "offVariants" in seen:
+            now["offVariants"] = current_off
+        if seen != now:
             raise Conflict(f"The variants of '{flag.key}' changed since you loaded the page: reload and redo your "
                            "edit.", fields={"seen": ["Stale variants."]})
+        old_keys = {v.get("key") for v in locked.variants or () if isinstance(v, dict)}
+        changes = {env: key for env, key in off.items() if current_off.get(env) != key}
+        later = {}
+        for env, key in changes.items():
+            if key and key not in old_keys:
+                later[env] = key  # a variant this save adds: set once it exists
+                continue
+            try:
+                services.flag_update(actor=actor, flag=locked, environment=env, data={"offVariant": key})
+            except ValidationFailed as exc:
+                raise ValidationFailed({f"offVariants.{env}": msgs for msgs in exc.fields.values()}) from None
         data = {k: body[k] for k in ("variants", "stickiness") if k in body}
-        flag = services.flag_update(actor=Actor.from_request(request), flag=locked, environment=None, data=data)
-    return {"variants": flag.variants, "stickiness": flag.stickiness}
+        flag = services.flag_update(actor=actor, flag=locked, environment=None, data=data)
+        for env, key in later.items():
+            try:
+                services.flag_update(actor=actor, flag=flag, environment=env, data={"offVariant": key})
+            except ValidationFailed as exc:
+                raise ValidationFailed({f"offVariants.{env}": msgs for msgs in exc.fields.values()}) from None
+        current_off = {s.environment.key: s.off_variant
+                       for s in FlagState.objects.filter(flag=flag).select_related("environment")}
+    return {"variants": flag.variants, "stickiness": flag.stickiness, "offVariants": current_off}
 
 
 @json_view(VIEW_FLAGS)

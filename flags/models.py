@@ -78,6 +78,9 @@ class FlagState(models.Model):
     killed_reason = models.TextField(blank=True, default="")
     killed_by = models.CharField(max_length=200, blank=True, default="")
     killed_at = models.DateTimeField(null=True, blank=True)
+    # a multivariate flag's variant served (with its value) while off here: killed, disabled or no
+    # rule matched (docs/rules.md "Off variant"); blank = none (variant and value null)
+    off_variant = models.CharField(max_length=128, blank=True, default="")
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 

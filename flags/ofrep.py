@@ -113,14 +113,15 @@ def parse_request(data):
 def success(snapshot, result):
     """evaluationSuccess for an engine Evaluation. Boolean flags answer their boolean; a multivariate
     flag answers its variant's value, and omits ``value`` when it is off (or the variant carries none):
-    OFREP ADR 0006, the provider then serves the caller's code default."""
+    OFREP ADR 0006, the provider then serves the caller's code default. A flag that names an off
+    variant in this environment (docs/rules.md "Off variant") answers that variant's value while off."""
     body = {
         "key": result.flag_id,
         "reason": openfeature_reason(result),
         "variant": openfeature_variant(result),
     }
     if is_multivariate(snapshot, result.flag_id):
-        if result.enabled and result.value is not None:
+        if result.value is not None and (result.enabled or result.variant is not None):
             body["value"] = result.value
     else:
         body["value"] = bool(result.value)

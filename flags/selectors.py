@@ -83,6 +83,7 @@ def flag_state_data(state):
         "environment": state.environment.key,
         "enabled": state.enabled,
         "rules": state.rules,
+        **({"offVariant": state.off_variant} if state.flag.kind == Flag.Kind.MULTIVARIATE else {}),
         "killed": state.killed,
         "killedReason": state.killed_reason,
         "killedBy": state.killed_by,
@@ -107,6 +108,8 @@ def engine_state(state):
     }
     if flag.kind == Flag.Kind.MULTIVARIATE:
         data["variants"] = flag.variants or []
+        if state.off_variant:
+            data["offVariant"] = state.off_variant
     if flag.salt:
         data["salt"] = flag.salt
     if flag.stickiness:

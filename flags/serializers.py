@@ -52,6 +52,9 @@ class VariantSerializer(StrictSerializer):
 class StateInputSerializer(StrictSerializer):
     enabled = Bool(required=False)
     rules = serializers.ListField(child=serializers.DictField(), required=False)
+    offVariant = Text(max_length=128, required=False, allow_blank=True,
+                      help_text="Multivariate flags: the variant served (with its value) while the flag is off "
+                                "in this environment (killed, disabled, or no rule matched); blank for none")
 
 
 class FlagCreateInputSerializer(StrictSerializer):
@@ -66,6 +69,9 @@ class FlagCreateInputSerializer(StrictSerializer):
     environment = Text(required=False)
     enabled = Bool(required=False)
     rules = serializers.ListField(child=serializers.DictField(), required=False)
+    offVariant = Text(max_length=128, required=False, allow_blank=True,
+                      help_text="Multivariate flags: the variant served (with its value) while the flag is off "
+                                "in this environment (killed, disabled, or no rule matched); blank for none")
     states = serializers.DictField(child=StateInputSerializer(), required=False)
 
 
@@ -86,6 +92,9 @@ class FlagUpdateInputSerializer(StrictSerializer):
     environment = Text(required=False)
     enabled = Bool()
     rules = serializers.ListField(child=serializers.DictField(), default=list)
+    offVariant = Text(max_length=128, allow_blank=True, default="",
+                      help_text="Multivariate flags: the variant served (with its value) while the flag is off "
+                                "in this environment (killed, disabled, or no rule matched); blank for none")
     version = serializers.IntegerField(required=False, min_value=0)
 
 
@@ -110,6 +119,7 @@ class RestoreInputSerializer(StrictSerializer):
 class FlagStateOutputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
     rules = serializers.JSONField()
+    offVariant = serializers.CharField(source="off_variant", help_text="Variant served while off; blank for none")
     killed = serializers.BooleanField()
     killedReason = serializers.CharField(source="killed_reason")
     killedBy = serializers.CharField(source="killed_by")
@@ -139,6 +149,8 @@ class FlagOutputSerializer(serializers.Serializer):
     environment = serializers.CharField(source="selected_state.environment.key")
     enabled = serializers.BooleanField(source="selected_state.enabled")
     rules = serializers.JSONField(source="selected_state.rules")
+    offVariant = serializers.CharField(source="selected_state.off_variant",
+                                       help_text="Variant served while off; blank for none")
     killed = serializers.BooleanField(source="selected_state.killed")
     killedReason = serializers.CharField(source="selected_state.killed_reason")
     killedBy = serializers.CharField(source="selected_state.killed_by")

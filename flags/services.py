@@ -22,12 +22,14 @@ from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.selectors import environment_get, flag_data, flag_state_data, flags_referencing
 from projects import scope
 from flags.validation import (
-    add, check_bool, check_key, check_kind_and_variants, check_rules, check_tags, check_text,
+    add, check_bool, check_key, check_kind_and_variants, check_off_variant, check_rules, check_tags,
+    check_text,
 )
 from segments.selectors import segment_conditions_map
 
 FLAG_FIELDS = ("name", "description", "tags", "kind", "variants", "salt", "stickiness")
-STATE_FIELDS = ("enabled", "rules")
+STATE_FIELDS = ("enabled", "rules", "offVariant")
+STATE_ATTRS = {"enabled": "enabled", "rules": "rules", "offVariant": "off_variant"}  # API name -> column
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -140,6 +142,9 @@ def flag_create(*, actor, key, name, description="", tags=(), kind="boolean", va
         if "rules" in state and not fields.get("key"):
             check_rules(fields, state["rules"], path=f"{path}.rules", segments=segments, flags=flags,
                         flag_key=key)
+        if "offVariant" in state:
+            check_off_variant(fields, state["offVariant"], kind=kind, variants=variants,
+                              path=f"{path}.offVariant")
     if fields:
         raise ValidationFailed(fields)
     if Flag.objects.filter(key=key).exists():
@@ -156,7 +161,8 @@ def flag_create(*, actor, key, name, description="", tags=(), kind="boolean", va
             raise _duplicate_key(key) from None
         created = [
             FlagState.objects.create(flag=flag, environment=env, enabled=states.get(env.key, {}).get("enabled", False),
-                                     rules=states.get(env.key, {}).get("rules", []))
+                                     rules=states.get(env.key, {}).get("rules", []),
+                                     off_variant=states.get(env.key, {}).get("offVariant") or "")
             for env in envs
         ]
         versions = _bump(envs)
@@ -172,7 +178,7 @@ def _duplicate_key(key):
 
 def _state_fields(state):
     data = flag_state_data(state)
-    return {k: data[k] for k in ("enabled", "rules", "killed", "killedReason", "version")}
+    return {k: data[k] for k in ("enabled", "rules", "offVariant", "killed", "killedReason", "version") if k in data}
 
 
 def flag_update(*, actor, flag, environment, data, expected_version=None):
@@ -211,12 +217,19 @@ def flag_update(*, actor, flag, environment, data, expected_version=None):
         if "rules" in data:
             check_rules(fields, data["rules"], segments=segment_conditions_map(),
                         flags=prerequisite_map(exclude_key=flag.key), flag_key=flag.key)
+        if "offVariant" in data:
+            check_off_variant(fields, data["offVariant"], kind=kind, variants=variants)
+        if not fields and ("kind" in data or "variants" in data):
+            _check_off_variants_kept(fields, flag, kind, variants, except_state=state if "offVariant" in data else None)
         if fields:
             raise ValidationFailed(fields)
 
         before = flag_state_data(state)
+        if "offVariant" in data:
+            data = {**data, "offVariant": data["offVariant"] or ""}
         flag_changes = {k: data[k] for k in FLAG_FIELDS if k in data and data[k] != getattr(flag, k)}
-        state_changes = {k: data[k] for k in STATE_FIELDS if k in data and data[k] != getattr(state, k)}
+        state_changes = {STATE_ATTRS[k]: data[k] for k in STATE_FIELDS
+                         if k in data and data[k] != getattr(state, STATE_ATTRS[k])}
         if flag_changes.get("kind") == Flag.Kind.BOOLEAN and "variants" not in data:
             flag_changes["variants"] = []
         if not flag_changes and not state_changes:
@@ -238,6 +251,18 @@ def flag_update(*, actor, flag, environment, data, expected_version=None):
                      environment=env.key, before=before, after=flag_state_data(state))
         _after_commit(versions, "updated", flag_key=flag.key)
     return state
+
+
+def _check_off_variants_kept(fields, flag, kind, variants, except_state=None):
+    """A variant change must not remove (or a kind change orphan) any environment's off variant."""
+    states = FlagState.objects.filter(flag_id=flag.pk).exclude(off_variant="").select_related("environment")
+    keys = {v.get("key") for v in variants or () if isinstance(v, dict)} if kind == Flag.Kind.MULTIVARIATE else set()
+    for other in states:
+        if except_state is not None and other.pk == except_state.pk:
+            continue
+        if other.off_variant not in keys:
+            add(fields, "variants", f"Variant '{other.off_variant}' is served when off in "
+                                    f"'{other.environment.key}': choose another off variant there first.")
 
 
 def check_flag_fields(data, *, flag=None):
@@ -273,6 +298,9 @@ def _flag_fields_update(*, actor, flag, data):
         if locked is None:
             raise NotFound(f"Flag '{flag.key}' not found.")
         fields = check_flag_fields(data, flag=locked)
+        if not fields and ("kind" in data or "variants" in data):
+            _check_off_variants_kept(fields, locked, data.get("kind", locked.kind),
+                                     data.get("variants", locked.variants))
         if fields:
             raise ValidationFailed(fields)
         changes = {k: data[k] for k in FLAG_FIELDS if k in data and data[k] != getattr(locked, k)}

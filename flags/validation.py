@@ -59,6 +59,13 @@ def check_kind_and_variants(fields, kind, variants):
         add(fields, path, message[:1].upper() + message[1:])
 
 
+def check_off_variant(fields, off_variant, *, kind, variants, path="offVariant"):
+    """The engine's validator: blank, or one of a multivariate flag's variant keys."""
+    for error_path, message in engine.validate_off_variant(off_variant, variants if isinstance(variants, list)
+                                                           else list(variants or ()), kind, path=path):
+        add(fields, error_path, message[:1].upper() + message[1:])
+
+
 def check_bool(fields, path, value):
     if not isinstance(value, bool):
         add(fields, path, "Must be true or false.")

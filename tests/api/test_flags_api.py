@@ -22,7 +22,7 @@ SEED_CREATE = {
 
 FLAG_FIELDS = {
     "id", "key", "name", "description", "tags", "kind", "variants", "salt", "stickiness", "archived", "createdAt", "updatedAt", "stale",
-    "environment", "enabled", "rules", "killed", "killedReason", "killedBy", "killedAt", "version", "states",
+    "environment", "enabled", "rules", "offVariant", "killed", "killedReason", "killedBy", "killedAt", "version", "states",
 }
 
 

@@ -51,7 +51,8 @@ def load(document, file_stem):
         flag = flag_get(state["key"])
         try:
             services.flag_update(actor=SYSTEM, flag=flag, environment="production",
-                                 data={"enabled": state["enabled"], "rules": state["rules"]})
+                                 data={"enabled": state["enabled"], "rules": state["rules"],
+                                       **({"offVariant": state["offVariant"]} if "offVariant" in state else {})})
         except ValidationFailed:
             refused.add((file_stem, state["key"]))
             continue

@@ -37,6 +37,7 @@ def change_form_data(flag, **state_overrides):
             data[f"states-{i}-enabled"] = "on"
         rules = override.get("rules", state.rules)
         data[f"states-{i}-rules"] = rules if isinstance(rules, str) else json.dumps(rules)
+        data[f"states-{i}-off_variant"] = override.get("off_variant", state.off_variant)
     return data
 
 
@@ -50,6 +51,26 @@ def test_admin_edit_of_a_state__goes_through_the_service_and_is_audited(admin_cl
     entry = AuditEntry.objects.order_by("-id").first()
     assert (entry.action, entry.environment, entry.actor) == ("flag.updated", "production", "admin")
     assert entry.after["rules"] == rules
+
+
+def test_admin_served_when_off__a_select_of_the_variants_saved_through_the_service(admin_client):
+    from flags import services
+    from flags.snapshot import get_snapshot
+    from tests.api.conftest import SYSTEM
+
+    mv = services.flag_create(actor=SYSTEM, key="mv", name="mv", kind="multivariate",
+                              variants=[{"key": "a", "weight": 1, "value": 1}, {"key": "b", "weight": 0, "value": 2}])
+    page = admin_client.get(change_url(mv)).content.decode()
+    assert "Served when off" in page and '<option value="b">b</option>' in page
+
+    response = admin_client.post(change_url(mv), change_form_data(mv, production={"off_variant": "b"}))
+
+    assert response.status_code == 302
+    assert FlagState.objects.get(flag=mv, environment__key="production").off_variant == "b"
+    entry = AuditEntry.objects.order_by("-id").first()
+    assert (entry.action, entry.environment, entry.after["offVariant"]) == ("flag.updated", "production", "b")
+    result = get_snapshot("production").evaluate("mv", "u")
+    assert (result.variant, result.value) == ("b", 2)
 
 
 def test_admin_edit_of_flag_fields__audited(admin_client, flag):

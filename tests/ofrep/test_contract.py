@@ -100,6 +100,21 @@ def test_multivariate_off__no_value_so_the_code_default_applies_variant_still_na
     assert "value" not in disabled and (disabled["variant"], disabled["reason"]) == ("off", "DISABLED")
 
 
+def test_multivariate_off_with_an_off_variant__its_value_and_key(sdk_api, flags):
+    services.flag_create(actor=SYSTEM, key="themed", name="Themed", kind="multivariate",
+                         variants=[{"key": "gold", "weight": 1, "value": "gold-theme"},
+                                   {"key": "plain", "weight": 0, "value": "plain-theme"}],
+                         states={"production": {"enabled": True, "offVariant": "plain", "rules": [
+                             {"type": "custom", "field": "plan", "operator": "equals", "value": "premium"}]}})
+
+    miss = ok(evaluate(sdk_api, "themed", {"targetingKey": "u", "plan": "free"}))
+    hit = ok(evaluate(sdk_api, "themed", {"targetingKey": "u", "plan": "premium"}))
+
+    assert (miss["value"], miss["variant"], miss["reason"]) == ("plain-theme", "plain", "DEFAULT")
+    assert miss["metadata"]["enabled"] is False
+    assert (hit["value"], hit["variant"]) == ("gold-theme", "gold")
+
+
 def test_empty_body_and_no_context__flags_that_need_no_user_evaluate(sdk_api, flags):
     empty = sdk_api.post(ONE.format("dark-mode"), None)
     no_context = sdk_api.post(ONE.format("dark-mode"), {})

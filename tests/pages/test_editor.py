@@ -118,6 +118,39 @@ def test_save_variants__multivariate_flag__saved_with_audit(staff_client, page_f
     assert AuditEntry.objects.filter(action="flag.updated", target_key="button").count() == 1
 
 
+def test_save_variants__off_variants_per_environment__round_trip_audited_and_served(staff_client, page_flag):
+    page_flag("button", kind="multivariate", enabled=False, variants=[{"key": "a", "weight": 100, "value": "x"}])
+    assert json.loads(staff_client.get("/flags/button").content.decode().split(
+        'id="editor-data" type="application/json">')[1].split("</script>")[0])["offVariants"] == {
+        "development": "", "staging": "", "production": ""}
+    variants = [{"key": "a", "weight": 100, "value": "x"}, {"key": "b", "weight": 0, "value": {"c": 1}}]
+    response = post(staff_client, "/flags/button/variants", {
+        "variants": variants, "offVariants": {"production": "b", "staging": "a"},
+        "seen": {"variants": [{"key": "a", "weight": 100, "value": "x"}], "stickiness": "",
+                 "offVariants": {"development": "", "staging": "", "production": ""}}})
+    assert response.status_code == 200, response.content
+    assert response.json()["offVariants"] == {"development": "", "staging": "a", "production": "b"}
+    assert (state("button").off_variant, state("button", "staging").off_variant) == ("b", "a")
+    # one audit entry per change: staging's off variant, the variants, then production's (a new variant)
+    assert AuditEntry.objects.filter(action="flag.updated", target_key="button").count() == 3
+    result = get_snapshot("production").evaluate("button", "u")
+    assert (result.enabled, result.variant, result.value) == (False, "b", {"c": 1})
+
+    # removing "b" while production still serves it when off: a field error, nothing written
+    refused = post(staff_client, "/flags/button/variants", {
+        "variants": variants[:1], "seen": {"variants": variants, "stickiness": ""}})
+    assert refused.status_code == 400 and "production" in refused.json()["error"]["fields"]["variants"][0]
+    # choosing another off variant in the same save lets it go
+    moved = post(staff_client, "/flags/button/variants", {
+        "variants": variants[:1], "offVariants": {"production": ""}, "seen": {"variants": variants, "stickiness": ""}})
+    assert moved.status_code == 200, moved.content
+    assert state("button").off_variant == "" and Flag.objects.get(key="button").variants == variants[:1]
+    # an unknown variant: a field error at the environment
+    unknown = post(staff_client, "/flags/button/variants", {
+        "variants": variants[:1], "offVariants": {"staging": "zzz"}, "seen": {"variants": variants[:1], "stickiness": ""}})
+    assert unknown.status_code == 400 and list(unknown.json()["error"]["fields"]) == ["offVariants.staging"]
+
+
 def test_save_variants__bad_weight__400_at_the_variant__nothing_written(staff_client, page_flag, world):
     page_flag("button", kind="multivariate", variants=[{"key": "a", "weight": 100}])
     before = world.snapshot()

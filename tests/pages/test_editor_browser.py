@@ -282,6 +282,33 @@ def test_variants__a_50_25_25_split_built_with_rows__saved_and_served_over_rest(
     assert rest_evaluate(page.site, sdk_key, "pricing", "user-7") == rest_evaluate(page.site, sdk_key, "pricing", "user-7")
 
 
+def test_variants__served_when_off_chosen_per_environment__saved_and_served_over_rest(editor_page, page_flag):
+    page = editor_page
+    page_flag("banner", kind="multivariate", enabled=False, variants=[{"key": "new", "weight": 100, "value": "v2"}])
+    sdk_key = make_key("sdk", environment="production")
+    open_flag(page, "banner")
+    section = page.locator("#variants-editor")
+    off = section.get_by_label("Served when off in Production", exact=True)
+    expect(off).to_have_value("")
+    section.get_by_role("button", name="Add variant").click()
+    section.get_by_label("Variant 2 Key", exact=True).fill("legacy")
+    section.get_by_label("Variant 2 Value (JSON)", exact=True).fill('{"text": "v1"}')
+    off.focus()
+    off.select_option("legacy")  # the options follow the rows: the new key is offered at once
+    before = rest_evaluate(page.site, sdk_key, "banner", "probe")["version"]
+    section.get_by_role("button", name="Save variants").click()
+    expect(section.locator(".save-status")).to_have_text("Saved: every environment serves the new split.")
+    wait_for_version(page.site, sdk_key, "banner", before)
+
+    answer = rest_evaluate(page.site, sdk_key, "banner", "u1")
+    assert (answer["enabled"], answer["variant"], answer["value"], answer["reason"]) == (
+        False, "legacy", {"text": "v1"}, "DISABLED")
+    # removing the variant served when off is flagged before saving
+    section.get_by_role("button", name="Remove variant 2").click()
+    expect(off).to_contain_text("legacy (removed)")
+    expect(section.get_by_role("button", name="Save variants")).to_be_disabled()
+
+
 def test_keyboard_only__add_fill_and_remove_a_rule(editor_page, page_flag):
     page = editor_page
     page_flag("checkout")

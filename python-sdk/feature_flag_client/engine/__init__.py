@@ -17,7 +17,7 @@ from .compiler import (
 from .explain import Explanation, explain
 from .model import Evaluation, Reason
 from .unleash import import_unleash, unleash_context
-from .validation import validate_rules, validate_variants
+from .validation import validate_off_variant, validate_rules, validate_variants
 
 __all__ = [
     "CompiledFlag",
@@ -35,6 +35,7 @@ __all__ = [
     "segment_refs",
     "unleash_context",
     "segment_rules",
+    "validate_off_variant",
     "validate_rules",
     "validate_variants",
     "variant_bucket",

@@ -421,7 +421,7 @@ class _FlagCompiler:
         environment = self.snapshot.environment
         version = self.version
         multivariate = state.get("kind") == "multivariate"
-        off_value = None if multivariate else False
+        off_variant, off_value = off_variant_of(state) if multivariate else (None, False)
 
         def result(enabled, reason, rule=None, variant=None, value=None):
             if value is None and not multivariate:
@@ -430,9 +430,9 @@ class _FlagCompiler:
 
         # A flag whose answer cannot depend on the user compiles to the answer itself.
         if state.get("killed"):
-            return result(False, KILLED, value=off_value)
+            return result(False, KILLED, value=off_value, variant=off_variant)
         if not state.get("enabled"):
-            return result(False, DISABLED, value=off_value)
+            return result(False, DISABLED, value=off_value, variant=off_variant)
 
         rules = state.get("rules") or []
         checks = []
@@ -442,7 +442,7 @@ class _FlagCompiler:
             pred, rule_carries = self.rule(rule)
             carries = carries or rule_carries
             splits = splits or (isinstance(rule, dict) and rule.get("type") == "percentage")
-            checks.append((pred, result(False, RULE_MISMATCH, index, value=off_value)))
+            checks.append((pred, result(False, RULE_MISMATCH, index, value=off_value, variant=off_variant)))
         reason = STATIC if not rules else SPLIT if splits else TARGETING_MATCH
 
         on = result(True, reason, value=None if multivariate else True)
@@ -490,6 +490,17 @@ class _FlagCompiler:
             return choose(u, c) if choose is not None else on
 
         return evaluate_with_plans
+
+
+def off_variant_of(state):
+    """(variant key, value) a multivariate flag serves while off (killed, disabled, or a rule did
+    not match): its state's ``offVariant`` when that names one of its variants, else (None, None)."""
+    name = state.get("offVariant")
+    if name:
+        for variant in state.get("variants") or ():
+            if isinstance(variant, dict) and variant.get("key") == name:
+                return name, variant.get("value")
+    return None, None
 
 
 def iter_rules(rules):

@@ -295,4 +295,21 @@ def validate_variants(variants, path="variants", allow_empty=True):
     return errors
 
 
-__all__ = ["validate_rules", "validate_variants", "check_regex"]
+def validate_off_variant(off_variant, variants, kind="multivariate", path="offVariant"):
+    """Errors in a state's off variant (the variant served while the flag is off) as
+    [(path, message)]. Blank or None means none; otherwise it must name one of the variants of a
+    multivariate flag."""
+    if off_variant is None or off_variant == "":
+        return []
+    if not isinstance(off_variant, str):
+        return [(path, "must be a variant key or empty")]
+    if kind != "multivariate":
+        return [(path, "only multivariate flags have an off variant")]
+    keys = [v.get("key") for v in variants or () if isinstance(v, dict)]
+    if off_variant not in keys:
+        choices = ", ".join(repr(k) for k in keys if isinstance(k, str)) or "none"
+        return [(path, f"unknown variant {off_variant!r}; expected one of {choices}")]
+    return []
+
+
+__all__ = ["validate_rules", "validate_variants", "validate_off_variant", "check_regex"]

@@ -74,10 +74,12 @@ function variants() {
   const host = document.getElementById("variants-editor");
   if (!host || !data.variants) return;
   let seen = {variants: structuredClone(data.variants), stickiness: data.stickiness};  // what the server had
+  if (data.offVariants) seen.offVariants = {...data.offVariants};
   const status = el("p", {className: "save-status", role: "status"});
   const save = el("button", {type: "button", className: "primary", text: "Save variants", onclick: () => submit()});
   let editor = null;
   editor = createVariantsEditor({options, variants: data.variants, stickiness: data.stickiness,
+                                 offVariants: data.offVariants || null, environments: data.states || [],
                                  onChange: () => { if (editor) update(); }});
   function update() {
     const problem = editor.problem();
@@ -88,8 +90,10 @@ function variants() {
     const problem = editor.problem();
     if (problem) { status.textContent = `Not saved: ${problem}`; return; }
     status.textContent = "Saving…";
-    const {status: code, body} = await postJSON(options.urls.variants, {variants: editor.variants, stickiness: editor.stickiness, seen});
-    if (code === 200) seen = {variants: body.variants, stickiness: body.stickiness};
+    const request = {variants: editor.variants, stickiness: editor.stickiness, seen};
+    if (editor.offVariants) request.offVariants = editor.offVariants;
+    const {status: code, body} = await postJSON(options.urls.variants, request);
+    if (code === 200) seen = {variants: body.variants, stickiness: body.stickiness, offVariants: body.offVariants};
     status.textContent = code === 200 ? "Saved: every environment serves the new split."
       : code === 409 ? "Not saved: someone changed the variants since you loaded the page. Reload to see their change, then redo yours."
       : code === 400 && body ? `Not saved: ${body.error.message}` : `Not saved (HTTP ${code}).`;

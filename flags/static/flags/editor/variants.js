@@ -1,10 +1,12 @@
 // A multivariate flag's variants as rows (key, weight, JSON value), the live weight total (the
 // editor asks for 100), and the flag's stickiness. Edits the variant objects in place, so keys
-// without a control (overrides, description) are kept.
+// without a control (overrides, description) are kept. "Served when off": per environment, the
+// variant (with its value) served while the flag is off there (None: no variant, no value).
 
 import {debounce, el, labelled, ownerOf, place, postJSON, uid} from "./dom.js";
 
-export function createVariantsEditor({options, variants, stickiness, onChange = () => {}}) {
+export function createVariantsEditor({options, variants, stickiness, offVariants = null, environments = [],
+                                      onChange = () => {}}) {
   let rows = new Map();
   const badJSON = new Set();  // variant objects whose value text does not parse
   const total = el("output", {className: "total", "aria-live": "polite"});
@@ -13,12 +15,35 @@ export function createVariantsEditor({options, variants, stickiness, onChange = 
   const sticky = el("input", {type: "text", value: stickiness || "", placeholder: "userId", autocomplete: "off",
                               oninput: () => { changed(); }});
 
+  // One labelled <select> per environment: None + the variant keys (kept in step with the rows).
+  const offSelects = new Map();
+  const offFieldset = offVariants ? el("fieldset", {className: "off-variants"},
+    el("legend", {text: "Served when off (killed, disabled, or no rule matched)"}),
+    ...environments.map(({environment, name}) => {
+      const select = el("select", {className: "off-variant", "data-env": environment, onchange: () => onChange()});
+      offSelects.set(environment, select);
+      refreshOff(select, offVariants[environment] || "");
+      return labelled(`Served when off in ${name}`, select);
+    })) : null;
+
+  function keys() { return variants.map((v) => v.key).filter((k) => typeof k === "string" && k); }
+
+  function refreshOff(select, chosen = select.value) {
+    const present = keys();
+    const options = [el("option", {value: "", text: "None (no variant, no value)"}),
+                     ...present.map((k) => el("option", {value: k, text: k}))];
+    if (chosen && !present.includes(chosen)) options.push(el("option", {value: chosen, text: `${chosen} (removed)`}));
+    select.replaceChildren(...options);
+    select.value = chosen;
+  }
+
   function sum() { return variants.reduce((acc, v) => acc + (Number.isInteger(v.weight) ? v.weight : 0), 0); }
 
   function changed() {
     const t = sum();
     total.textContent = `Total weight: ${t}` + (t === 100 ? " ✓" : ` (must be 100: ${t < 100 ? "add" : "remove"} ${Math.abs(100 - t)})`);
     total.classList.toggle("bad", t !== 100);
+    for (const select of offSelects.values()) refreshOff(select);
     check();
     onChange();
   }
@@ -98,15 +123,22 @@ export function createVariantsEditor({options, variants, stickiness, onChange = 
         variants.push({key: `variant-${variants.length + 1}`, weight: 0}); render();
         body.lastElementChild.querySelector("input").focus(); }}),
       total),
-    labelled("Stickiness (context attribute that keeps a user on their variant)", sticky));
+    labelled("Stickiness (context attribute that keeps a user on their variant)", sticky),
+    ...(offFieldset ? [offFieldset] : []));
   const editor = {
     element, valid: true,
     get variants() { return variants; },
     get stickiness() { return sticky.value; },
+    // {environment: variant key or ""}, or null when the page gave no off variants
+    get offVariants() { return offVariants ? Object.fromEntries([...offSelects].map(([env, s]) => [env, s.value])) : null; },
     // What the editor will not save: a weight total other than 100, or a value that is not JSON.
     problem() {
       if (badJSON.size) return "A variant's value is not valid JSON.";
       if (sum() !== 100) return `Weights total ${sum()}, not 100.`;
+      const present = keys();
+      for (const [env, select] of offSelects) {
+        if (select.value && !present.includes(select.value)) return `${env} serves removed variant ${select.value} when off: choose another.`;
+      }
       return "";
     },
   };
