@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('flags', '0003_flag_salt_stickiness'),
+        ('flags', '0004_projects'),
     ]
 
     operations = [
