@@ -381,8 +381,10 @@ def test_evaluate_as__a_recent_real_context_picked__on_the_page_and_in_the_admin
     # the targeting editor offers the attributes seen in recent evaluations first
     panel(page).get_by_role("button", name="Add rule", exact=True).click()
     options = panel(page).locator('[data-path="rules[0]"] datalist option')
-    assert [options.nth(i).get_attribute("value") for i in range(2)] == ["plan", "country"]
+    # expect() retries: the recent attributes arrive by a fetch that may finish after the click
     expect(options.first).to_have_attribute("label", "plan (seen in recent evaluations)")
+    expect(options.first).to_have_attribute("value", "plan")
+    expect(options.nth(1)).to_have_attribute("value", "country")
 
     pick_recent(page, "user-free")
     expect(page.get_by_label("User id")).to_have_value("user-free")
