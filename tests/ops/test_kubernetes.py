@@ -9,6 +9,7 @@ reference only, and the autoscaler and disruption budget aimed at the web pods. 
 import json
 import re
 import subprocess
+import sys
 
 import kubernetes_validate
 import pytest
@@ -272,11 +273,17 @@ def test_readme__kubernetes_section_names_the_secret_and_the_apply_command():
 
 
 # The pods' root filesystem is read-only with an emptyDir on /tmp. Run the pods' own commands so, in
-# a private mount namespace where / is remounted read-only and /tmp is a fresh tmpfs (what the pod
-# sees), with the ConfigMap's settings and the Secret's keys, against this run's PostgreSQL and Redis.
+# a private mount namespace where / is remounted read-only and /tmp stays writable (its own bind
+# mount, as the pod's emptyDir), with the ConfigMap's settings and the Secret's keys, against this
+# run's PostgreSQL and Redis. The code and its virtualenv are read-only in the pod: where they live
+# under /tmp (CI's fresh virtualenv, a clone in /tmp) they are bound read-only on themselves.
 READ_ONLY_ROOT = """set -e
+mount --bind /tmp /tmp
 mount -o remount,bind,ro /
-mount -t tmpfs -o size=64m tmpfs /tmp
+for dir in "$PWD" "$1"; do
+  case "$dir" in /tmp/*) mount --bind "$dir" "$dir"; mount -o remount,bind,ro "$dir";; esac
+done
+shift
 if touch "$PWD/.read-only-probe" 2>/dev/null; then rm -f "$PWD/.read-only-probe"; echo "/ is writable" >&2; exit 97; fi
 exec "$@"
 """
@@ -290,7 +297,7 @@ def as_in_the_pod(command, **ports):
         argv[argv.index(option) + 1] = str(value)
     if "--host" in argv:
         argv[argv.index("--host") + 1] = "127.0.0.1"
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", READ_ONLY_ROOT, "sh", *argv]
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", READ_ONLY_ROOT, "sh", sys.prefix, *argv]
 
 
 @pytest.fixture
