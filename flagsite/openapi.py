@@ -31,6 +31,7 @@ DESCRIPTIONS = {
     "403": "Not allowed (missing permission, or an SDK key outside its scope)",
     "404": "Not found",
     "405": "Method not allowed",
+    "406": "Not acceptable: the Accept header allows no JSON answer",
     "409": "Conflict: a stale version (If-Match / version), an existing key, or a referenced object",
     "413": "Request body too large",
     "415": "Unsupported media type (send JSON)",
@@ -41,7 +42,7 @@ WRITES = {"post", "put", "patch", "delete"}
 
 
 def _statuses(path, method, operation):
-    statuses = ["400", "401", "403", "405", "429", "503"]
+    statuses = ["400", "401", "403", "405", "406", "429", "503"]
     if "{" in path:
         statuses.append("404")
     if method in WRITES and not path.startswith("/api/evaluate"):

@@ -25,3 +25,13 @@ def test_nul_byte_in_ofrep_environment__ofrep_400(reader_api):
 
     assert response.status_code == 400
     assert response.json()["errorCode"] == "GENERAL"
+
+
+def test_accept_header_allowing_no_json__406_in_the_error_shape_and_documented(reader_api):
+    from drf_spectacular.generators import SchemaGenerator
+
+    response = reader_api.get("/api/flags/checkout", HTTP_ACCEPT="FALSE")
+
+    assert_error(response, 406, "not_acceptable")
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert "406" in schema["paths"]["/api/flags/{key}"]["get"]["responses"]
