@@ -3,7 +3,6 @@ per second, the last 10 per flag, sizes capped, flushed to the cache (24 h) with
 by any other recorder or process sharing that cache; FLAGS_RECENT_CONTEXTS=False keeps nothing."""
 
 import json
-import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -207,7 +206,7 @@ def test_bulk_and_ofrep_evaluations_are_sampled(db, make_env_flag, path, body):
     counters.recorder.reset()
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="a shared cache (REDIS_URL) to read from another process")
+@pytest.mark.redis  # a shared cache to read from another process: deselected on the embedded leg
 def test_another_process_reads_the_flushed_samples(recorder):
     recorder.record(evaluation(), "user-a", {"plan": "premium"}, _time=at(T0))
     recorder.flush()
