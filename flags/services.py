@@ -312,12 +312,18 @@ def _flag_fields_update(*, actor, flag, data):
         for k, v in changes.items():
             setattr(locked, k, list(v) if isinstance(v, tuple) else v)
         locked.save()
-        FlagState.objects.filter(flag=locked).update(version=F("version") + 1)
-        versions = _bump(list(Environment.objects.all()))
-        audit_record(actor=actor, action="flag.updated", target_type="flag", target_key=locked.key,
-                     before=before, after=flag_data(locked))
-        _after_commit(versions, "updated", flag_key=locked.key)
+        _flag_fields_changed(actor, locked, before)
     return locked
+
+
+def _flag_fields_changed(actor, flag, before):
+    """After a flag-level field changed (name, variants, tags...): those travel in every
+    environment's snapshot, so every state and environment version moves; audited as flag.updated."""
+    FlagState.objects.filter(flag=flag).update(version=F("version") + 1)
+    versions = _bump(list(Environment.objects.all()))
+    audit_record(actor=actor, action="flag.updated", target_type="flag", target_key=flag.key,
+                 before=before, after=flag_data(flag))
+    _after_commit(versions, "updated", flag_key=flag.key)
 
 
 def flag_toggle(*, actor, flag, environment, enabled=None, expected_version=None, unchanged_is_conflict=False):
@@ -468,12 +474,7 @@ def flag_tags_change(*, actor, flag, add=(), remove=()):
         before = flag_data(locked)
         locked.tags = tags
         locked.save(update_fields=["tags", "updated_at"])
-        # tags travel in every environment's snapshot: bump like any flag-field change
-        FlagState.objects.filter(flag=locked).update(version=F("version") + 1)
-        versions = _bump(list(Environment.objects.all()))
-        audit_record(actor=actor, action="flag.updated", target_type="flag", target_key=locked.key,
-                     before=before, after=flag_data(locked))
-        _after_commit(versions, "updated", flag_key=locked.key)
+        _flag_fields_changed(actor, locked, before)
     return locked
 
 
