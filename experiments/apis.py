@@ -18,7 +18,7 @@ from experiments.ingest import TooManyEvents, parse_events
 from flags.snapshot import get_snapshot
 from flagsite.api.common import environment_for
 from flagsite.api.exceptions import PayloadTooLarge, error_response
-from flagsite.api.parsers import JSONOnlyNegotiation
+from flagsite.api.parsers import JSONOnlyNegotiation, refuse_declared_length_over
 from flagsite.api.throttling import bulk_weight
 
 BUFFER_FULL_RETRY_AFTER = 5
@@ -52,12 +52,8 @@ class EventsApi(APIView):
     )
     def post(self, request):
         limit = settings.FLAGS_EVENTS_MAX_BYTES
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit:
-            raise PayloadTooLarge(f"Request body is larger than {limit} bytes (FLAGS_EVENTS_MAX_BYTES).")
+        refuse_declared_length_over(request, limit,
+                                    f"Request body is larger than {limit} bytes (FLAGS_EVENTS_MAX_BYTES).")
         environment = environment_for(request, check_exists=False)
         snapshot = get_snapshot(environment)  # in process; an unknown environment -> 400
         try:

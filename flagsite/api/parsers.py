@@ -23,17 +23,23 @@ from rest_framework.exceptions import ParseError
 from flagsite.api.exceptions import PayloadTooLarge
 
 
+def refuse_declared_length_over(request, limit, message):
+    """413 before reading the body when its declared Content-Length is over ``limit`` (a chunked or
+    lying body is still cut at the limit by whoever reads it)."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise PayloadTooLarge(message)
+
+
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         request = parser_context["request"] if parser_context else None
         if request is not None and limit is not None:
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > limit:
-                raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+            refuse_declared_length_over(request, limit, f"Request body is larger than {limit} bytes.")
         return parse_json(stream.read(limit + 1) if limit is not None else stream.read())
 
 
