@@ -1,5 +1,7 @@
 """Errors raised by services and selectors; the API's one exception handler maps them to
-400 (ValidationFailed), 409 (Conflict) and 404 (NotFound)."""
+400 (ValidationFailed), 409 (Conflict), 404 (NotFound) and 403 (Forbidden)."""
+
+from django.core.exceptions import PermissionDenied
 
 
 class ServiceError(Exception):
@@ -37,3 +39,11 @@ class Conflict(ServiceError):
 class NotFound(ServiceError):
     code = "not_found"
     default_message = "Not found."
+
+
+class Forbidden(ServiceError, PermissionDenied):
+    """The actor may not do this here (projects/policy.py): 403 in the API, a page's 403 or error
+    message, the admin's error message."""
+
+    code = "permission_denied"
+    default_message = "You may not do this."

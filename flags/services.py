@@ -20,11 +20,11 @@ from flags import publish
 from flags.errors import Conflict, NotFound, ValidationFailed
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.selectors import environment_get, flag_data, flag_state_data, flags_referencing
-from projects import scope
 from flags.validation import (
     add, check_bool, check_key, check_kind_and_variants, check_off_variant, check_rules, check_tags,
     check_text,
 )
+from projects import policy, scope
 from segments.selectors import segment_conditions_map
 
 FLAG_FIELDS = ("name", "description", "tags", "kind", "variants", "salt", "stickiness")
@@ -147,6 +147,8 @@ def flag_create(*, actor, key, name, description="", tags=(), kind="boolean", va
                               path=f"{path}.offVariant")
     if fields:
         raise ValidationFailed(fields)
+    # a new flag is off everywhere: only the states it sets are writes to their environments
+    policy.require(actor, "flags.add_flag", environments=list(states))
     if Flag.objects.filter(key=key).exists():
         raise _duplicate_key(key)
 
@@ -232,6 +234,8 @@ def flag_update(*, actor, flag, environment, data, expected_version=None):
                          if k in data and data[k] != getattr(state, STATE_ATTRS[k])}
         if flag_changes.get("kind") == Flag.Kind.BOOLEAN and "variants" not in data:
             flag_changes["variants"] = []
+        # the flag's own fields serve every environment; its state, this one
+        policy.require(actor, "flags.change_flag", environments=policy.ALL if flag_changes else [env.key])
         if not flag_changes and not state_changes:
             return state
         for k, v in flag_changes.items():
@@ -306,6 +310,7 @@ def _flag_fields_update(*, actor, flag, data):
         changes = {k: data[k] for k in FLAG_FIELDS if k in data and data[k] != getattr(locked, k)}
         if changes.get("kind") == Flag.Kind.BOOLEAN and "variants" not in data:
             changes["variants"] = []
+        policy.require(actor, "flags.change_flag")
         if not changes:
             return locked
         before = flag_data(locked)
@@ -338,6 +343,7 @@ def flag_toggle(*, actor, flag, environment, enabled=None, expected_version=None
         raise ValidationFailed({"enabled": ["Must be true or false."]})
     if expected_version is not None and (isinstance(expected_version, bool) or not str(expected_version).isdigit()):
         raise ValidationFailed({"version": ["Must be a positive integer."]})
+    policy.require(actor, "flags.change_flag", environments=[env.key])
     with transaction.atomic():
         state = _locked_state(flag, env)
         now = "on" if state.enabled else "off"
@@ -366,6 +372,7 @@ def flag_kill(*, actor, flag, reason, environments=None):
     if len(reason) > 2000:
         raise ValidationFailed({"reason": ["At most 2000 characters."]})
     envs = _environments(environments)
+    policy.require(actor, "flags.change_flag", environments=[env.key for env in envs])
     now = timezone.now()
     states = []
     with transaction.atomic():
@@ -389,6 +396,7 @@ def flag_restore(*, actor, flag, environments=None, reason=""):
     """Undo a kill in the given environments (default all); environments not killed are left alone.
     Returns the FlagStates that were restored."""
     envs = _environments(environments)
+    policy.require(actor, "flags.change_flag", environments=[env.key for env in envs])
     restored = []
     with transaction.atomic():
         for env in sorted(envs, key=lambda e: e.pk):
@@ -420,11 +428,13 @@ def _refuse_if_referenced(flag, verb):
 
 def flag_archive(*, actor, flag):
     """Hide a flag: it disappears from snapshots (evaluates FLAG_NOT_FOUND) but keeps its history."""
+    policy.require(actor, "flags.delete_flag")
     _refuse_if_referenced(flag, "archive")
     return _flag_set_archived(actor=actor, flag=flag, archived=True)
 
 
 def flag_unarchive(*, actor, flag):
+    policy.require(actor, "flags.change_flag")
     return _flag_set_archived(actor=actor, flag=flag, archived=False)
 
 
@@ -456,6 +466,7 @@ def flag_tags_change(*, actor, flag, add=(), remove=()):
         check_tags(fields, list(tags) if isinstance(tags, (list, tuple)) else tags, path=name)
     if fields:
         raise ValidationFailed(fields)
+    policy.require(actor, "flags.change_flag")
     add = [t.strip() for t in ([add] if isinstance(add, str) else add)]
     remove = {t.strip() for t in ([remove] if isinstance(remove, str) else remove)}
     with transaction.atomic():
@@ -480,6 +491,7 @@ def flag_tags_change(*, actor, flag, add=(), remove=()):
 
 def flag_delete(*, actor, flag):
     """Delete a flag and its states for good (the audit history stays)."""
+    policy.require(actor, "flags.delete_flag")
     _refuse_if_referenced(flag, "delete")
     with transaction.atomic():
         flag = Flag.objects.select_for_update().get(pk=flag.pk)
@@ -495,6 +507,7 @@ def flag_delete(*, actor, flag):
 def environment_states_ensure(*, actor, environment):
     """Give every flag a state in `environment` (after creating an environment)."""
     env = environment_get(environment)
+    policy.require(actor, "flags.change_environment", project=env.project_id)
     with transaction.atomic():
         missing = Flag.objects.exclude(states__environment=env)
         created = [FlagState.objects.create(flag=flag, environment=env) for flag in missing]
@@ -583,6 +596,8 @@ def api_key_create(*, actor, name, kind, environment=None, user=None, narrowed=F
         add(fields, "narrowed", "Only management tokens are narrowed: an SDK key works in its environment's project.")
     if fields:
         raise ValidationFailed(fields)
+    if env is not None:  # a management token acts with its user's own rights (check_api_key_user)
+        policy.require(actor, "flags.add_apikey", project=env.project_id)
 
     token = secrets.token_urlsafe(32)
     raw_key = f"sdk_{env.key}_{token}" if env is not None else f"mgmt_{token}"
@@ -605,6 +620,8 @@ def api_key_revoke(*, actor, api_key):
         refused = check_api_key_revoke(actor, api_key)
         if refused:
             raise ValidationFailed(message=refused)
+        if api_key.kind == ApiKey.Kind.SDK:
+            policy.require(actor, "flags.change_apikey", project=api_key.project_id)
         if api_key.revoked_at is not None:
             return api_key
         before = _api_key_data(api_key)

@@ -118,7 +118,9 @@ MIDDLEWARE = [
 # wrong passwords from one client address, or for one account, that address / account is locked out
 # (429, even with the right password) for FLAGS_LOGIN_COOLOFF_MINUTES, counted from its last failure.
 # Attempts are database rows: shared by every node, and nothing depends on Redis.
-AUTHENTICATION_BACKENDS = ["flagsite.ops.login_limits.LoginLimitBackend", "django.contrib.auth.backends.ModelBackend"]
+# RoleBackend: project members hold their role's permissions in the current project (projects/policy.py)
+AUTHENTICATION_BACKENDS = ["flagsite.ops.login_limits.LoginLimitBackend", "django.contrib.auth.backends.ModelBackend",
+                           "projects.policy.RoleBackend"]
 AXES_ENABLED = env_bool("FLAGS_LOGIN_LIMITS", default=True)
 AXES_FAILURE_LIMIT = int(os.environ.get("FLAGS_LOGIN_FAILURE_LIMIT", "10"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("FLAGS_LOGIN_COOLOFF_MINUTES", "15")))

@@ -6,7 +6,8 @@ from audit.services import audit_record
 from flags.errors import Conflict, ValidationFailed
 from flags.models import Environment
 from flags.validation import add, check_text
-from projects.models import Project
+from projects import policy
+from projects.models import Project, Role, RoleGrant
 
 # a new project's environments: the ones the default project started with (flags/migrations/0002)
 DEFAULT_ENVIRONMENTS = [("development", "Development"), ("staging", "Staging"), ("production", "Production")]
@@ -32,6 +33,7 @@ def project_create(*, actor, key, name, environments=None):
             add(fields, f"environments[{index}]", "Use 1-64 letters, digits, '-' or '_'.")
     if fields:
         raise ValidationFailed(fields)
+    policy.require(actor, "projects.add_project", project=key)  # site staff only: no role grants it
     if Project.objects.filter(key=key).exists():
         raise Conflict(f"A project with key '{key}' already exists.", fields={"key": ["Already exists."]})
     with transaction.atomic():
@@ -45,3 +47,59 @@ def project_create(*, actor, key, name, environments=None):
         audit_record(actor=actor, action="project.created", target_type="project", target_key=key,
                      after=project_data(project), project=key)
     return project
+
+
+# -- members: role grants ------------------------------------------------------------------------
+
+def role_grant_data(grant):
+    return {"id": grant.pk, "role": grant.role, "user": grant.user.get_username() if grant.user_id else None,
+            "group": grant.group.name if grant.group_id else None, "environments": list(grant.environments)}
+
+
+def role_grant(*, actor, project, role, user=None, group=None, environments=()):
+    """Grant ``role`` in ``project`` (a Project) to a user or a group (exactly one), optionally
+    restricted to some of the project's environments. Project admins and site staff only."""
+    fields = {}
+    if role not in Role.values:
+        add(fields, "role", f"Must be one of: {', '.join(Role.values)}.")
+    if (user is None) == (group is None):
+        add(fields, "user", "Name a user or a group (exactly one).")
+    environments = list(environments or ())
+    known = set(Environment.all_objects.filter(project=project).values_list("key", flat=True))
+    for index, env_key in enumerate(environments):
+        if env_key not in known:
+            add(fields, f"environments[{index}]", f"Unknown environment '{env_key}' in project '{project.key}'.")
+    if len(set(environments)) != len(environments):
+        add(fields, "environments", "Name each environment once.")
+    if role == Role.ADMIN and environments:
+        add(fields, "environments", "An admin manages the whole project: leave environments empty.")
+    if fields:
+        raise ValidationFailed(fields)
+    policy.require(actor, "projects.add_rolegrant", project=project.key)
+    who = {"user": user} if user is not None else {"group": group}
+    if RoleGrant.objects.filter(project=project, role=role, **who).exists():
+        raise Conflict(f"That {role} role is already granted: revoke it first to change its environments.",
+                       fields={"role": ["Already granted."]})
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                grant = RoleGrant.objects.create(project=project, role=role, environments=environments, **who)
+        except IntegrityError:
+            raise Conflict(f"That {role} role is already granted.", fields={"role": ["Already granted."]}) from None
+        audit_record(actor=actor, action="role.granted", target_type="rolegrant", target_key=str(grant.pk),
+                     after=role_grant_data(grant), project=project.key)
+    return grant
+
+
+def role_revoke(*, actor, grant):
+    """Take a role grant back (project admins and site staff)."""
+    policy.require(actor, "projects.delete_rolegrant", project=grant.project_id)
+    with transaction.atomic():
+        grant = RoleGrant.objects.select_for_update().filter(pk=grant.pk).first()
+        if grant is None:
+            return
+        before = role_grant_data(grant)
+        project = grant.project_id
+        grant.delete()
+        audit_record(actor=actor, action="role.revoked", target_type="rolegrant", target_key=str(before["id"]),
+                     before=before, project=project)

@@ -9,6 +9,7 @@ from flags.models import Environment
 from flags.selectors import flags_referencing
 from flags.services import _after_commit, _bump, prerequisite_map
 from flags.validation import add, check_key, check_rules, check_text
+from projects import policy
 from segments.models import Segment
 from segments.selectors import segment_conditions_map, segment_data, segment_rules_map
 
@@ -41,6 +42,7 @@ def segment_create(*, actor, key, name, description="", conditions=None):
     _check_fields(fields, {"name": name, "description": description, "conditions": conditions}, segment_key=key)
     if fields:
         raise ValidationFailed(fields)
+    policy.require(actor, "segments.add_segment")  # segments serve every environment
     if Segment.objects.filter(key=key).exists():
         raise Conflict(f"A segment with key '{key}' already exists.", fields={"key": ["Already exists."]})
     with transaction.atomic():
@@ -66,6 +68,7 @@ def segment_update(*, actor, segment, data):
     _check_fields(fields, data, segment_key=segment.key)
     if fields:
         raise ValidationFailed(fields)
+    policy.require(actor, "segments.change_segment")
     with transaction.atomic():
         segment = Segment.objects.select_for_update().get(pk=segment.pk)
         changes = {k: data[k] for k in SEGMENT_FIELDS if k in data and data[k] != getattr(segment, k)}
@@ -84,6 +87,7 @@ def segment_update(*, actor, segment, data):
 
 def segment_delete(*, actor, segment):
     """Delete a segment; refused (Conflict) while a flag's rules reference it."""
+    policy.require(actor, "segments.delete_segment")
     referrers = flags_referencing(segment_key=segment.key) + [
         f"segment {key}" for key, rules in segment_rules_map().items()
         if key != segment.key and segment.key in segment_refs(rules)

@@ -96,7 +96,13 @@ def _analytics_counters(settings):
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+    """Alice, site staff: she holds the flag and segment permissions the services check
+    (projects/policy.py), so tests of the services act as someone allowed to write."""
+    from django.contrib.auth.models import Permission
+
+    alice = django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+    alice.user_permissions.set(Permission.objects.filter(content_type__app_label__in=("flags", "segments")))
+    return alice
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from flags.errors import Conflict, NotFound, ValidationFailed
+from flags.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ def exception_handler(exc, context):
         return error_response(409, "conflict", exc.message, exc.fields)
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", exc.message)
+    if isinstance(exc, Forbidden):
+        return error_response(403, "permission_denied", exc.message)
     if isinstance(exc, Http404):
         return error_response(404, "not_found", "Not found.")
     if isinstance(exc, DjangoPermissionDenied):

@@ -5,7 +5,8 @@ Views declare ``required_perms`` (HTTP method -> Django permissions) and ``sdk_a
 ``sdk_allowed = True`` and only for their own environment (``request_environment``).
 
 Projects: a key bound to a project (every SDK key; a management token narrowed to one) works in
-that project only. On a project's path (``/api/projects/<project>/...``, or the default project's
+that project only; a user (session or token) who is not site staff sees the projects they hold a
+role in, and ``has_perms`` answers for the current project (projects/policy.py RoleBackend). On a project's path (``/api/projects/<project>/...``, or the default project's
 unprefixed paths) a bound key of another project, like any caller naming a project that does not
 exist, gets 404: the answer never tells whether the project exists. Evaluation paths work in the
 key's own project (existing clients send no project).
@@ -48,8 +49,14 @@ def check_project(request, view):
     if getattr(view, "project_wide", False):  # /api/projects itself: lists what the caller may see
         return
     project = url_project or DEFAULT
-    if (url_project is not None or bound is not None) and not policy.may_see(principal, project):
+    user = request.user if url_project is not None and principal_is_user(request) else None
+    if (url_project is not None or bound is not None) and not policy.may_see(principal, project, user=user):
         raise exceptions.NotFound()
+
+
+def principal_is_user(request):
+    """A user's session or management token (not an SDK key)."""
+    return sdk_principal(request) is None and getattr(request.user, "pk", None) is not None
 
 
 def request_environment(request, requested=None):
