@@ -92,7 +92,8 @@ _NOT_PAGES = ("/api/", "/ofrep/", "/ws", "/metrics", "/static/")
 
 class SessionProjectMiddleware:
     """Dashboard and admin: staff work in the project picked in the header's switcher
-    (``?project=<key>`` on any page, remembered in the session); default: the default project."""
+    (``?project=<key>`` on any page, remembered in the session, among the projects they may see);
+    default: the default project, or for a member without a role there, their first project."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -101,17 +102,24 @@ class SessionProjectMiddleware:
         user = getattr(request, "user", None)
         if not request.path.startswith(_NOT_PAGES) and user is not None and user.is_authenticated \
                 and user.is_staff and hasattr(request, "session"):
-            from projects.models import Project
+            from projects import policy
 
             wanted = request.GET.get("project")
-            if wanted and Project.objects.filter(key=wanted).exists():
+            if wanted and policy.visible_projects(None, user).filter(key=wanted).exists():
                 request.session[SESSION_KEY] = wanted
-            enter(request.session.get(SESSION_KEY, DEFAULT))
+            project = request.session.get(SESSION_KEY, DEFAULT)
+            if not policy.is_site_staff(user) and policy.role_in(user, project) is None:
+                # a member lands in a project of theirs (the first by key), never in one they cannot see
+                project = min((key for key, _, _ in policy.grants_of(user)), default=project)
+            enter(project)
         return self.get_response(request)
 
 
 def switcher(request):
-    """Template context for the header's project switcher (the query runs only when rendered)."""
-    from projects.models import Project
+    """Template context for the header's project switcher: the projects this user may see (the
+    query runs only when rendered)."""
+    from projects import policy
 
-    return {"current_project": current(), "project_choices": Project.objects.values_list("key", "name")}
+    user = getattr(request, "user", None)
+    return {"current_project": current(),
+            "project_choices": policy.visible_projects(None, user).values_list("key", "name")}

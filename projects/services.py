@@ -56,15 +56,19 @@ def role_grant_data(grant):
             "group": grant.group.name if grant.group_id else None, "environments": list(grant.environments)}
 
 
-def role_grant(*, actor, project, role, user=None, group=None, environments=()):
-    """Grant ``role`` in ``project`` (a Project) to a user or a group (exactly one), optionally
-    restricted to some of the project's environments. Project admins and site staff only."""
+ALREADY_GRANTED = "Already granted: revoke it first to change its environments."
+
+
+def check_role_grant(*, project, role, user=None, group=None, environments=()):
+    """Field errors for a grant (the service's rules; the admin's form shows them too)."""
     fields = {}
     if role not in Role.values:
         add(fields, "role", f"Must be one of: {', '.join(Role.values)}.")
     if (user is None) == (group is None):
         add(fields, "user", "Name a user or a group (exactly one).")
-    environments = list(environments or ())
+    if not isinstance(environments, (list, tuple)) or not all(isinstance(e, str) for e in environments):
+        add(fields, "environments", "Must be a list of environment keys.")
+        return fields
     known = set(Environment.all_objects.filter(project=project).values_list("key", flat=True))
     for index, env_key in enumerate(environments):
         if env_key not in known:
@@ -73,13 +77,23 @@ def role_grant(*, actor, project, role, user=None, group=None, environments=()):
         add(fields, "environments", "Name each environment once.")
     if role == Role.ADMIN and environments:
         add(fields, "environments", "An admin manages the whole project: leave environments empty.")
+    who = {"user": user} if user is not None else {"group": group}
+    if not fields and RoleGrant.objects.filter(project=project, role=role, **who).exists():
+        add(fields, "role", ALREADY_GRANTED)
+    return fields
+
+
+def role_grant(*, actor, project, role, user=None, group=None, environments=()):
+    """Grant ``role`` in ``project`` (a Project) to a user or a group (exactly one), optionally
+    restricted to some of the project's environments. Project admins and site staff only."""
+    environments = list(environments) if isinstance(environments, tuple) else environments
+    fields = check_role_grant(project=project, role=role, user=user, group=group, environments=environments)
+    if fields.get("role") == [ALREADY_GRANTED]:
+        raise Conflict(f"That {role} role is already granted.", fields=fields)
     if fields:
         raise ValidationFailed(fields)
     policy.require(actor, "projects.add_rolegrant", project=project.key)
     who = {"user": user} if user is not None else {"group": group}
-    if RoleGrant.objects.filter(project=project, role=role, **who).exists():
-        raise Conflict(f"That {role} role is already granted: revoke it first to change its environments.",
-                       fields={"role": ["Already granted."]})
     with transaction.atomic():
         try:
             with transaction.atomic():

@@ -29,13 +29,20 @@ def in_project(view):
 
 
 environment_patterns = [path("environments", apis.EnvironmentListApi.as_view(), name="environment-list")]
+# a project's own resources: only under /api/projects/<project>/ (the default project's too)
+own_patterns = [
+    path("members", apis.MemberListCreateApi.as_view(), name="member-list"),
+    path("members/<int:grant_id>", apis.MemberDetailApi.as_view(), name="member-detail"),
+    path("keys", apis.KeyListCreateApi.as_view(), name="key-list"),
+    path("keys/<int:key_id>", apis.KeyDetailApi.as_view(), name="key-detail"),
+]
 
 
 def project_patterns():
     patterns = []
     for module in (flag_urls, segment_urls, audit_urls):
         patterns += [p for p in module.urlpatterns if p.name in MOUNTED]
-    patterns += environment_patterns
+    patterns += environment_patterns + own_patterns
     return [path(str(p.pattern), in_project(p.callback), name=f"project-{p.name}") for p in patterns]
 
 

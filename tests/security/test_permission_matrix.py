@@ -33,7 +33,8 @@ from audit.models import AuditEntry
 from flags import snapshot
 from flags.models import ApiKey, Environment, Flag
 from flagsite.api.authentication import forget_api_key
-from projects.models import Project
+from projects import services as project_services
+from projects.models import Project, RoleGrant
 from segments.models import Segment
 from tests.api.conftest import SYSTEM, Client, create_flag, create_segment, make_key
 from tests.conftest import World
@@ -176,6 +177,18 @@ REST += [
 ] + [
     rest("/api/projects", "POST", "/api/projects", {"key": "made-project", "name": "Made"}, rest_write(201),
          ["projects.add_project"]),
+    # a project's members and keys (only under /api/projects/<project>/): project admins and site staff
+    rest("/api/projects/<slug:project>/members", "POST", "/api/projects/default/members",
+         {"role": "editor", "user": "bob", "environments": ["development"]}, rest_write(201),
+         ["projects.add_rolegrant"]),
+    Row(("rest", "/api/projects/<slug:project>/members/<int:grant_id>", "DELETE"),
+        lambda o: ("DELETE", f"/api/projects/default/members/{o.grant.pk}", None), rest_write(204),
+        ("projects.delete_rolegrant",)),
+    rest("/api/projects/<slug:project>/keys", "POST", "/api/projects/default/keys",
+         {"name": "web", "kind": "sdk", "environment": "staging"}, rest_write(201), ["flags.add_apikey"]),
+    Row(("rest", "/api/projects/<slug:project>/keys/<int:key_id>", "DELETE"),
+        lambda o: ("DELETE", f"/api/projects/default/keys/{o.sdk_key.pk}", None), rest_write(204),
+        ("flags.change_apikey",)),
 ]
 
 PAGES = [
@@ -246,6 +259,15 @@ ADMIN = [
                ADMIN_NEVER, ["projects.change_project"]),
     admin_view("projects.project", "delete", url("projects_project_delete", "project"), sure, ADMIN_NEVER,
                ["projects.delete_project"]),
+    # role grants: granted and revoked through projects.services; never changed in place
+    admin_view("projects.rolegrant", "add", url("projects_rolegrant_add"),
+               lambda o: {"role": "editor", "user": o.bob.pk, "group": "", "environments": '["staging"]'},
+               perms=["projects.add_rolegrant"]),
+    admin_view("projects.rolegrant", "change", url("projects_rolegrant_change", "grant"),
+               lambda o: {"role": "admin", "user": o.bob.pk, "group": "", "environments": "[]"}, ADMIN_NEVER,
+               ["projects.change_rolegrant"]),
+    admin_view("projects.rolegrant", "delete", url("projects_rolegrant_delete", "grant"), sure,
+               perms=["projects.delete_rolegrant"]),
     admin_view("flags.apikey", "add", url("flags_apikey_add"),
                lambda o: {"name": "web", "kind": "sdk", "environment": o.environment.pk, "user": ""},
                perms=["flags.add_apikey"]),
@@ -334,6 +356,7 @@ class Objects:
         self.group = Group.objects.create(name="ops")
         self.bob = get_user_model().objects.create_user("bob")
         self.root = get_user_model().objects.create_superuser("root", None, None)
+        self.grant = project_services.role_grant(actor=SYSTEM, project=self.project, role="viewer", user=self.bob)
         self.users = {
             "member": make_user("member", everything, staff=False),
             "staff_without": make_user("without", [p for p in everything if perm_name(p) not in under_test],
@@ -374,6 +397,8 @@ def everything_written():
         "group_perms": list(Group.permissions.through.objects.order_by("pk").values_list("group_id",
                                                                                          "permission_id")),
         "audit_rows": AuditEntry.objects.count(),
+        "role_grants": list(RoleGrant.objects.order_by("pk").values_list("project_id", "role", "user_id", "group_id",
+                                                                         "environments")),
     }
 
 
