@@ -522,3 +522,154 @@ def test_every_admin_view_and_action_is_in_the_matrix():
     listed = {row.key for row in ADMIN}
     assert discovered - listed == set(), f"admin views/actions missing from the permission matrix: {discovered - listed}"
     assert listed - discovered == set(), f"matrix rows for admin views/actions that no longer exist: {listed - discovered}"
+
+
+# ---- roles: every management route x role x project (own, other) x environment ------------------
+#
+# A member holds a role in project "alpha" (own) and none in "beta" (other); "staff" holds every model
+# permission and no role (site staff). Others' projects answer 404 (existence is not revealed);
+# within one's own project the role decides (403 when too low, or when an editor restricted to
+# development writes elsewhere). A group's grant counts like the user's own, and a management token
+# acts with its user's roles. Every call runs in a savepoint rolled back afterwards.
+
+OWN, OTHER = "alpha", "beta"
+ROLE_CALLERS = ("none", "viewer", "editor", "editor_dev", "approver", "admin", "staff", "group_editor",
+                "token_editor_dev")
+GRANTS = {"viewer": ("viewer", []), "editor": ("editor", []), "editor_dev": ("editor", ["development"]),
+          "approver": ("approver", []), "admin": ("admin", [])}
+LEVELS = {"none": 0, "viewer": 1, "editor_dev": 2, "editor": 2, "group_editor": 2, "token_editor_dev": 2,
+          "approver": 3, "admin": 4, "staff": 5}
+DEV_ONLY = {"editor_dev", "token_editor_dev"}
+# in the other project every role answers 404 alike: the highest, a group's, a token's, and staff
+OTHER_CALLERS = ("admin", "group_editor", "token_editor_dev", "staff")
+
+
+def by_role(least, ok, *, dev_ok=True):
+    """Expected status in one's own project: ``ok`` from role ``least`` up (dev_ok=False: not for an
+    editor restricted to development), 403 below, 404 without any role."""
+    need = {"viewer": 1, "editor": 2, "admin": 4}[least]
+    expect = {}
+    for who in ROLE_CALLERS:
+        if LEVELS[who] == 0:
+            expect[who] = 404
+        elif LEVELS[who] < need or (who in DEV_ONLY and not dev_ok):
+            expect[who] = 403
+        else:
+            expect[who] = ok
+    return expect
+
+
+@dataclass
+class RoleRow:
+    name: str
+    request: callable  # (world, project key) -> (method, path under /api/projects/<project>, body)
+    expect: dict  # caller -> status in the own project
+    writes: bool = True
+
+
+def call(method, path, body=None):
+    return lambda w, p: (method, path, body)
+
+
+ROLE_ROWS = [
+    RoleRow("list flags", call("GET", "/flags"), by_role("viewer", 200), writes=False),
+    RoleRow("audit log", call("GET", "/audit"), by_role("viewer", 200), writes=False),
+    RoleRow("explain", call("POST", "/flags/m/explain", {"userId": "u"}), by_role("viewer", 200), writes=False),
+    RoleRow("create flag (off everywhere)", call("POST", "/flags", {"key": "made", "name": "Made"}),
+            by_role("editor", 201)),
+    RoleRow("create flag on in production",
+            call("POST", "/flags", {"key": "made", "name": "Made", "states": {"production": {"enabled": True}}}),
+            by_role("editor", 201, dev_ok=False)),
+    RoleRow("toggle production", call("PATCH", "/flags/m/toggle?environment=production", {"enabled": False}),
+            by_role("editor", 200, dev_ok=False)),
+    RoleRow("toggle development", call("PATCH", "/flags/m/toggle?environment=development", {"enabled": False}),
+            by_role("editor", 200)),
+    RoleRow("state in development", call("PATCH", "/flags/m?environment=development", {"rules": []}),
+            by_role("editor", 200), writes=False),  # unchanged rules: allowed, nothing to write
+    RoleRow("flag fields (every environment)", call("PATCH", "/flags/m?environment=development",
+                                                    {"description": "d"}), by_role("editor", 200, dev_ok=False)),
+    RoleRow("kill everywhere", call("POST", "/flags/m/kill-switch", {"reason": "r"}),
+            by_role("editor", 200, dev_ok=False)),
+    RoleRow("kill in development", call("POST", "/flags/m/kill-switch", {"reason": "r",
+                                                                          "environments": ["development"]}),
+            by_role("editor", 200)),
+    RoleRow("restore staging", call("POST", "/flags/m/restore", {"reason": "r", "environments": ["staging"]}),
+            by_role("editor", 200, dev_ok=False)),
+    RoleRow("archive", call("DELETE", "/flags/m"), by_role("editor", 204, dev_ok=False)),
+    RoleRow("create segment", call("POST", "/segments", {"key": "s2", "name": "S", "conditions": {"plan": "x"}}),
+            by_role("editor", 201, dev_ok=False)),
+    RoleRow("list members", call("GET", "/members"), by_role("admin", 200), writes=False),
+    RoleRow("grant", call("POST", "/members", {"role": "editor", "group": "outsiders"}), by_role("admin", 201)),
+    RoleRow("revoke", lambda w, p: ("DELETE", f"/members/{w.grants[p].pk}", None), by_role("admin", 204)),
+    RoleRow("list keys", call("GET", "/keys"), by_role("admin", 200), writes=False),
+    RoleRow("create SDK key", call("POST", "/keys", {"name": "web", "kind": "sdk", "environment": "development"}),
+            by_role("admin", 201)),
+    RoleRow("revoke SDK key", lambda w, p: ("DELETE", f"/keys/{w.sdk_keys[p].pk}", None), by_role("admin", 204)),
+]
+
+
+class RoleWorld:
+    """Projects alpha and beta (each: flag m on everywhere and killed in staging, a segment, an SDK
+    key, a grant to revoke), members of alpha, site staff, and a token of the dev-only editor."""
+
+    def __init__(self):
+        from flags import services
+        from projects import scope
+
+        self.grants, self.sdk_keys = {}, {}
+        outsiders = Group.objects.create(name="outsiders")
+        for key in (OWN, OTHER):
+            project = project_services.project_create(actor=SYSTEM, key=key, name=key.title())
+            with scope.using(key):
+                flag = create_flag("m", states={env: {"enabled": True} for env in ("development", "staging",
+                                                                                    "production")})
+                services.flag_kill(actor=SYSTEM, flag=flag, reason="r", environments=["staging"])
+                create_segment("seg", {"plan": "free"})
+                self.sdk_keys[key] = services.api_key_create(
+                    actor=SYSTEM, name="sdk", kind="sdk", environment=Environment.objects.get(key="production"))[0]
+            self.grants[key] = project_services.role_grant(actor=SYSTEM, project=project, role="viewer",
+                                                           group=outsiders)
+        alpha = Project.objects.get(key=OWN)
+        self.users = {who: get_user_model().objects.create_user(who, is_staff=True)
+                      for who in ("none", *GRANTS, "staff", "group_editor")}
+        for who, (role, envs) in GRANTS.items():
+            project_services.role_grant(actor=SYSTEM, project=alpha, role=role, user=self.users[who],
+                                        environments=envs)
+        self.users["staff"].user_permissions.set(all_perms())
+        editors = Group.objects.create(name="alpha-editors")
+        self.users["group_editor"].groups.add(editors)
+        project_services.role_grant(actor=SYSTEM, project=alpha, role="editor", group=editors)
+        self.clients = {"token_editor_dev": Client(make_key("management", user=self.users["editor_dev"]))}
+        for who, user in self.users.items():  # logged in once, outside the calls' rolled-back savepoints
+            self.clients[who] = Client()
+            self.clients[who].force_login(user)
+
+
+def written():
+    return (AuditEntry.objects.count(), RoleGrant.objects.count(),
+            ApiKey.all_objects.filter(revoked_at__isnull=True).count())
+
+
+@pytest.mark.parametrize("row", ROLE_ROWS, ids=[row.name for row in ROLE_ROWS])
+def test_role_matrix(row):
+    world = RoleWorld()
+    failures = []
+    for project, callers in ((OWN, ROLE_CALLERS), (OTHER, OTHER_CALLERS)):
+        for who in callers:
+            expected = row.expect[who] if project == OWN or who == "staff" else 404
+            _fresh()
+            before = written()
+            with transaction.atomic():
+                method, path, body = row.request(world, project)
+                response = getattr(world.clients[who], method.lower())(f"/api/projects/{project}{path}", body)
+                after = written()
+                transaction.set_rollback(True)
+            if response.status_code != expected:
+                failures.append(f"{who} in {project}: expected {expected}, got {response.status_code}: "
+                                f"{response.content[:160]!r}")
+            elif response.status_code >= 400 and after != before:
+                failures.append(f"{who} in {project}: refused ({response.status_code}) but wrote something")
+            elif response.status_code < 400 and row.writes and after == before:
+                failures.append(f"{who} in {project}: allowed but nothing was written")
+    _fresh()
+    assert not failures, "\n".join(failures)
