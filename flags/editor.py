@@ -32,7 +32,7 @@ from analytics.counters import recorder
 from audit.actor import Actor
 from flags import services
 from flags.apis import explain_answer
-from flags.errors import Conflict, NotFound, ValidationFailed
+from flags.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from flags.models import Flag, FlagState
 from flags.pages import CHANGE_FLAGS, VIEW_FLAGS, _flag_or_404, staff_required
 from flags.rule_text import condition, describe
@@ -134,6 +134,8 @@ def json_view(perms):
                 return error(409, "conflict", exc.message, exc.fields)
             except NotFound as exc:
                 return error(404, "not_found", exc.message)
+            except Forbidden as exc:  # e.g. an editor of development only, saving production's rules
+                return error(403, "permission_denied", exc.message)
 
         wrapper.__name__ = view.__name__
         return wrapper

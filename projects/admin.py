@@ -20,7 +20,7 @@ class RoleGrantInline(admin.TabularInline):
     """Who holds which role, on the project's page (granted and revoked under Role grants)."""
 
     model = RoleGrant
-    fields = ["role", "user", "group", "environments", "created_at"]
+    fields = ("role", "user", "group", "environments", "created_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -36,7 +36,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
     list_display = ["key", "name", "created_at"]
     readonly_fields = ["key", "name", "created_at"]
-    inlines = [RoleGrantInline]
+    inlines = (RoleGrantInline,)
 
     def get_queryset(self, request):
         return policy.visible_projects(None, request.user)
@@ -58,7 +58,7 @@ class RoleGrantForm(forms.ModelForm):
 
     class Meta:
         model = RoleGrant
-        fields = ["role", "user", "group", "environments"]
+        fields = ("role", "user", "group", "environments")
 
     def clean(self):
         data = super().clean()
@@ -81,8 +81,8 @@ class RoleGrantAdmin(InProjectAdmin, admin.ModelAdmin):
     to change one, revoke it and grant again."""
 
     form = RoleGrantForm
-    list_display = ["role", "user", "group", "environments", "created_at"]
-    list_filter = ["role"]
+    list_display = ("role", "user", "group", "environments", "created_at")
+    list_filter = ("role",)
 
     def get_actions(self, request):
         return {}  # no bulk delete: each revoke goes through the service
