@@ -356,7 +356,9 @@ class Objects:
         self.group = Group.objects.create(name="ops")
         self.bob = get_user_model().objects.create_user("bob")
         self.root = get_user_model().objects.create_superuser("root", None, None)
-        self.grant = project_services.role_grant(actor=SYSTEM, project=self.project, role="viewer", user=self.bob)
+        # a member's grant to revoke (not bob's: deleting bob would then need delete_rolegrant too)
+        self.grant = project_services.role_grant(actor=SYSTEM, project=self.project, role="viewer",
+                                                 user=get_user_model().objects.create_user("dora"))
         self.users = {
             "member": make_user("member", everything, staff=False),
             "staff_without": make_user("without", [p for p in everything if perm_name(p) not in under_test],
