@@ -97,16 +97,10 @@ def _allowed_envs(user, project_key, role):
     return envs
 
 
-def role_allows(user, perm, project_key, environments=ALL):
-    """May a member do ``perm`` in the project, on these environment keys (ALL: every one)?
-    Reads (view_*) ignore environments."""
-    role = ROLE_FOR_PERM.get(perm)
-    if role is None or not getattr(user, "is_active", False) or role_in(user, project_key) is None:
+def _covers(user, project_key, role, environments):
+    """A grant of at least ``role`` in the project, valid in these environment keys (ALL: every one)."""
+    if not getattr(user, "is_active", False) or LEVEL.get(role_in(user, project_key), 0) < LEVEL[role]:
         return False
-    if LEVEL[role_in(user, project_key)] < LEVEL[role]:
-        return False
-    if perm.split(".")[1].startswith("view_"):
-        return True
     allowed = _allowed_envs(user, project_key, role)
     if allowed is None:
         return True
@@ -117,22 +111,19 @@ def role_allows(user, perm, project_key, environments=ALL):
     return set(environments) <= allowed
 
 
+def role_allows(user, perm, project_key, environments=ALL):
+    """May a member do ``perm`` in the project, on these environment keys (ALL: every one)?
+    Reads (view_*) ignore environments."""
+    role = ROLE_FOR_PERM.get(perm)
+    if role is None:
+        return False
+    return _covers(user, project_key, role, [] if perm.split(".")[1].startswith("view_") else environments)
+
+
 def may_approve(user, project_key, environments=ALL):
     """Approver or admin in the project (in these environments), or site staff who may change flags:
     the change-request issue asks this before recording an approval."""
-    if site_perm(user, "flags.change_flag"):
-        return True
-    role = role_in(user, project_key)
-    if role is None or LEVEL[role] < LEVEL[Role.APPROVER]:
-        return False
-    allowed = _allowed_envs(user, project_key, Role.APPROVER)
-    if allowed is None:
-        return True
-    if environments is ALL:
-        from flags.models import Environment
-
-        environments = Environment.all_objects.filter(project_id=project_key).values_list("key", flat=True)
-    return set(environments) <= allowed
+    return site_perm(user, "flags.change_flag") or _covers(user, project_key, Role.APPROVER, environments)
 
 
 def require(actor, perm, *, environments=ALL, project=None):
