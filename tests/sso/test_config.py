@@ -6,7 +6,8 @@ import json
 import pytest
 
 from flagsite import sso
-from tests.servers import manage
+from projects import sso as mapping
+from tests.servers import ROOT, manage
 from tests.sso.conftest import MAPPING
 
 GOOD = {"FLAGS_OIDC": True, "FLAGS_OIDC_ISSUER": "https://id.example.com", "FLAGS_OIDC_CLIENT_ID": "flagsite",
@@ -47,20 +48,20 @@ def test_complete_configuration__no_errors(configured):
      "flagsite.E201 FLAGS_OIDC_SIGN_ALGO HS256 verifies tokens with the client secret: set FLAGS_OIDC_CLIENT_SECRET."),
     ({"FLAGS_OIDC_SCOPES": "email"}, "flagsite.E201 FLAGS_OIDC_SCOPES 'email' lacks 'openid'."),
     ({"FLAGS_OIDC_GROUP_ROLES": "{not json"},
-     "flagsite.E202 FLAGS_OIDC_GROUP_ROLES is not valid JSON: Expecting property name enclosed in double quotes: "
-     "line 1 column 2 (char 1)"),
+     ("flagsite.E202 FLAGS_OIDC_GROUP_ROLES is not valid JSON: Expecting property name enclosed in double quotes: "
+     "line 1 column 2 (char 1)")),
     ({"FLAGS_OIDC_GROUP_ROLES": ["payments"]},
      'flagsite.E202 FLAGS_OIDC_GROUP_ROLES must be an object: {"<claim group>": [{"project": ..., "role": ...}]}.'),
     ({"FLAGS_OIDC_GROUP_ROLES": {"devs": {"project": "p", "role": "editor"}}},
      "flagsite.E202 FLAGS_OIDC_GROUP_ROLES['devs'] must be a list of grants."),
     ({"FLAGS_OIDC_GROUP_ROLES": {"devs": [{"project": "p", "role": "owner"}]}},
-     "flagsite.E202 FLAGS_OIDC_GROUP_ROLES['devs'][0]: \"role\" must be one of viewer, editor, approver, admin, "
-     "not 'owner'."),
+     ("flagsite.E202 FLAGS_OIDC_GROUP_ROLES['devs'][0]: \"role\" must be one of viewer, editor, approver, admin, "
+     "not 'owner'.")),
     ({"FLAGS_OIDC_GROUP_ROLES": {"devs": [{"project": "p", "role": "editor", "environments": "production"}]}},
      "flagsite.E202 FLAGS_OIDC_GROUP_ROLES['devs'][0]: \"environments\" must be a list of environment keys."),
     ({"FLAGS_OIDC_GROUP_ROLES": {"devs": [{"project": "p", "role": "editor", "env": ["production"]}]}},
-     "flagsite.E202 FLAGS_OIDC_GROUP_ROLES['devs'][0] must be an object with \"project\", \"role\" and optionally "
-     "\"environments\"."),
+     ("flagsite.E202 FLAGS_OIDC_GROUP_ROLES['devs'][0] must be an object with \"project\", \"role\" and optionally "
+     "\"environments\".")),
     ({"FLAGS_OIDC_GROUP_ROLES": {"devs": [{"project": "p", "role": "editor"}, {"project": "p", "role": "editor"}]}},
      "flagsite.E202 FLAGS_OIDC_GROUP_ROLES['devs'][1]: editor in p is listed twice for this group."),
     ({"FLAGS_OIDC_GROUP_ROLES": {"x" * 146: []}},
@@ -105,3 +106,22 @@ def test_manage_check__environment_variables__reports_and_fails():
 
     assert manage("check", FLAGS_OIDC="true", FLAGS_OIDC_ISSUER="https://id.example.com",
                   FLAGS_OIDC_CLIENT_ID="flagsite", FLAGS_OIDC_GROUP_ROLES=json.dumps(MAPPING)).returncode == 0
+
+
+def test_readme_example__passes_the_check(settings):
+    """README "Single sign-on": its settings block and its mapping are a configuration the check accepts."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split("## Single sign-on\n", 1)[1]
+    env_block = text.split("```text\n", 1)[1].split("```", 1)[0]
+    env = dict(line.split("  #")[0].strip().split("=", 1) for line in env_block.splitlines() if line.strip())
+    from flagsite import settings as module
+
+    assert all(hasattr(module, name) for name in env), "a setting that does not exist"
+    settings.FLAGS_OIDC = env["FLAGS_OIDC"] == "true"
+    settings.FLAGS_PASSWORD_LOGIN = env["FLAGS_PASSWORD_LOGIN"] == "true"
+    for name in ("FLAGS_OIDC_ISSUER", "FLAGS_OIDC_CLIENT_ID", "FLAGS_OIDC_CLIENT_SECRET", "FLAGS_OIDC_SCOPES",
+                 "FLAGS_OIDC_USERNAME_CLAIM", "FLAGS_OIDC_GROUPS_CLAIM", "FLAGS_OIDC_GROUP_ROLES"):
+        setattr(settings, name, env[name])
+    assert sso.check_settings() == []
+    mapping_block = text.split("```json\n", 1)[1].split("```", 1)[0]
+    assert mapping.group_roles(mapping_block)["payments-leads"][1] == {"project": "search", "role": "viewer",
+                                                                   "environments": []}
