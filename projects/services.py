@@ -127,7 +127,11 @@ def sso_user_sync(*, actor, username, email, claim_groups, staff=None, superuser
             user.is_staff = staff or bool(superuser)
         elif superuser:
             user.is_staff = True
-        user.save()
+        if created:
+            user.save()
+        elif (user.email, user.is_staff, user.is_superuser) != (before["email"], before["is_staff"],
+                                                                 before["is_superuser"]):
+            user.save(update_fields=["email", "is_staff", "is_superuser"])  # not a whole row an admin may be editing
         wanted = Group.objects.filter(name__in=[group_name(g) for g in claim_groups])
         user.groups.remove(*user.groups.filter(name__startswith=PREFIX).exclude(pk__in=wanted))
         user.groups.add(*wanted)
