@@ -118,9 +118,11 @@ MIDDLEWARE = [
 # wrong passwords from one client address, or for one account, that address / account is locked out
 # (429, even with the right password) for FLAGS_LOGIN_COOLOFF_MINUTES, counted from its last failure.
 # Attempts are database rows: shared by every node, and nothing depends on Redis.
+# PasswordBackend: Django's ModelBackend, refusing passwords when FLAGS_PASSWORD_LOGIN is off;
+# OIDCBackend: single sign-on, inert unless FLAGS_OIDC is on (flagsite/sso.py);
 # RoleBackend: project members hold their role's permissions in the current project (projects/policy.py)
-AUTHENTICATION_BACKENDS = ["flagsite.ops.login_limits.LoginLimitBackend", "django.contrib.auth.backends.ModelBackend",
-                           "projects.policy.RoleBackend"]
+AUTHENTICATION_BACKENDS = ["flagsite.ops.login_limits.LoginLimitBackend", "flagsite.sso.PasswordBackend",
+                           "flagsite.sso.OIDCBackend", "projects.policy.RoleBackend"]
 AXES_ENABLED = env_bool("FLAGS_LOGIN_LIMITS", default=True)
 AXES_FAILURE_LIMIT = int(os.environ.get("FLAGS_LOGIN_FAILURE_LIMIT", "10"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("FLAGS_LOGIN_COOLOFF_MINUTES", "15")))
@@ -264,6 +266,34 @@ WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in
 WHITENOISE_ROOT = BASE_DIR / "flagsite" / "public"  # served at /: /favicon.ico, which browsers ask for on every page
 
 LOGIN_URL = "/admin/login/"
+
+# Single sign-on with OpenID Connect for the dashboard and admin (README "Single sign-on";
+# flagsite/sso.py, projects/sso.py). Off by default. Endpoints come from the issuer's discovery
+# document unless all four are set. `manage.py check` (run by migrate and bootstrap) reports a bad
+# or incomplete configuration.
+FLAGS_OIDC = env_bool("FLAGS_OIDC")
+FLAGS_OIDC_ISSUER = os.environ.get("FLAGS_OIDC_ISSUER", "").rstrip("/")
+FLAGS_OIDC_AUTHORIZATION_ENDPOINT = os.environ.get("FLAGS_OIDC_AUTHORIZATION_ENDPOINT", "")
+FLAGS_OIDC_TOKEN_ENDPOINT = os.environ.get("FLAGS_OIDC_TOKEN_ENDPOINT", "")
+FLAGS_OIDC_USERINFO_ENDPOINT = os.environ.get("FLAGS_OIDC_USERINFO_ENDPOINT", "")
+FLAGS_OIDC_JWKS_URI = os.environ.get("FLAGS_OIDC_JWKS_URI", "")
+FLAGS_OIDC_CLIENT_ID = os.environ.get("FLAGS_OIDC_CLIENT_ID", "")
+FLAGS_OIDC_CLIENT_SECRET = os.environ.get("FLAGS_OIDC_CLIENT_SECRET", "")
+FLAGS_OIDC_SCOPES = os.environ.get("FLAGS_OIDC_SCOPES", "openid email profile")
+FLAGS_OIDC_SIGN_ALGO = os.environ.get("FLAGS_OIDC_SIGN_ALGO", "RS256")
+FLAGS_OIDC_USERNAME_CLAIM = os.environ.get("FLAGS_OIDC_USERNAME_CLAIM", "email")
+FLAGS_OIDC_GROUPS_CLAIM = os.environ.get("FLAGS_OIDC_GROUPS_CLAIM", "groups")  # "a.b": claim a's member b
+# {"<claim group>": [{"project": "payments", "role": "editor", "environments": ["development"]}]}
+# (environments optional); every claim group listed becomes the Django group "oidc:<claim group>".
+FLAGS_OIDC_GROUP_ROLES = os.environ.get("FLAGS_OIDC_GROUP_ROLES", "{}")  # that dict, or it as JSON text
+FLAGS_OIDC_STAFF_GROUPS = env_list("FLAGS_OIDC_STAFF_GROUPS", [])  # set: SSO decides is_staff at each login
+FLAGS_OIDC_SUPERUSER_GROUPS = env_list("FLAGS_OIDC_SUPERUSER_GROUPS", [])  # set: SSO decides is_superuser
+FLAGS_OIDC_BUTTON_LABEL = os.environ.get("FLAGS_OIDC_BUTTON_LABEL", "Sign in with SSO")
+FLAGS_OIDC_TIMEOUT = float(os.environ.get("FLAGS_OIDC_TIMEOUT", "10"))  # seconds per call to the provider
+# An SSO session ends after this many seconds: roles removed at the provider apply by then at the latest.
+FLAGS_OIDC_SESSION_SECONDS = int(os.environ.get("FLAGS_OIDC_SESSION_SECONDS", str(12 * 3600)))
+# false: only SSO signs in (the login page offers no form; a password POST is refused).
+FLAGS_PASSWORD_LOGIN = env_bool("FLAGS_PASSWORD_LOGIN", default=True)
 
 # Flags
 FLAGS_MAX_STALENESS_MS = int(os.environ.get("FLAGS_MAX_STALENESS_MS", "100"))

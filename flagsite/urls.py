@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from flagsite import sso
 from flagsite.ops.metrics import metrics_view
 from projects import urls as project_urls
 
 urlpatterns = [
     path("api/", include("flags.urls")),  # first: it holds the evaluation hot paths
+    path("admin/login/", sso.login, name="login"),  # the password form and/or the SSO button (flagsite/sso.py)
     path("admin/", admin.site.urls),
+    path("oidc/", include(sso.urlpatterns)),  # single sign-on: to the provider and back
     path("api/", include("segments.urls")),
     path("api/", include("audit.urls")),
     path("api/", include(project_urls.urlpatterns + project_urls.environment_patterns)),

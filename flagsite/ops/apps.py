@@ -22,3 +22,10 @@ class OpsConfig(AppConfig):
         from django.contrib.auth.signals import user_login_failed
 
         user_login_failed.connect(_login_failed, dispatch_uid="flagsite.ops.login_failed")
+
+        from django.core import checks
+
+        from flagsite import sso
+
+        checks.register(sso.check_settings)  # single sign-on's configuration (flagsite/sso.py)
+        checks.register(sso.check_mapped_projects, checks.Tags.database)

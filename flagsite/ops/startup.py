@@ -20,7 +20,9 @@ def prepare_web_process():
     from django.urls import get_resolver
 
     from flags import snapshot
+    from flagsite import sso
 
+    sso.refuse_bad_settings()  # the web server runs no `manage.py check`: a broken sign-in stops it here
     get_resolver().url_patterns  # imports every view now (0.1 s), not on the first request
     try:
         snapshot.warm_up()

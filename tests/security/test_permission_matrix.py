@@ -213,7 +213,10 @@ PAGES = [
 ]
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
-              "/metrics": "/metrics"}
+              "/metrics": "/metrics",
+              # single sign-on (flagsite/sso.py): GET only, for anyone; the callback writes only what the
+              # provider's signed token says, through projects/sso.py (tests/sso)
+              "/oidc/authenticate/": "/oidc/authenticate/", "/oidc/callback/": "/oidc/callback/"}
 
 
 def flag_add(o):
