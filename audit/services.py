@@ -101,8 +101,10 @@ def audit_record(*, actor, action, target_type, target_key, environment="", befo
     head.last_hash = entry.hash
     head.last_entry_id = entry.pk
     head.save(update_fields=["last_hash", "last_entry_id"])
+    # once per transaction: unless a wake-up that commits (or is rolled back) with this entry is already due
     connection = transaction.get_connection()
-    if not any(func is _wake_followers for _, func, _ in connection.run_on_commit):  # once per transaction
+    here = set(connection.savepoint_ids)
+    if not any(func is _wake_followers and sids <= here for sids, func, _ in connection.run_on_commit):
         transaction.on_commit(_wake_followers)
     return entry
 

@@ -159,13 +159,12 @@ def _dispatch_one(pk, batch):
                        .order_by("pk")[:batch])
         if not entries:
             return [], False
-        now = timezone.now()
         deliveries = []
         for entry in entries:
             event = events.event_for(entry.action)
             if event in webhook.events:
                 deliveries.append(Delivery(
-                    webhook=webhook, audit_entry_id=entry.pk, event=event, next_attempt_at=now,
+                    webhook=webhook, audit_entry_id=entry.pk, event=event, next_attempt_at=entry.created_at,
                     message_id=f"msg_{webhook.pk}_{entry.pk}",
                     body=events.body(webhook.format, event, events.entry_data(entry), entry.created_at)))
         Delivery.objects.bulk_create(deliveries)
