@@ -121,7 +121,7 @@ def follow(callback):
 
 
 def _wake_followers():
-    for callback in list(_followers):
+    for callback in _followers[:]:  # a copy: a callback may register another
         try:
             callback()
         except Exception:  # the change is committed; a follower's trouble must not fail the request

@@ -72,6 +72,12 @@ class WebhookAdmin(InProjectAdmin, admin.ModelAdmin):
 
         return ServiceCheckedForm
 
+    def get_deleted_objects(self, objs, request):
+        """The delivery log goes with its subscription: deleting one needs delete_webhook only (the
+        log's own admin refuses deletes, which would otherwise block this)."""
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
     def delete_model(self, request, obj):
         services.webhook_delete(actor=Actor.from_request(request), webhook=obj)
 

@@ -222,7 +222,7 @@ def delivery_send(*, delivery_id, now=None):
 def _post(delivery):
     """The HTTP request (outside any transaction): signed per the Standard Webhooks spec."""
     webhook = delivery.webhook
-    sent_at = dt.datetime.now(dt.timezone.utc)  # the real clock: receivers check it against theirs
+    sent_at = dt.datetime.now(dt.UTC)  # the real clock: receivers check it against theirs
     signature = Signer(crypto.decrypt(webhook.secret_encrypted)).sign(delivery.message_id, sent_at, delivery.body)
     request = urllib.request.Request(webhook.url, data=delivery.body.encode(), method="POST", headers={
         "Content-Type": "application/json", "User-Agent": USER_AGENT,

@@ -28,7 +28,7 @@ def audit_committed():
     if not eager():
         try:  # retry=False: a broker that is down must not hold the request; the beat tick catches up
             tasks.dispatch.apply_async(retry=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up
             logger.warning("webhook dispatch not enqueued (the next tick catches up): %s", exc)
         return
     if runner.wake():
@@ -47,7 +47,7 @@ def send_now(delivery_ids):
         for delivery_id in delivery_ids:
             try:
                 tasks.deliver.apply_async((delivery_id,), retry=False)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up
                 logger.warning("delivery %s not enqueued (the next tick sends it): %s", delivery_id, exc)
         return
     if runner.wake():
@@ -64,7 +64,7 @@ def send_later(delivery_id, delay):
     if not eager():
         try:
             tasks.deliver.apply_async((delivery_id,), countdown=delay, retry=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up
             logger.warning("retry of delivery %s not enqueued (the next tick sends it): %s", delivery_id, exc)
     elif delay <= 0:
         send_now([delivery_id])

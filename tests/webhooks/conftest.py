@@ -72,6 +72,7 @@ def subscribe(db, receiver):
 
 @pytest.fixture(autouse=True)
 def _webhook_settings(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded mode on both legs (the worker test says otherwise)
     settings.FLAGS_WEBHOOK_BACKOFF_SECONDS = 10
     settings.FLAGS_WEBHOOK_BACKOFF_MAX_SECONDS = 80
     settings.FLAGS_WEBHOOK_TIMEOUT_SECONDS = 2

@@ -9,7 +9,6 @@ import pytest
 from cryptography.fernet import InvalidToken
 from django.db import transaction
 from django.utils import timezone
-from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from audit.models import AuditEntry
