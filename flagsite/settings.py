@@ -303,6 +303,8 @@ FLAGS_WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("FLAGS_WEBHOOK_BACKOFF_
 FLAGS_WEBHOOK_DISABLE_AFTER = int(os.environ.get("FLAGS_WEBHOOK_DISABLE_AFTER", "20"))
 FLAGS_WEBHOOK_TICK_SECONDS = float(os.environ.get("FLAGS_WEBHOOK_TICK_SECONDS", "10"))
 FLAGS_WEBHOOK_RUNNER = env_bool("FLAGS_WEBHOOK_RUNNER", default=True)
+# false: targets resolving to loopback/private/link-local addresses are refused (checked per attempt)
+FLAGS_WEBHOOK_ALLOW_PRIVATE = env_bool("FLAGS_WEBHOOK_ALLOW_PRIVATE", default=not FLAGS_PRODUCTION)
 
 # REST framework and OpenAPI: owned by the API layer (flagsite/api/).
 REST_FRAMEWORK = {

@@ -16,8 +16,10 @@ the subscription, with an audit entry saying why.
 """
 
 import datetime as dt
+import ipaddress
 import logging
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -231,6 +233,9 @@ def _post(delivery):
     })
     started = time.monotonic()
     status, excerpt, error = None, "", ""
+    refused = _private_target(webhook.url)
+    if refused:
+        return {"status": None, "excerpt": "", "error": refused, "latency": 0, "ok": False}
     try:
         with _opener.open(request, timeout=settings.FLAGS_WEBHOOK_TIMEOUT_SECONDS) as response:
             status, excerpt = response.status, response.read(4 * EXCERPT).decode("utf-8", "replace")[:EXCERPT]
@@ -244,6 +249,23 @@ def _post(delivery):
     latency = round((time.monotonic() - started) * 1000)
     return {"status": status, "excerpt": excerpt, "error": error[:500], "latency": latency,
             "ok": status is not None and 200 <= status < 300}
+
+
+def _private_target(url):
+    """Under FLAGS_WEBHOOK_ALLOW_PRIVATE=false (the default with FLAGS_PRODUCTION): why a URL whose
+    host resolves to a loopback, private or link-local address is refused (a subscription must not
+    reach the server's own network), else None."""
+    if settings.FLAGS_WEBHOOK_ALLOW_PRIVATE:
+        return None
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0].split("%")[0] for info in socket.getaddrinfo(host, None)}
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}"
+    for address in sorted(addresses):
+        if not ipaddress.ip_address(address).is_global:
+            return f"refused: {host} is {address}, not a public address (FLAGS_WEBHOOK_ALLOW_PRIVATE)"
+    return None
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -14,7 +14,22 @@ import logging
 
 from django.conf import settings
 
+from flags.publish import Outbox
+
 logger = logging.getLogger("flagsite.webhooks")
+# A broker that hangs (rather than refuses) must not hold a committed write's response (see
+# flags/publish.py): with Celery, tasks are enqueued from this process's own outbox thread.
+_outbox = Outbox()
+
+
+def _enqueue(task, *args, **options):
+    def job():
+        try:  # retry=False: a broker that is down costs one failed publish; the beat tick catches up
+            task.apply_async(args, retry=False, **options)
+        except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up
+            logger.warning("%s%s not enqueued (the next tick catches up): %s", task.name, args, exc)
+
+    _outbox.put(job)
 
 
 def eager():
@@ -26,10 +41,7 @@ def audit_committed():
     from webhooks import runner, services, tasks
 
     if not eager():
-        try:  # retry=False: a broker that is down must not hold the request; the beat tick catches up
-            tasks.dispatch.apply_async(retry=False)
-        except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up
-            logger.warning("webhook dispatch not enqueued (the next tick catches up): %s", exc)
+        _enqueue(tasks.dispatch)
         return
     if runner.wake():
         return
@@ -45,10 +57,7 @@ def send_now(delivery_ids):
 
     if not eager():
         for delivery_id in delivery_ids:
-            try:
-                tasks.deliver.apply_async((delivery_id,), retry=False)
-            except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up
-                logger.warning("delivery %s not enqueued (the next tick sends it): %s", delivery_id, exc)
+            _enqueue(tasks.deliver, delivery_id)
         return
     if runner.wake():
         return
@@ -62,10 +71,7 @@ def send_later(delivery_id, delay):
     from webhooks import runner, tasks
 
     if not eager():
-        try:
-            tasks.deliver.apply_async((delivery_id,), countdown=delay, retry=False)
-        except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up
-            logger.warning("retry of delivery %s not enqueued (the next tick sends it): %s", delivery_id, exc)
+        _enqueue(tasks.deliver, delivery_id, countdown=delay)
     elif delay <= 0:
         send_now([delivery_id])
     else:

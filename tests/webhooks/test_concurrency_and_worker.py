@@ -100,3 +100,28 @@ def test_celery_worker_over_redis__delivers_after_commit__retries_a_failure(sett
             worker.kill()
             output, _ = worker.communicate()
     assert "Traceback" not in output, output
+
+
+@TRANSACTIONAL
+def test_embedded_runner__no_broker__sends_off_the_request_and_retries(settings, make_flag, receiver):
+    """The embedded default (eager Celery, no worker, no beat): the web process's runner thread is
+    woken by the commit, sends, and retries a failure on its own tick."""
+    from webhooks import runner
+
+    settings.FLAGS_WEBHOOK_TICK_SECONDS = 0.1
+    settings.FLAGS_WEBHOOK_BACKOFF_SECONDS = 0.2
+    settings.FLAGS_WEBHOOK_BACKOFF_MAX_SECONDS = 0.2
+    receiver.script = [500, 200]
+    webhook, secret = services.webhook_create(actor=SYSTEM, url=receiver.url, events=["flag.killed"])
+    flag = make_flag("f")
+    assert runner.start()
+    try:
+        flag_services.flag_kill(actor=SYSTEM, flag=flag, reason="r", environments=["production"])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not Delivery.objects.filter(status="succeeded").exists():
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    delivery = Delivery.objects.get(webhook=webhook)
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert [m["type"] for m in receiver.verified(secret)] == ["flag.killed", "flag.killed"]

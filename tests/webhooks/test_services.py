@@ -188,6 +188,14 @@ def test_ping__one_attempt_now__refused_connection_recorded(subscribe, receiver)
     assert Webhook.objects.get(pk=dead.pk).consecutive_failures == 0  # pings do not count
 
 
+def test_private_targets_refused_when_not_allowed(settings, subscribe, receiver):
+    settings.FLAGS_WEBHOOK_ALLOW_PRIVATE = False  # the production default
+    webhook, _ = subscribe(["flag.killed"])
+    delivery = services.webhook_ping(actor=SYSTEM, webhook=webhook)
+    assert delivery.status == "failed" and "127.0.0.1, not a public address" in delivery.error
+    assert receiver.received == []
+
+
 def test_secret__encrypted_at_rest__rotation(settings, subscribe, receiver, make_flag):
     webhook, secret = subscribe(["flag.killed"])
     stored = Webhook.objects.get(pk=webhook.pk).secret_encrypted
