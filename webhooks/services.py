@@ -280,7 +280,9 @@ def _record(delivery, now, *, status, excerpt, error, latency, ok):
     ping = delivery.event == events.PING
     retry_at = None
     with transaction.atomic():
-        webhook = Webhook.all_objects.select_for_update().get(pk=delivery.webhook_id)
+        webhook = Webhook.all_objects.select_for_update().filter(pk=delivery.webhook_id).first()
+        if webhook is None:  # deleted while the request was out: its log went with it
+            return delivery
         delivery.latency_ms, delivery.response_status = latency, status
         delivery.response_excerpt, delivery.error = excerpt, error
         if ok:
