@@ -15,6 +15,7 @@ transaction commits.
 import datetime as dt
 import hashlib
 import json
+import logging
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -24,6 +25,7 @@ from audit import signing
 from audit.models import AuditChainHead, AuditEntry
 from projects import scope
 
+logger = logging.getLogger("flagsite.audit")
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
     "created_at", "actor", "action", "target_type", "target_key", "environment",
@@ -99,4 +101,28 @@ def audit_record(*, actor, action, target_type, target_key, environment="", befo
     head.last_hash = entry.hash
     head.last_entry_id = entry.pk
     head.save(update_fields=["last_hash", "last_entry_id"])
+    # once per transaction: unless a wake-up that commits (or is rolled back) with this entry is already due
+    connection = transaction.get_connection()
+    here = set(connection.savepoint_ids)
+    if not any(func is _wake_followers and sids <= here for sids, func, _ in connection.run_on_commit):
+        transaction.on_commit(_wake_followers)
     return entry
+
+
+# Followers of the log (webhooks/apps.py registers one): woken after the commit of each transaction
+# that wrote entries. A wake-up is only a hint; followers read the log by id, so a lost one costs
+# latency, never an entry. Registered from outside so the arrows keep pointing at audit.
+_followers = []
+
+
+def follow(callback):
+    if callback not in _followers:
+        _followers.append(callback)
+
+
+def _wake_followers():
+    for callback in _followers[:]:  # a copy: a callback may register another
+        try:
+            callback()
+        except Exception:  # the change is committed; a follower's trouble must not fail the request
+            logger.exception("audit follower %s failed", getattr(callback, "__qualname__", callback))

@@ -1,7 +1,8 @@
 """The Celery app. Broker: Redis with REDIS_URL; without it tasks run eagerly in the calling
 process (settings: CELERY_TASK_ALWAYS_EAGER). Worker: `celery -A flagsite worker`; beat:
 `celery -A flagsite beat` (rollup compaction and stale marking, daily; signed audit checkpoints every
-FLAGS_AUDIT_CHECKPOINT_MINUTES, default 10)."""
+FLAGS_AUDIT_CHECKPOINT_MINUTES, default 10;
+webhook dispatch and retries every FLAGS_WEBHOOK_TICK_SECONDS, default 10)."""
 
 import os
 
@@ -19,4 +20,7 @@ app.conf.beat_schedule = {
     # the window in which a truncated chain tail goes unnoticed (README "Audit threat model")
     "audit-checkpoint": {"task": "audit.checkpoint",
                          "schedule": 60 * float(os.environ.get("FLAGS_AUDIT_CHECKPOINT_MINUTES") or 10)},
+    # webhooks' safety net: dispatch what a lost wake-up missed, send due retries (webhooks/trigger.py)
+    "webhooks-tick": {"task": "webhooks.tick",
+                      "schedule": float(os.environ.get("FLAGS_WEBHOOK_TICK_SECONDS") or 10)},
 }

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "audit",
     "analytics",
     "experiments",  # events and exposures (issue 20)
+    "webhooks",  # subscriptions following the audit log, signed deliveries (issue 19)
     "grpc_api",
     "corsheaders",
     "flagsite.ops",
@@ -320,6 +321,22 @@ FLAGS_EXPOSURES_SEEN_MAX = int(os.environ.get("FLAGS_EXPOSURES_SEEN_MAX", "50000
 # "Evaluate as" offers recent real contexts: at most one per flag per second sampled, the last 10
 # per flag kept 24 h in the cache (analytics/recent.py). false: nothing sampled, stored or shown.
 FLAGS_RECENT_CONTEXTS = env_bool("FLAGS_RECENT_CONTEXTS", default=True)
+
+# Webhooks (webhooks/, README "Webhooks"): secrets are encrypted under FLAGS_WEBHOOK_KEY (comma-separated
+# to rotate: the first encrypts, any decrypts), else a key derived from SECRET_KEY. Each attempt waits
+# TIMEOUT seconds; failures retry up to MAX_ATTEMPTS times after BACKOFF * 2^(n-1) seconds (capped at
+# BACKOFF_MAX, half of it random); DISABLE_AFTER failed attempts in a row turn the subscription off.
+# TICK: the beat safety net's period, and the embedded runner's (webhooks/runner.py, RUNNER=false: none).
+FLAGS_WEBHOOK_KEY = os.environ.get("FLAGS_WEBHOOK_KEY", "")
+FLAGS_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("FLAGS_WEBHOOK_TIMEOUT_SECONDS", "10"))
+FLAGS_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("FLAGS_WEBHOOK_MAX_ATTEMPTS", "10"))
+FLAGS_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("FLAGS_WEBHOOK_BACKOFF_SECONDS", "30"))
+FLAGS_WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("FLAGS_WEBHOOK_BACKOFF_MAX_SECONDS", "3600"))
+FLAGS_WEBHOOK_DISABLE_AFTER = int(os.environ.get("FLAGS_WEBHOOK_DISABLE_AFTER", "20"))
+FLAGS_WEBHOOK_TICK_SECONDS = float(os.environ.get("FLAGS_WEBHOOK_TICK_SECONDS", "10"))
+FLAGS_WEBHOOK_RUNNER = env_bool("FLAGS_WEBHOOK_RUNNER", default=True)
+# false: targets resolving to loopback/private/link-local addresses are refused (checked per attempt)
+FLAGS_WEBHOOK_ALLOW_PRIVATE = env_bool("FLAGS_WEBHOOK_ALLOW_PRIVATE", default=not FLAGS_PRODUCTION)
 
 # REST framework and OpenAPI: owned by the API layer (flagsite/api/).
 REST_FRAMEWORK = {

@@ -1,5 +1,5 @@
 """/api/projects and /api/projects/<project>/...: the default project's management views
-(flags, segments, environments, audit) mounted once more with the project taken from the path;
+(flags, segments, environments, audit, webhooks) mounted once more with the project taken from the path;
 one implementation, never a copy. Evaluation paths are not mounted: keys name their project."""
 
 import functools
@@ -10,9 +10,12 @@ from audit import urls as audit_urls
 from flags import urls as flag_urls
 from projects import apis, scope
 from segments import urls as segment_urls
+from webhooks import urls as webhook_urls
 
 MOUNTED = {"flag-list", "flag-detail", "flag-toggle", "flag-kill", "flag-restore", "flag-unarchive",
-           "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list"}
+           "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list",
+           "webhook-list", "webhook-detail", "webhook-rotate-secret", "webhook-ping", "webhook-deliveries",
+           "webhook-redeliver"}
 
 
 def in_project(view):
@@ -40,7 +43,7 @@ own_patterns = [
 
 def project_patterns():
     patterns = []
-    for module in (flag_urls, segment_urls, audit_urls):
+    for module in (flag_urls, segment_urls, audit_urls, webhook_urls):
         patterns += [p for p in module.urlpatterns if p.name in MOUNTED]
     patterns += environment_patterns + own_patterns
     return [path(str(p.pattern), in_project(p.callback), name=f"project-{p.name}") for p in patterns]

@@ -40,12 +40,13 @@ from tests.api.conftest import SYSTEM, Client, create_flag, create_segment, make
 from tests.conftest import World
 from tests.flags.test_admin import change_form_data, user_change_data
 from tests.urlconf import url_routes, view_class
+from webhooks.models import Delivery, Webhook
 
 pytestmark = pytest.mark.django_db
 
 WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-APPS = ("flags", "segments", "audit", "analytics", "auth", "projects")
+APPS = ("flags", "segments", "audit", "analytics", "auth", "projects", "webhooks")
 LOGIN = "login"  # a 302 to the admin login page
 
 
@@ -160,6 +161,24 @@ REST = [
     # request itself writes nothing (the flush does, later: tests/experiments/test_events_api.py)
     rest("/api/events", "POST", "/api/events", {"events": [{"event": "buy", "userId": "u", "id": "e1"}]},
          rest_evaluate(202), [VIEW_FLAG], writes=False),
+    # webhooks: ping and redeliver reach 127.0.0.1:1 (refused at once); a delivery row is the write
+    Row(("rest", "/api/webhooks", "POST"), lambda o: ("POST", "/api/webhooks", {"url": "http://127.0.0.1:1/h",
+                                                                                  "events": ["flag.killed"]}),
+        rest_write(201), ("webhooks.add_webhook",)),
+    Row(("rest", "/api/webhooks/<int:pk>", "PATCH"),
+        lambda o: ("PATCH", f"/api/webhooks/{o.webhook.pk}", {"events": ["flag.changed"]}), rest_write(200),
+        ("webhooks.change_webhook",)),
+    Row(("rest", "/api/webhooks/<int:pk>", "DELETE"), lambda o: ("DELETE", f"/api/webhooks/{o.webhook.pk}", None),
+        rest_write(204), ("webhooks.delete_webhook",)),
+    Row(("rest", "/api/webhooks/<int:pk>/rotate-secret", "POST"),
+        lambda o: ("POST", f"/api/webhooks/{o.webhook.pk}/rotate-secret", None), rest_write(200),
+        ("webhooks.change_webhook",)),
+    Row(("rest", "/api/webhooks/<int:pk>/ping", "POST"),
+        lambda o: ("POST", f"/api/webhooks/{o.webhook.pk}/ping", None), rest_write(200),
+        ("webhooks.change_webhook",)),
+    Row(("rest", "/api/webhooks/<int:pk>/deliveries/<int:delivery>/redeliver", "POST"),
+        lambda o: ("POST", f"/api/webhooks/{o.webhook.pk}/deliveries/{o.delivery.pk}/redeliver", None),
+        rest_write(202), ("webhooks.change_webhook",)),
     rest("/ofrep/v1/evaluate/flags", "POST", "/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u"}},
          rest_evaluate(200), [VIEW_FLAG], writes=False),
     rest("/ofrep/v1/evaluate/flags/<path:key>", "POST", "/ofrep/v1/evaluate/flags/m",
@@ -173,7 +192,7 @@ REST += [
         (lambda request: lambda o: (lambda m, path, body: (m, "/api/projects/default" + path.removeprefix("/api"),
                                                           body))(*request(o)))(r.request),
         r.expect, r.perms, r.context, r.writes, r.note)
-    for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments"))
+    for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments", "/api/webhooks"))
 ] + [
     rest("/api/projects", "POST", "/api/projects", {"key": "made-project", "name": "Made"}, rest_write(201),
          ["projects.add_project"]),
@@ -301,6 +320,27 @@ ADMIN = [
                ADMIN_NEVER, ["audit.change_auditentry"]),
     admin_view("audit.auditentry", "delete", url("audit_auditentry_delete", "entry"), sure, ADMIN_NEVER,
                ["audit.delete_auditentry"]),
+    admin_view("webhooks.webhook", "add", url("webhooks_webhook_add"), lambda o: {
+        "name": "n", "url": "http://127.0.0.1:1/h", "events": ["flag.killed"], "format": "standard", "active": "on"},
+        perms=["webhooks.add_webhook"]),
+    admin_view("webhooks.webhook", "change", url("webhooks_webhook_change", "webhook"), lambda o: {
+        "name": "renamed", "url": "http://127.0.0.1:1/h", "events": ["flag.changed"], "format": "slack"},
+        perms=["webhooks.change_webhook"]),
+    admin_view("webhooks.webhook", "delete", url("webhooks_webhook_delete", "webhook"), sure,
+               perms=["webhooks.delete_webhook"]),
+    admin_action("webhooks.webhook", "delete_selected", lambda o: [o.webhook.pk], ["webhooks.delete_webhook"],
+                 ["webhooks.view_webhook"], {"post": "yes"}),
+    admin_action("webhooks.webhook", "rotate_secret", lambda o: [o.webhook.pk], ["webhooks.change_webhook"]),
+    admin_action("webhooks.webhook", "send_test_ping", lambda o: [o.webhook.pk], ["webhooks.change_webhook"]),
+    admin_view("webhooks.delivery", "add", url("webhooks_delivery_add"), lambda o: {"event": "x"}, ADMIN_NEVER,
+               ["webhooks.add_delivery"]),
+    admin_view("webhooks.delivery", "change", url("webhooks_delivery_change", "delivery"), lambda o: {"event": "x"},
+               ADMIN_NEVER, ["webhooks.change_delivery"]),
+    admin_view("webhooks.delivery", "delete", url("webhooks_delivery_delete", "delivery"), sure, ADMIN_NEVER,
+               ["webhooks.delete_delivery"]),
+    # the log is read-only; sending again is a change to the subscription's traffic: change_webhook
+    admin_action("webhooks.delivery", "redeliver", lambda o: [o.delivery.pk], ["webhooks.change_webhook"],
+                 ["webhooks.view_delivery"]),
     admin_view("auth.user", "add", url("auth_user_add"), lambda o: {"username": "newbie", **NEW_PASSWORD},
                perms=["auth.add_user"], context=["auth.change_user"]),
     admin_view("auth.user", "change", url("auth_user_change", "bob"),
@@ -375,6 +415,11 @@ class Objects:
         self.token_raw = make_key("management", user=self.users["staff_without"])
         self.root_key = ApiKey.objects.get(pk=_key_for(self.root).pk)
         self.entry = AuditEntry.objects.order_by("pk").first()
+        from webhooks import services as webhook_services
+
+        self.webhook, _ = webhook_services.webhook_create(actor=SYSTEM, url="http://127.0.0.1:1/h",
+                                                          events=["flag.killed"])
+        self.delivery = webhook_services.webhook_ping(actor=SYSTEM, webhook=self.webhook)  # refused: failed
 
 
 def _key_for(user):
@@ -404,6 +449,9 @@ def everything_written():
         "audit_rows": AuditEntry.objects.count(),
         "role_grants": list(RoleGrant.objects.order_by("pk").values_list("project_id", "role", "user_id", "group_id",
                                                                          "environments")),
+        "webhooks": list(Webhook.all_objects.order_by("pk").values_list("name", "url", "events", "format", "active",
+                                                                       "secret_encrypted")),
+        "deliveries": list(Delivery.objects.order_by("pk").values_list("status", "attempts", "next_attempt_at")),
     }
 
 
