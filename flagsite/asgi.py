@@ -41,12 +41,17 @@ def browser_origin_validator(app):
 
 
 async def lifespan(scope, receive, send):
-    """Start-up happened at import (prepare_web_process); acknowledge the server's lifespan events."""
+    """Start-up happened at import (prepare_web_process); acknowledge the server's lifespan events.
+    Without a broker this worker also applies scheduled changes (changes/runner.py)."""
+    from changes import runner
+
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            runner.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            runner.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

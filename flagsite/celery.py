@@ -1,7 +1,9 @@
 """The Celery app. Broker: Redis with REDIS_URL; without it tasks run eagerly in the calling
 process (settings: CELERY_TASK_ALWAYS_EAGER). Worker: `celery -A flagsite worker`; beat:
 `celery -A flagsite beat` (rollup compaction and stale marking, daily; signed audit checkpoints every
-FLAGS_AUDIT_CHECKPOINT_MINUTES, default 10)."""
+FLAGS_AUDIT_CHECKPOINT_MINUTES, default 10; due scheduled changes every FLAGS_SCHEDULED_CHANGES_INTERVAL
+seconds, default 30). Without a broker no beat runs: the web processes apply scheduled changes
+themselves (changes/runner.py)."""
 
 import os
 
@@ -19,4 +21,8 @@ app.conf.beat_schedule = {
     # the window in which a truncated chain tail goes unnoticed (README "Audit threat model")
     "audit-checkpoint": {"task": "audit.checkpoint",
                          "schedule": 60 * float(os.environ.get("FLAGS_AUDIT_CHECKPOINT_MINUTES") or 10)},
+    # on time within one interval; several beats or workers at once still apply each change once
+    "apply-scheduled-changes": {"task": "changes.apply_due_changes",
+                                "schedule": float(os.environ.get("FLAGS_SCHEDULED_CHANGES_INTERVAL") or 30),
+                                "options": {"expires": float(os.environ.get("FLAGS_SCHEDULED_CHANGES_INTERVAL") or 30)}},
 }

@@ -26,3 +26,14 @@ def visible_projects(principal):
     bound = bound_project(principal)
     projects = Project.objects.all()
     return projects.filter(key=bound) if bound is not None else projects
+
+
+# A flag change needs, wherever it comes from (now, or scheduled for later: changes/services.py),
+# the model permissions its direct REST call needs (flags/apis.py): archive is REST's DELETE.
+FLAG_CHANGE_PERMS = {"archive": ("flags.delete_flag",)}
+
+
+def may_change_flag(user, operation=None):
+    """May this user make (or schedule) this flag change? An inactive user may not."""
+    return bool(user is not None and user.is_active
+                and user.has_perms(FLAG_CHANGE_PERMS.get(operation, ("flags.change_flag",))))

@@ -7,12 +7,14 @@ import functools
 from django.urls import path
 
 from audit import urls as audit_urls
+from changes import urls as change_urls
 from flags import urls as flag_urls
 from projects import apis, scope
 from segments import urls as segment_urls
 
 MOUNTED = {"flag-list", "flag-detail", "flag-toggle", "flag-kill", "flag-restore", "flag-unarchive",
-           "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list"}
+           "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list",
+           *(p.name for p in change_urls.urlpatterns)}
 
 
 def in_project(view):
@@ -33,7 +35,7 @@ environment_patterns = [path("environments", apis.EnvironmentListApi.as_view(), 
 
 def project_patterns():
     patterns = []
-    for module in (flag_urls, segment_urls, audit_urls):
+    for module in (flag_urls, segment_urls, audit_urls, change_urls):
         patterns += [p for p in module.urlpatterns if p.name in MOUNTED]
     patterns += environment_patterns
     return [path(str(p.pattern), in_project(p.callback), name=f"project-{p.name}") for p in patterns]
