@@ -18,6 +18,13 @@ class ReadOnlyAdmin(InProjectAdmin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # view only; the actions below cancel through the services
+
+    def has_cancel_permission(self, request):
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -36,7 +43,7 @@ class ScheduledChangeAdmin(ReadOnlyAdmin):
     list_select_related = ["flag", "environment"]
     actions = ["cancel"]
 
-    @admin.action(description="Cancel the selected pending changes", permissions=["change"])
+    @admin.action(description="Cancel the selected pending changes", permissions=["cancel"])
     def cancel(self, request, queryset):
         actor = Actor.from_request(request)
         for change in queryset.filter(status=Status.PENDING):
@@ -57,7 +64,7 @@ class RolloutPlanAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
-    @admin.action(description="Cancel the selected active plans (their pending steps too)", permissions=["change"])
+    @admin.action(description="Cancel the selected active plans (their pending steps too)", permissions=["cancel"])
     def cancel(self, request, queryset):
         actor = Actor.from_request(request)
         for plan in queryset.filter(status=RolloutPlan.PlanStatus.ACTIVE):

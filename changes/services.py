@@ -152,11 +152,18 @@ def zone(fields, name, value):
     return None
 
 
+def _parsed(parse, value):
+    """parse(value), or None when it is not a string or not a valid date/time ("25:00" raises)."""
+    try:
+        return parse(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def check_run_at(fields, run_at, tz, *, name="runAt"):
     """An aware UTC datetime from a datetime or an ISO 8601 string (without an offset: in `tz`),
     in the future."""
-    value = run_at if isinstance(run_at, dt.datetime) else (parse_datetime(run_at) if isinstance(run_at, str)
-                                                              else None)
+    value = run_at if isinstance(run_at, dt.datetime) else _parsed(parse_datetime, run_at)
     if value is None:
         fields.setdefault(name, []).append("Expected an ISO 8601 date and time, e.g. 2026-12-07T09:00:00+01:00.")
         return None
@@ -286,7 +293,7 @@ def rollout_plan_create(*, actor, flag, environment, percentages, at, timezone="
             and all(a < b for a, b in zip(percentages, percentages[1:]))):
         fields.setdefault("percentages", []).append(
             f"1 to {MAX_STEPS} increasing integers from 1 to 100, e.g. [10, 25, 50, 100].")
-    at = parse_time(at) if isinstance(at, str) else at
+    at = _parsed(parse_time, at) if isinstance(at, str) else at
     if not isinstance(at, dt.time):
         fields.setdefault("at", []).append("A local time of day, e.g. 09:00.")
     if days not in DAYS:
