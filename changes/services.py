@@ -22,6 +22,7 @@ A change applied on time applies whatever happened since it was scheduled, as th
 """
 
 import datetime as dt
+import itertools
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -171,7 +172,7 @@ def check_run_at(fields, run_at, tz, *, name="runAt"):
         if tz is None:
             return None  # the time zone's own error says why
         value = value.replace(tzinfo=tz)
-    value = value.astimezone(dt.timezone.utc)
+    value = value.astimezone(dt.UTC)
     if value <= clock.now():
         fields.setdefault(name, []).append("Must be in the future.")
     return value
@@ -275,7 +276,7 @@ def rollout_times(*, count, at, tz, days, start, after):
     times, day = [], start
     while len(times) < count:
         if day.weekday() in DAYS[days]:
-            moment = dt.datetime.combine(day, at, tzinfo=tz).astimezone(dt.timezone.utc)
+            moment = dt.datetime.combine(day, at, tzinfo=tz).astimezone(dt.UTC)
             if moment > after:
                 times.append(moment)
         day += dt.timedelta(days=1)
@@ -290,7 +291,7 @@ def rollout_plan_create(*, actor, flag, environment, percentages, at, timezone="
     tz = zone(fields, "timezone", timezone)
     if not (isinstance(percentages, list) and 0 < len(percentages) <= MAX_STEPS
             and all(isinstance(p, int) and not isinstance(p, bool) and 0 < p <= 100 for p in percentages)
-            and all(a < b for a, b in zip(percentages, percentages[1:]))):
+            and all(a < b for a, b in itertools.pairwise(percentages))):
         fields.setdefault("percentages", []).append(
             f"1 to {MAX_STEPS} increasing integers from 1 to 100, e.g. [10, 25, 50, 100].")
     at = _parsed(parse_time, at) if isinstance(at, str) else at
@@ -440,7 +441,7 @@ def _advance_plan(change):
         _stop_plan(plan, RolloutPlan.PlanStatus.HALTED, f"plan halted: step {change.step} {change.result}")
         return
     following = ScheduledChange.all_objects.filter(plan=plan, step=change.step + 1, status=Status.PENDING)
-    if not following.update(base_version=_state_version(change.flag, change.environment)):
-        if not plan.steps.filter(status=Status.PENDING).exists():
-            plan.status = RolloutPlan.PlanStatus.COMPLETED
-            plan.save(update_fields=["status"])
+    moved_on = following.update(base_version=_state_version(change.flag, change.environment))
+    if not moved_on and not plan.steps.filter(status=Status.PENDING).exists():
+        plan.status = RolloutPlan.PlanStatus.COMPLETED
+        plan.save(update_fields=["status"])

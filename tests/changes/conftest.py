@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from audit.actor import Actor
 from changes import clock as scheduler_clock
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FRIDAY = dt.datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 
 

@@ -68,7 +68,7 @@ def test_four_applier_threads_on_postgres__skip_locked__each_change_applied_exac
         try:
             barrier.wait()
             results.append(services.apply_due(now=scheduler_clock.now() - dt.timedelta(minutes=29)))
-        except Exception as exc:  # reported below
+        except Exception as exc:  # noqa: BLE001 (reported below)
             errors.append(exc)
         finally:
             connection.close()

@@ -29,7 +29,7 @@ def test_timeline__upcoming_soonest_first_with_local_and_utc_times(staff_client,
     sooner = services.scheduled_change_create(actor=SYSTEM, flag=flag, environment="staging", operation="enable",
                                               run_at="2026-12-05T09:00:00", timezone="Europe/Berlin")
     page = staff_client.get("/flags/checkout").content.decode()
-    items = re.findall(r'<li data-change="(\d+)">(.*?)</li>', page, re.S)
+    items = re.findall(r'<li data-change="(\d+)">(.*?)</li>', page, re.DOTALL)
     assert [int(pk) for pk, _ in items] == [sooner.pk, later.pk]
     text = [" ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split()) for _, body in items]
     assert text[0].startswith("2026-12-05 09:00 CET (Europe/Berlin) (2026-12-05 08:00 UTC) · staging · Turn on")
@@ -45,7 +45,7 @@ def test_schedule_form__creates_the_change__then_cancel_button_cancels_it(staff_
     assert response.status_code == 302
     change = ScheduledChange.objects.get()
     assert (change.operation, change.payload, change.run_at, change.author_label) == (
-        "rollout", {"percentage": 25}, dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.timezone.utc), "ops")
+        "rollout", {"percentage": 25}, dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC), "ops")
     page = staff_client.get("/flags/checkout", follow=True).content.decode()
     assert "Rollout step (percentage) to 25%" in page
     assert staff_client.post(f"/flags/checkout/schedule/{change.pk}/cancel").status_code == 302

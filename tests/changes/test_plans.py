@@ -13,7 +13,7 @@ from flags.errors import Conflict
 from flags.models import FlagState
 
 pytestmark = pytest.mark.django_db
-UTC = dt.timezone.utc
+UTC = dt.UTC
 GEO = {"type": "geo", "operator": "in", "value": ["DE"]}
 
 
@@ -69,7 +69,7 @@ def test_plan__downtime_over_the_weekend__missed_steps_apply_late_in_order(plan,
 
 
 def test_plan__flag_changed_by_hand_then_a_step_missed__skipped_and_the_plan_halts(plan, clock, actor):
-    first, second, third, fourth = steps(plan)
+    first, second, _, fourth = steps(plan)
     clock.set(first.run_at)
     services.apply_due()
     flag_services.flag_toggle(actor=actor, flag=plan.flag, environment="production", enabled=False)  # trouble

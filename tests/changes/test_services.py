@@ -7,7 +7,7 @@ import pytest
 
 from audit.models import AuditEntry
 from changes import services
-from changes.models import ScheduledChange, Status
+from changes.models import ScheduledChange
 from flags import services as flag_services
 from flags.errors import Conflict, ValidationFailed
 from flags.models import FlagState
@@ -126,7 +126,7 @@ def test_reschedule__applies_at_the_new_time_only(author, off_flag, clock):
     services.scheduled_change_reschedule(actor=author, change=change, run_at="2026-12-04T12:00:00",
                                          timezone="Europe/Berlin")
     change.refresh_from_db()
-    assert (change.run_at, change.timezone) == (dt.datetime(2026, 12, 4, 11, 0, tzinfo=dt.timezone.utc),
+    assert (change.run_at, change.timezone) == (dt.datetime(2026, 12, 4, 11, 0, tzinfo=dt.UTC),
                                                 "Europe/Berlin")
     clock.advance(hours=1)
     assert services.apply_due() == []
