@@ -48,6 +48,7 @@ PAYLOAD_FIELDS = {
 }
 DAYS = {"weekdays": range(5), "daily": range(7)}
 MAX_STEPS = 20
+MAX_START_DAYS = 366
 
 
 def interval_seconds():
@@ -147,7 +148,7 @@ def _check_author(actor, operation):
 def zone(fields, name, value):
     try:
         return ZoneInfo(value) if isinstance(value, str) and value else None
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         pass
     fields.setdefault(name, []).append("Unknown time zone: use an IANA name such as Europe/Berlin or UTC.")
     return None
@@ -172,7 +173,13 @@ def check_run_at(fields, run_at, tz, *, name="runAt"):
         if tz is None:
             return None  # the time zone's own error says why
         value = value.replace(tzinfo=tz)
-    value = value.astimezone(dt.UTC)
+    try:
+        value = value.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00
+        value = None
+    if value is None or value.year > 9000:
+        fields.setdefault(name, []).append("Too far in the future.")
+        return None
     if value <= clock.now():
         fields.setdefault(name, []).append("Must be in the future.")
     return value
@@ -304,10 +311,13 @@ def rollout_plan_create(*, actor, flag, environment, percentages, at, timezone="
             start = dt.date.fromisoformat(start)
         except ValueError:
             fields.setdefault("start", []).append("A date, e.g. 2026-12-07.")
+    today = clock.now().astimezone(tz).date() if tz else None
+    if isinstance(start, dt.date) and today and start > today + dt.timedelta(days=MAX_START_DAYS):
+        fields.setdefault("start", []).append(f"At most {MAX_START_DAYS} days from today.")
     if fields:
         raise ValidationFailed(fields)
     _check_author(actor, Operation.ROLLOUT)
-    start = start or clock.now().astimezone(tz).date()
+    start = max(start or today, today)
     times = rollout_times(count=len(percentages), at=at, tz=tz, days=days, start=start, after=clock.now())
     _dry_run(Operation.ROLLOUT, {"percentage": percentages[0]}, actor=actor, flag=flag, environment=env)
     with transaction.atomic():

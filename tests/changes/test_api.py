@@ -61,6 +61,8 @@ def test_update_change_as_the_patch_body__applied_later(api, flag, clock):
 @pytest.mark.parametrize("overrides, fields", [
     ({"runAt": "2026-12-04T07:59:00Z"}, ["runAt"]),  # the past (the clock says 08:00Z)
     ({"runAt": "tomorrow"}, ["runAt"]),
+    ({"runAt": "9999-12-31T23:00:00-05:00"}, ["runAt"]),
+    ({"runAt": "2026-02-30T09:00:00"}, ["runAt"]),
     ({"flag": "nope"}, ["flag"]),
     ({"environment": "moon"}, ["environment"]),
     ({"timezone": "Europe/Atlantis"}, ["timezone"]),

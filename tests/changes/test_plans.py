@@ -111,7 +111,8 @@ def test_plan_daily_in_new_york__fall_back_keeps_local_time(author, make_flag, c
 @pytest.mark.parametrize("bad, field", [
     ({"percentages": [50, 25]}, "percentages"), ({"percentages": []}, "percentages"),
     ({"percentages": [10, 101]}, "percentages"), ({"at": "25:00"}, "at"), ({"days": "weekends"}, "days"),
-    ({"timezone": "Berlin"}, "timezone"), ({"start": "soon"}, "start"), ({"environment": "moon"}, "environment"),
+    ({"timezone": "Berlin"}, "timezone"), ({"start": "soon"}, "start"), ({"start": "9999-12-31"}, "start"),
+    ({"environment": "moon"}, "environment"),
 ])
 def test_plan_bad_input__field_error__nothing_written(author, make_flag, clock, bad, field, world):
     flag = make_flag("p")

@@ -391,7 +391,7 @@ class Objects:
         self.scheduled = change_services.scheduled_change_create(
             actor=SYSTEM, flag=self.off, environment="production", operation="enable", run_at=LATER)
         self.plan = change_services.rollout_plan_create(actor=SYSTEM, flag=self.off, environment="staging",
-                                                        percentages=[50, 100], at="09:00", start="2099-01-01")
+                                                        percentages=[50, 100], at="09:00")
 
 
 def _key_for(user):
