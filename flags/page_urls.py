@@ -3,6 +3,7 @@
 from django.urls import path
 
 from analytics import pages as analytics_pages
+from changes import pages as change_pages
 from flags import create_page, editor, pages
 
 urlpatterns = [
@@ -19,6 +20,8 @@ urlpatterns = [
     path("flags/<str:key>/variants", editor.save_variants, name="page-flag-variants"),
     path("flags/<str:key>/evaluate-as", editor.evaluate_as, name="page-flag-evaluate-as"),
     path("flags/<str:key>/recent-contexts", editor.recent_contexts, name="page-flag-recent-contexts"),
+    path("flags/<str:key>/schedule", change_pages.schedule, name="page-flag-schedule"),
+    path("flags/<str:key>/schedule/<int:change_id>/cancel", change_pages.cancel, name="page-flag-schedule-cancel"),
     path("audit/", pages.audit_log, name="page-audit"),
     path("analytics/", analytics_pages.overview, name="page-analytics"),
 ]

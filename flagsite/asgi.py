@@ -42,16 +42,20 @@ def browser_origin_validator(app):
 
 async def lifespan(scope, receive, send):
     """Start-up happened at import (prepare_web_process); acknowledge the server's lifespan events.
-    Without a broker this worker also sends webhooks (webhooks/runner.py)."""
+    Without a broker this worker also sends webhooks (webhooks/runner.py) and applies scheduled
+    changes (changes/runner.py)."""
+    from changes import runner as change_runner
     from webhooks import runner as webhook_runner
 
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             webhook_runner.start()
+            change_runner.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             webhook_runner.stop()
+            change_runner.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -1,8 +1,10 @@
 """The Celery app. Broker: Redis with REDIS_URL; without it tasks run eagerly in the calling
 process (settings: CELERY_TASK_ALWAYS_EAGER). Worker: `celery -A flagsite worker`; beat:
 `celery -A flagsite beat` (rollup compaction and stale marking, daily; signed audit checkpoints every
-FLAGS_AUDIT_CHECKPOINT_MINUTES, default 10;
-webhook dispatch and retries every FLAGS_WEBHOOK_TICK_SECONDS, default 10)."""
+FLAGS_AUDIT_CHECKPOINT_MINUTES, default 10; webhook dispatch and retries every FLAGS_WEBHOOK_TICK_SECONDS,
+default 10; due scheduled changes every FLAGS_SCHEDULED_CHANGES_INTERVAL seconds, default 30). Without a
+broker no beat runs: the web processes send webhooks and apply scheduled changes themselves
+(webhooks/runner.py, changes/runner.py)."""
 
 import os
 
@@ -23,4 +25,8 @@ app.conf.beat_schedule = {
     # webhooks' safety net: dispatch what a lost wake-up missed, send due retries (webhooks/trigger.py)
     "webhooks-tick": {"task": "webhooks.tick",
                       "schedule": float(os.environ.get("FLAGS_WEBHOOK_TICK_SECONDS") or 10)},
+    # on time within one interval; several beats or workers at once still apply each change once
+    "apply-scheduled-changes": {"task": "changes.apply_due_changes",
+                                "schedule": float(os.environ.get("FLAGS_SCHEDULED_CHANGES_INTERVAL") or 30),
+                                "options": {"expires": float(os.environ.get("FLAGS_SCHEDULED_CHANGES_INTERVAL") or 30)}},
 }

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "analytics",
     "experiments",  # events and exposures (issue 20)
     "webhooks",  # subscriptions following the audit log, signed deliveries (issue 19)
+    "changes",  # scheduled changes and rollout plans (issue 19)
     "grpc_api",
     "corsheaders",
     "flagsite.ops",
@@ -309,6 +310,11 @@ FLAGS_OFREP_RATE_LIMIT = os.environ.get("FLAGS_OFREP_RATE_LIMIT", "1000/s")
 # process, started on the first evaluation); AUTOFLUSH off leaves flushing to explicit calls (tests).
 FLAGS_ANALYTICS_FLUSH_SECONDS = float(os.environ.get("FLAGS_ANALYTICS_FLUSH_SECONDS", "5"))
 FLAGS_ANALYTICS_AUTOFLUSH = env_bool("FLAGS_ANALYTICS_AUTOFLUSH", default=True)
+# Scheduled changes (changes/): due ones are applied every N seconds, by Celery beat's
+# changes.apply_due_changes with Redis, else by a thread in each web process (changes/runner.py;
+# RUNNER off: neither starts it, e.g. tests, which drive the applier with a clock).
+FLAGS_SCHEDULED_CHANGES_INTERVAL = float(os.environ.get("FLAGS_SCHEDULED_CHANGES_INTERVAL", "30"))
+FLAGS_SCHEDULED_CHANGES_RUNNER = env_bool("FLAGS_SCHEDULED_CHANGES_RUNNER", default=True)
 # Events (POST /api/events, gRPC Track): at most N events per batch and N bytes per body (413 past
 # either); at most N events waiting in a process's buffer for the next flush (503 past it, clients
 # retry). Exposures: recorded when an evaluation returns a variant (experiments/buffers.py);

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/", include("analytics.urls")),
     path("api/", include("experiments.urls")),
     path("api/", include("webhooks.urls")),
+    path("api/", include("changes.urls")),
     path("ofrep/", include("flags.ofrep_urls")),
     path("metrics", metrics_view, name="metrics"),  # Prometheus (flagsite/ops/metrics.py)
     path("", include("flags.page_urls")),  # dashboard pages (staff)

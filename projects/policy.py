@@ -205,3 +205,19 @@ def visible_projects(principal, user=None):
     if user is not None and getattr(user, "pk", None) is not None and not is_site_staff(user):
         projects = projects.filter(key__in={project for project, _, _ in grants_of(user)})
     return projects
+
+
+# A flag change needs, wherever it comes from (now, or scheduled for later: changes/services.py),
+# the model permissions its direct REST call needs (flags/apis.py): archive is REST's DELETE.
+FLAG_CHANGE_PERMS = {"archive": ("flags.delete_flag",)}
+
+
+def may_change_flag(user, operation=None, *, project=None, environment=None):
+    """May this user make (or schedule) this flag change in this environment (key; None: every one)?
+    Site staff by their model permissions, members by their role there; an inactive user may not."""
+    if user is None or not user.is_active:
+        return False
+    project = project or scope.current()
+    environments = ALL if environment is None else [environment]
+    return all(site_perm(user, perm) or role_allows(user, perm, project, environments)
+               for perm in FLAG_CHANGE_PERMS.get(operation, ("flags.change_flag",)))

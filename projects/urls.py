@@ -7,6 +7,7 @@ import functools
 from django.urls import path
 
 from audit import urls as audit_urls
+from changes import urls as change_urls
 from flags import urls as flag_urls
 from projects import apis, scope
 from segments import urls as segment_urls
@@ -15,7 +16,7 @@ from webhooks import urls as webhook_urls
 MOUNTED = {"flag-list", "flag-detail", "flag-toggle", "flag-kill", "flag-restore", "flag-unarchive",
            "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list",
            "webhook-list", "webhook-detail", "webhook-rotate-secret", "webhook-ping", "webhook-deliveries",
-           "webhook-redeliver"}
+           "webhook-redeliver", *(p.name for p in change_urls.urlpatterns)}
 
 
 def in_project(view):
@@ -43,7 +44,7 @@ own_patterns = [
 
 def project_patterns():
     patterns = []
-    for module in (flag_urls, segment_urls, audit_urls, webhook_urls):
+    for module in (flag_urls, segment_urls, audit_urls, webhook_urls, change_urls):
         patterns += [p for p in module.urlpatterns if p.name in MOUNTED]
     patterns += environment_patterns + own_patterns
     return [path(str(p.pattern), in_project(p.callback), name=f"project-{p.name}") for p in patterns]

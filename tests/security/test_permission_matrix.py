@@ -30,6 +30,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from audit.models import AuditEntry
+from changes.models import RolloutPlan, ScheduledChange
 from flags import snapshot
 from flags.models import ApiKey, Environment, Flag
 from flagsite.api.authentication import forget_api_key
@@ -46,7 +47,7 @@ pytestmark = pytest.mark.django_db
 
 WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-APPS = ("flags", "segments", "audit", "analytics", "auth", "projects", "webhooks")
+APPS = ("flags", "segments", "audit", "analytics", "auth", "projects", "webhooks", "changes")
 LOGIN = "login"  # a 302 to the admin login page
 
 
@@ -123,6 +124,8 @@ def url(name, *attrs):
 
 
 VIEW_FLAG, CHANGE_FLAG = "flags.view_flag", "flags.change_flag"
+SCHEDULE = ["changes.add_scheduledchange", CHANGE_FLAG]
+LATER = "2099-01-01T00:00:00Z"
 REPORT = {"evaluations": [{"flagId": "m", "variant": None, "enabled": True, "count": 3}]}
 
 REST = [
@@ -183,6 +186,20 @@ REST = [
          rest_evaluate(200), [VIEW_FLAG], writes=False),
     rest("/ofrep/v1/evaluate/flags/<path:key>", "POST", "/ofrep/v1/evaluate/flags/m",
          {"context": {"targetingKey": "u"}}, rest_evaluate(200), [VIEW_FLAG], writes=False),
+    # scheduling needs what the direct write needs too (flags.change_flag)
+    rest("/api/scheduled-changes", "POST", "/api/scheduled-changes",
+         {"flag": "m", "change": {"action": "disable"}, "runAt": LATER}, rest_write(201), SCHEDULE),
+    Row(("rest", "/api/scheduled-changes/<int:change_id>/cancel", "POST"),
+        lambda o: ("POST", f"/api/scheduled-changes/{o.scheduled.pk}/cancel", {}), rest_write(200),
+        ("changes.change_scheduledchange",)),
+    Row(("rest", "/api/scheduled-changes/<int:change_id>/reschedule", "POST"),
+        lambda o: ("POST", f"/api/scheduled-changes/{o.scheduled.pk}/reschedule", {"runAt": "2099-02-01T00:00:00Z"}),
+        rest_write(200), ("changes.change_scheduledchange",)),
+    rest("/api/rollout-plans", "POST", "/api/rollout-plans", {"flag": "m", "percentages": [10, 100], "at": "09:00"},
+         rest_write(201), ["changes.add_rolloutplan", CHANGE_FLAG]),
+    Row(("rest", "/api/rollout-plans/<int:plan_id>/cancel", "POST"),
+        lambda o: ("POST", f"/api/rollout-plans/{o.plan.pk}/cancel", {}), rest_write(200),
+        ("changes.change_rolloutplan",)),
 ]
 
 # A project's management paths are the same views as the default project's, mounted again
@@ -192,7 +209,8 @@ REST += [
         (lambda request: lambda o: (lambda m, path, body: (m, "/api/projects/default" + path.removeprefix("/api"),
                                                           body))(*request(o)))(r.request),
         r.expect, r.perms, r.context, r.writes, r.note)
-    for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments", "/api/webhooks"))
+    for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments", "/api/webhooks",
+                                                 "/api/scheduled-changes", "/api/rollout-plans"))
 ] + [
     rest("/api/projects", "POST", "/api/projects", {"key": "made-project", "name": "Made"}, rest_write(201),
          ["projects.add_project"]),
@@ -229,6 +247,11 @@ PAGES = [
     page_json("/flags/<str:key>/evaluate-as", "/flags/m/evaluate-as", {"userId": "u", "context": {"plan": "x"}},
               perms=("flags.view_flag",), writes=False),
     page_get_json("/flags/<str:key>/recent-contexts", "/flags/m/recent-contexts", perms=("flags.view_flag",)),
+    page("/flags/<str:key>/schedule", "/flags/m/schedule", {"environment": "production", "action": "disable",
+                                                            "run_at": "2099-01-01T09:00", "timezone": "Europe/Berlin"},
+         perms=SCHEDULE),
+    Row(("page", "/flags/<str:key>/schedule/<int:change_id>/cancel"),
+        lambda o: ("POST", f"/flags/m/schedule/{o.scheduled.pk}/cancel", {}), PAGE, ("changes.change_scheduledchange",)),
 ]
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
@@ -341,6 +364,22 @@ ADMIN = [
     # the log is read-only; sending again is a change to the subscription's traffic: change_webhook
     admin_action("webhooks.delivery", "redeliver", lambda o: [o.delivery.pk], ["webhooks.change_webhook"],
                  ["webhooks.view_delivery"]),
+    admin_view("changes.scheduledchange", "add", url("changes_scheduledchange_add"), lambda o: {"operation": "kill"},
+               ADMIN_NEVER, ["changes.add_scheduledchange"]),
+    admin_view("changes.scheduledchange", "change", url("changes_scheduledchange_change", "scheduled"),
+               lambda o: {"status": "applied"}, ADMIN_NEVER, ["changes.change_scheduledchange"]),
+    admin_view("changes.scheduledchange", "delete", url("changes_scheduledchange_delete", "scheduled"), sure,
+               ADMIN_NEVER, ["changes.delete_scheduledchange"]),
+    admin_action("changes.scheduledchange", "cancel", lambda o: [o.scheduled.pk], ["changes.change_scheduledchange"],
+                 ["changes.view_scheduledchange"]),
+    admin_view("changes.rolloutplan", "add", url("changes_rolloutplan_add"), lambda o: {"days": "daily"},
+               ADMIN_NEVER, ["changes.add_rolloutplan"]),
+    admin_view("changes.rolloutplan", "change", url("changes_rolloutplan_change", "plan"),
+               lambda o: {"status": "completed"}, ADMIN_NEVER, ["changes.change_rolloutplan"]),
+    admin_view("changes.rolloutplan", "delete", url("changes_rolloutplan_delete", "plan"), sure,
+               ADMIN_NEVER, ["changes.delete_rolloutplan"]),
+    admin_action("changes.rolloutplan", "cancel", lambda o: [o.plan.pk], ["changes.change_rolloutplan"],
+                 ["changes.view_rolloutplan"]),
     admin_view("auth.user", "add", url("auth_user_add"), lambda o: {"username": "newbie", **NEW_PASSWORD},
                perms=["auth.add_user"], context=["auth.change_user"]),
     admin_view("auth.user", "change", url("auth_user_change", "bob"),
@@ -415,11 +454,16 @@ class Objects:
         self.token_raw = make_key("management", user=self.users["staff_without"])
         self.root_key = ApiKey.objects.get(pk=_key_for(self.root).pk)
         self.entry = AuditEntry.objects.order_by("pk").first()
+        from changes import services as change_services
         from webhooks import services as webhook_services
 
         self.webhook, _ = webhook_services.webhook_create(actor=SYSTEM, url="http://127.0.0.1:1/h",
                                                           events=["flag.killed"])
         self.delivery = webhook_services.webhook_ping(actor=SYSTEM, webhook=self.webhook)  # refused: failed
+        self.scheduled = change_services.scheduled_change_create(
+            actor=SYSTEM, flag=self.off, environment="production", operation="enable", run_at=LATER)
+        self.plan = change_services.rollout_plan_create(actor=SYSTEM, flag=self.off, environment="staging",
+                                                        percentages=[50, 100], at="09:00")
 
 
 def _key_for(user):
@@ -452,6 +496,9 @@ def everything_written():
         "webhooks": list(Webhook.all_objects.order_by("pk").values_list("name", "url", "events", "format", "active",
                                                                        "secret_encrypted")),
         "deliveries": list(Delivery.objects.order_by("pk").values_list("status", "attempts", "next_attempt_at")),
+        "scheduled_changes": list(ScheduledChange.all_objects.order_by("pk").values_list("status", "run_at",
+                                                                                          "payload")),
+        "rollout_plans": list(RolloutPlan.all_objects.order_by("pk").values_list("status", flat=True)),
     }
 
 
