@@ -184,8 +184,12 @@ def test_failure_at_apply_time__status_failed_with_the_error(author, make_flag, 
     assert AuditEntry.objects.filter(action="flag.archived").count() == 0
 
 
-def test_archive_needs_the_delete_permission_to_be_scheduled(author, off_flag, clock):
+def test_archive_needs_the_delete_permission_to_be_scheduled(django_user_model, off_flag, clock):
     from django.core.exceptions import PermissionDenied
 
+    from audit.actor import Actor
+    from tests.changes.conftest import SCHEDULER_PERMS, grant
+
+    editor = grant(django_user_model.objects.create_user(username="edith"), *SCHEDULER_PERMS)  # no delete_flag
     with pytest.raises(PermissionDenied):
-        schedule(author, off_flag, clock, operation="archive")
+        schedule(Actor.for_user(editor), off_flag, clock, operation="archive")
