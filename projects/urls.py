@@ -7,12 +7,15 @@ import functools
 from django.urls import path
 
 from audit import urls as audit_urls
+from experiments import urls as experiment_urls
 from flags import urls as flag_urls
 from projects import apis, scope
 from segments import urls as segment_urls
 
 MOUNTED = {"flag-list", "flag-detail", "flag-toggle", "flag-kill", "flag-restore", "flag-unarchive",
-           "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list"}
+           "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list",
+           "metric-list", "metric-detail", "experiment-list", "experiment-detail", "experiment-start",
+           "experiment-stop", "experiment-results"}
 
 
 def in_project(view):
@@ -33,7 +36,7 @@ environment_patterns = [path("environments", apis.EnvironmentListApi.as_view(), 
 
 def project_patterns():
     patterns = []
-    for module in (flag_urls, segment_urls, audit_urls):
+    for module in (flag_urls, segment_urls, audit_urls, experiment_urls):
         patterns += [p for p in module.urlpatterns if p.name in MOUNTED]
     patterns += environment_patterns
     return [path(str(p.pattern), in_project(p.callback), name=f"project-{p.name}") for p in patterns]
