@@ -55,20 +55,19 @@ def _ts(column):
 
 def _summary_sql(experiment, metrics, end):
     """(sql, params): one row per variant: variant, users, users whose variant changed, then per
-    metric v-sum, v-squares, [d-sum, d-squares, v*d], [p-sum, p-squares, v*p]."""
+    metric v-sum, v-squares, [d-sum, d-squares, v*d], [p-sum, p-squares, v*p]. Window bounds are
+    computed once per exposure (x.t0, x.w<hours>, x.pre), not once per joined event."""
     exposure = connection.ops.quote_name(Exposure._meta.db_table)
     event = connection.ops.quote_name(Event._meta.db_table)
     inner, outer, inner_params = [], [], []
+    at = _ts("e.timestamp")
+    windows = sorted({m.window_hours for m in metrics if m.window_hours})
     pre = any(m.kind != Metric.Kind.RATIO for m in metrics)
 
     def during(metric):
-        cond = "e.timestamp >= x.first_seen"
-        if metric.window_hours:
-            cond += f" AND {_ts('e.timestamp')} < {_shifted('x.first_seen', metric.window_hours * 3600)}"
-        return cond
+        return f"{at} >= x.t0" + (f" AND {at} < x.w{metric.window_hours}" if metric.window_hours else "")
 
-    before = (f"e.timestamp < x.first_seen AND {_ts('e.timestamp')} >= "
-              f"{_shifted('x.first_seen', -PRE_PERIOD.total_seconds())}")
+    before = f"{at} < x.t0 AND {at} >= x.pre"
 
     def value(metric, cond, name):
         if metric.kind == Metric.Kind.CONVERSION:
@@ -92,17 +91,20 @@ def _summary_sql(experiment, metrics, end):
             value(metric, before, f"p{i}")
             outer += [f"SUM(u.p{i})", f"SUM(u.p{i} * u.p{i})", f"SUM(u.v{i} * u.p{i})"]
     names = sorted({m.event for m in metrics} | {m.denominator_event for m in metrics if m.denominator_event})
-    lower = (f"{_ts('e.timestamp')} >= {_shifted('x.first_seen', -PRE_PERIOD.total_seconds())}" if pre
-             else "e.timestamp >= x.first_seen")
+    bounds = [f"{_ts('first_seen')} AS t0", f"{_shifted('first_seen', -PRE_PERIOD.total_seconds())} AS pre"]
+    bounds += [f"{_shifted('first_seen', hours * 3600)} AS w{hours}" for hours in windows]
     sql = (
         f"SELECT u.variant, COUNT(*), SUM(CASE WHEN u.changes > 0 THEN 1 ELSE 0 END), {', '.join(outer)} "
         f"FROM (SELECT x.variant AS variant, x.variant_changes AS changes, {', '.join(inner)} "
-        f"FROM {exposure} x LEFT JOIN {event} e ON e.environment_id = x.environment_id AND e.user_id = x.user_id "
-        f"AND e.event IN ({', '.join(['%s'] * len(names))}) AND {lower} AND e.timestamp <= %s "
-        "WHERE x.experiment_id = %s GROUP BY x.id, x.variant, x.variant_changes) u "
+        f"FROM (SELECT id, environment_id, user_id, variant, variant_changes, {', '.join(bounds)} "
+        f"FROM {exposure} WHERE experiment_id = %s) x "
+        f"LEFT JOIN {event} e ON e.environment_id = x.environment_id AND e.user_id = x.user_id "
+        f"AND e.event IN ({', '.join(['%s'] * len(names))}) AND {at} >= x.{'pre' if pre else 't0'} "
+        "AND e.timestamp <= %s "
+        "GROUP BY x.id, x.variant, x.variant_changes) u "
         "GROUP BY u.variant ORDER BY u.variant"
     )
-    params = [*inner_params, *names, connection.ops.adapt_datetimefield_value(end), experiment.pk]
+    params = [*inner_params, experiment.pk, *names, connection.ops.adapt_datetimefield_value(end)]
     return sql, params
 
 

@@ -21,8 +21,8 @@ from flags.errors import NotFound
 from flags.serializers import KEY_REGEX, MAX_DESCRIPTION, Bool, StrictSerializer, Text
 from flags.snapshot import get_snapshot
 from flagsite.api.common import actor_for, environment_for, key_from, validate
-from flagsite.api.pagination import Pagination
 from flagsite.api.exceptions import PayloadTooLarge, error_response
+from flagsite.api.pagination import Pagination
 from flagsite.api.parsers import JSONOnlyNegotiation, refuse_declared_length_over
 from flagsite.api.throttling import bulk_weight
 

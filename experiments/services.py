@@ -282,8 +282,8 @@ def experiment_start(*, actor, experiment):
         flag = experiment.flag
         variants = {v["key"]: v.get("weight", 0) for v in flag.variants} if flag.kind == Flag.Kind.MULTIVARIATE else {}
         if experiment.control not in variants or flag.archived:
-            raise ValidationFailed({"flag": [f"Flag '{flag.key}' no longer has the control variant "
-                                             f"'{experiment.control}' (or is archived)."]})
+            message = f"Flag '{flag.key}' no longer has the control variant '{experiment.control}' (or is archived)."
+            raise ValidationFailed({"flag": [message]})
         total = sum(variants.values())
         if total <= 0 or variants[experiment.control] <= 0 or sum(1 for w in variants.values() if w > 0) < 2:
             raise ValidationFailed({"flag": ["The control and at least one other variant need a weight above 0."]})
@@ -315,8 +315,8 @@ def experiment_stop(*, actor, experiment, ship=None, reason=""):
                            fields={"status": [f"Is {experiment.status}."]})
         variants = experiment.flag.variants
         if ship is not None and ship not in [v["key"] for v in variants]:
-            raise ValidationFailed({"ship": [f"Must be one of the flag's variants: "
-                                             f"{', '.join(v['key'] for v in variants)}."]})
+            message = f"Must be one of the flag's variants: {', '.join(v['key'] for v in variants)}."
+            raise ValidationFailed({"ship": [message]})
         if ship is not None:  # first: the flag row before the audit head, the flag services' lock order
             shipped = [{**v, "weight": 100 if v["key"] == ship else 0} for v in variants]
             flag_services.flag_update(actor=actor, flag=experiment.flag, environment=None, data={"variants": shipped})

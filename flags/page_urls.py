@@ -3,6 +3,7 @@
 from django.urls import path
 
 from analytics import pages as analytics_pages
+from experiments import pages as experiment_pages
 from flags import create_page, editor, pages
 
 urlpatterns = [
@@ -21,4 +22,6 @@ urlpatterns = [
     path("flags/<str:key>/recent-contexts", editor.recent_contexts, name="page-flag-recent-contexts"),
     path("audit/", pages.audit_log, name="page-audit"),
     path("analytics/", analytics_pages.overview, name="page-analytics"),
+    path("experiments/", experiment_pages.experiment_list, name="page-experiments"),
+    path("experiments/<str:key>", experiment_pages.experiment_detail, name="page-experiment"),
 ]

@@ -50,9 +50,10 @@ def test_experiment_create__validates_flag_control_and_metrics():
 def test_lifecycle__audited__one_running_per_flag_and_environment():
     checkout_flag()
     metrics()
-    make = lambda key: services.experiment_create(actor=SYSTEM, key=key, name=key, flag="checkout",  # noqa: E731
-                                                  environment="production", control="control",
-                                                  primary_metric="purchase")
+    def make(key):
+        return services.experiment_create(actor=SYSTEM, key=key, name=key, flag="checkout", environment="production",
+                                          control="control", primary_metric="purchase")
+
     first, second = make("first"), make("second")
     first = services.experiment_start(actor=SYSTEM, experiment=first)
     assert first.status == "running" and first.weights == {"control": 0.5, "treatment": 0.5}

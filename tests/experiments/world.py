@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from experiments import services
+from experiments.models import Experiment
 from tests.api.conftest import SYSTEM, create_flag
 
 ENVS = ("development", "staging", "production")
@@ -38,6 +39,9 @@ def seeded(users=400, uplift=0.5, seed=7):
         control="control", primary_metric="purchase", secondary_metrics=["revenue"], guardrail_metrics=["order-value"],
         hypothesis="A one-page checkout sells more")
     experiment = services.experiment_start(actor=SYSTEM, experiment=experiment)
+    # started ten days ago (a fixture's shortcut past the service): every exposure and event is in the past
+    Experiment.all_objects.filter(pk=experiment.pk).update(started_at=experiment.started_at - timedelta(days=10))
+    experiment.refresh_from_db()
     rng = random.Random(seed)
     start = experiment.started_at.timestamp() + 1
     exposures, events, truth = [], [], {}

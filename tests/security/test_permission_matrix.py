@@ -217,7 +217,7 @@ PAGES = [
 ]
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
-              "/metrics": "/metrics"}
+              "/metrics": "/metrics", "/experiments/": "/experiments/", "/experiments/<str:key>": "/experiments/running"}
 
 
 def flag_add(o):
