@@ -233,7 +233,8 @@ def experiment_results(experiment, *, now=None):
     results = [_metric_result(role, metric, i, order, experiment.control, data, srm)
                for i, (role, metric) in enumerate(metrics)]
     primary = results[0]
-    verdicts = [f"{row['variant']}: {row['verdict']}" for row in primary["variants"] if not row["control"]]
+    verdicts = [row["verdict"] if row["verdict"].startswith(row["variant"]) else f"{row['variant']}: {row['verdict']}"
+                for row in primary["variants"] if not row["control"]]
     if srm is not None:
         srm.pop("_result")
     return {

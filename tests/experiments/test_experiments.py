@@ -138,7 +138,7 @@ def test_results__database_sums_agree_with_per_user_python(django_assert_max_num
         assert (by_metric[key]["cuped"] is not None) == cuped
     primary = by_metric["purchase"]["variants"][1]
     assert primary["verdict"].startswith("treatment is better than control with")
-    assert results["verdict"] == [f"treatment: {primary['verdict']}"]
+    assert results["verdict"] == [primary["verdict"]]
     assert sum(d["users"] for d in results["exposuresByDay"]) == 1000
 
 

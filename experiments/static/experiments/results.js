@@ -17,9 +17,10 @@
           { type: "bar", label: "Always-valid 95% interval", data: rows.map(function (v) { return v.interval; }),
             backgroundColor: rows.map(function (v) {
               return v.interval[0] > 0 ? "#1a7f37" : (v.interval[1] < 0 ? "#cf222e" : "#8c959f"); }),
-            barThickness: 14 },
-          { type: "line", label: "Uplift", data: rows.map(function (v) { return v.uplift; }), showLine: false,
-            pointStyle: "rectRot", pointRadius: 7, backgroundColor: "#1f2328", borderColor: "#1f2328" }
+            barThickness: 14, order: 2 },
+          { type: "line", label: "Uplift", showLine: false, order: 1,
+            data: rows.map(function (v) { return { x: v.uplift, y: v.variant }; }),
+            pointStyle: "rectRot", pointRadius: 7, backgroundColor: "#1f2328", borderColor: "#ffffff" }
         ]
       },
       options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, animation: false,
