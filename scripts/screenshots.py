@@ -1,5 +1,5 @@
 """Regenerate docs/screenshots/*.png: the dashboard (desktop and 390 px wide), a multivariate flag's
-page, the targeting editor and "evaluate as", the create form, the audit log and the admin's flag page and list, on the demo data plus a few operator actions, in a
+page, an experiment's results, the targeting editor and "evaluate as", the create form, the audit log and the admin's flag page and list, on the demo data plus a few operator actions, in a
 throwaway SQLite database. Playwright drives Debian's Chromium (/usr/bin/chromium; never a
 downloaded browser) against the web server (granian ASGI, bench._common.granian_command) started here.
 
@@ -128,6 +128,9 @@ def shoot(url, admin_flag_id):
         page.goto(f"{url}/flags/pricing-experiment")
         page.wait_for_function("window.flagsiteCharts && window.flagsiteCharts.variants")
         save(page, "flag-detail-multivariate")
+        page.goto(f"{url}/experiments/pricing-test")
+        page.wait_for_function("window.experimentCharts && window.experimentCharts.exposures")
+        save(page, "experiment-results")
         page.goto(f"{url}/flags/dark-mode")  # the targeting editor and "evaluate as" on nested rules
         targeting = page.locator("section.editor-section").filter(has=page.get_by_role("heading", name="Targeting"))
         expect(targeting.locator(".env-targeting:visible .rule-summary")).not_to_be_empty()
@@ -145,9 +148,6 @@ def shoot(url, admin_flag_id):
         save(page, "admin-flag")
         page.goto(f"{url}/admin/flags/flag/")
         save(page, "admin-flag-list")
-        page.goto(f"{url}/experiments/pricing-test")
-        page.wait_for_function("window.experimentCharts && window.experimentCharts.exposures")
-        save(page, "experiment-results")
         page.goto(f"{url}/flags/new/")  # the create form, filled in as an operator would
         page.get_by_label("Name", exact=True).fill("Holiday banner")
         page.get_by_label("Key", exact=True).fill("holiday-banner")
