@@ -96,7 +96,6 @@ def analysis_bench(users, events, reuse=False):
     from django.db import connection
     from django.db.models import Q
 
-    from experiments import analysis
     from experiments import services as experiment_services
     from experiments.models import Experiment, Metric
     from flags.models import Flag
