@@ -108,8 +108,9 @@ class Experiment(models.Model):
     key = models.CharField(max_length=128, validators=[key_validator])
     name = models.CharField(max_length=200)
     hypothesis = models.TextField(blank=True, default="")
-    flag = models.ForeignKey(Flag, on_delete=models.PROTECT, related_name="+")
-    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="+")
+    # deleting a flag for good (flags.services.flag_delete) takes its experiments and exposures along
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
     control = models.CharField(max_length=128)
     primary_metric = models.ForeignKey(Metric, on_delete=models.PROTECT, related_name="+")
     secondary_metrics = models.ManyToManyField(Metric, blank=True, related_name="+")

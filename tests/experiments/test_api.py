@@ -86,3 +86,12 @@ def test_project_paths__own_experiments_only(scientist):
     assert scientist.get("/api/experiments").json()["results"] == []
     assert scientist.get("/api/projects/team-b/experiments/b").json()["flag"] == "checkout"
     assert scientist.get("/api/experiments/b").status_code == 404
+
+
+def test_hard_deleting_the_flag__takes_its_experiment_along(scientist):
+    seeded(users=4)
+    admin = Client()
+    admin.force_authenticate(user_with("flag-admin", ["flags.delete_flag"]))
+    assert admin.delete("/api/flags/checkout?hard=true").status_code == 204
+    assert not Experiment.objects.exists()
+    assert scientist.get("/api/experiments/checkout-test").status_code == 404
