@@ -1,17 +1,23 @@
 """Dashboard pages (server-rendered, staff with experiments.view_experiment): the experiments of
 the current project (the header's switcher) and an experiment's results, computed at each view by
-experiments/analysis.py. Read-only: starting and stopping go through the REST API (the same
-services); the pages show how."""
+experiments/analysis.py; start, stop, and stop-and-ship as POST forms calling the services, with
+the permissions REST asks for (shipping changes the flag: it needs flags.change_flag too)."""
 
+from django.contrib import messages
 from django.db.models import Count
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from experiments import analysis
+from audit.actor import Actor
+from experiments import analysis, services
 from experiments.models import Experiment, Exposure
+from flags.errors import ServiceError
 from flags.pages import staff_required
 
 VIEW_EXPERIMENTS = ("experiments.view_experiment",)
+CHANGE_EXPERIMENTS = ("experiments.change_experiment",)
 
 
 @staff_required(perms=VIEW_EXPERIMENTS)
@@ -23,12 +29,50 @@ def experiment_list(request):
     return render(request, "experiments/list.html", {"rows": rows})
 
 
-@staff_required(perms=VIEW_EXPERIMENTS)
-def experiment_detail(request, key):
+def _experiment_or_404(key):
     experiment = (Experiment.objects.select_related("flag", "environment", "primary_metric")
                   .prefetch_related("secondary_metrics", "guardrail_metrics").filter(key=key).first())
     if experiment is None:
         raise Http404(f"No experiment '{key}'.")
+    return experiment
+
+
+def _action(request, key, run, success):
+    experiment = _experiment_or_404(key)
+    try:
+        run(experiment, Actor.from_request(request))
+    except ServiceError as exc:
+        messages.error(request, f"{experiment.key}: {exc}")
+    else:
+        messages.success(request, success.format(key=experiment.key))
+    return redirect(reverse("page-experiment", args=[experiment.key]))
+
+
+@require_POST
+@staff_required(perms=CHANGE_EXPERIMENTS)
+def experiment_start(request, key):
+    return _action(request, key, lambda e, actor: services.experiment_start(actor=actor, experiment=e),
+                   "{key} started: exposures count from now.")
+
+
+@require_POST
+@staff_required(perms=CHANGE_EXPERIMENTS)
+def experiment_stop(request, key):
+    return _action(request, key, lambda e, actor: services.experiment_stop(actor=actor, experiment=e),
+                   "{key} stopped.")
+
+
+@require_POST
+@staff_required(perms=CHANGE_EXPERIMENTS + ("flags.change_flag",))
+def experiment_ship(request, key):
+    ship = request.POST.get("ship", "")
+    return _action(request, key, lambda e, actor: services.experiment_stop(actor=actor, experiment=e, ship=ship),
+                   f"{{key}} stopped; {ship} now serves everyone.")
+
+
+@staff_required(perms=VIEW_EXPERIMENTS)
+def experiment_detail(request, key):
+    experiment = _experiment_or_404(key)
     results = analysis.experiment_results(experiment)
     for metric in results["metrics"]:
         for row in metric["variants"]:

@@ -24,4 +24,7 @@ urlpatterns = [
     path("analytics/", analytics_pages.overview, name="page-analytics"),
     path("experiments/", experiment_pages.experiment_list, name="page-experiments"),
     path("experiments/<str:key>", experiment_pages.experiment_detail, name="page-experiment"),
+    path("experiments/<str:key>/start", experiment_pages.experiment_start, name="page-experiment-start"),
+    path("experiments/<str:key>/stop", experiment_pages.experiment_stop, name="page-experiment-stop"),
+    path("experiments/<str:key>/ship", experiment_pages.experiment_ship, name="page-experiment-ship"),
 ]

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from experiments import services
+from tests.api.conftest import SYSTEM
 from tests.experiments.world import seeded
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +48,26 @@ def test_staff_without_the_permission__403(client):
     assert client.get("/experiments/").status_code == 403
     assert client.get("/experiments/checkout-test").status_code == 403
     assert "Experiments</a>" not in client.get("/").content.decode()
+
+
+def test_start_stop_and_ship_from_the_page__through_the_services(staff_client):
+    from experiments.models import Experiment
+    from flags.models import Flag
+    from tests.experiments.world import checkout_flag, metrics
+
+    checkout_flag()
+    metrics()
+    services.experiment_create(actor=SYSTEM, key="e", name="E", flag="checkout", environment="production",
+                               control="control", primary_metric="purchase")
+    page = staff_client.get("/experiments/e").content.decode()
+    assert 'action="/experiments/e/start"' in page and 'action="/experiments/e/stop"' not in page
+    assert staff_client.post("/experiments/e/start").status_code == 302
+    assert Experiment.objects.get().status == "running"
+    page = staff_client.get("/experiments/e").content.decode()
+    assert "e started" in page and 'action="/experiments/e/ship"' in page
+    response = staff_client.post("/experiments/e/ship", {"ship": ""}, follow=True)
+    assert "Must be one of the flag&#x27;s variants" in response.content.decode()
+    assert Experiment.objects.get().status == "running"  # refused: nothing written
+    staff_client.post("/experiments/e/ship", {"ship": "treatment"})
+    assert (Experiment.objects.get().status, Experiment.objects.get().shipped_variant) == ("stopped", "treatment")
+    assert [v["weight"] for v in Flag.objects.get(key="checkout").variants] == [0, 100]

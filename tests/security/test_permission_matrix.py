@@ -214,6 +214,10 @@ PAGES = [
     page_json("/flags/<str:key>/evaluate-as", "/flags/m/evaluate-as", {"userId": "u", "context": {"plan": "x"}},
               perms=("flags.view_flag",), writes=False),
     page_get_json("/flags/<str:key>/recent-contexts", "/flags/m/recent-contexts", perms=("flags.view_flag",)),
+    page("/experiments/<str:key>/start", "/experiments/draft/start", {}, perms=["experiments.change_experiment"]),
+    page("/experiments/<str:key>/stop", "/experiments/running/stop", {}, perms=["experiments.change_experiment"]),
+    page("/experiments/<str:key>/ship", "/experiments/running/ship", {"ship": "b"},
+         perms=["experiments.change_experiment", CHANGE_FLAG]),
 ]
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
