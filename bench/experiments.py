@@ -10,6 +10,13 @@ ratio is the exposures' own cost. Goal (issue 20): < 3% on rest. Also prints POS
 throughput (batches of 100) for scale.
 
     .venv/bin/python bench/experiments.py [--seconds 1] [--rounds 5]
+
+--analysis: the results of an experiment with 1M exposed users and 5M events (three metrics:
+conversion within 24 h, revenue per user with CUPED, revenue per pageview) on the PostgreSQL
+database in DATABASE_URL, bulk-loaded with generate_series. Goal (issue 20): < 10 s. It EMPTIES
+that database's experiments tables first: give it a throwaway database.
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/experiments.py --analysis [--users 1000000] [--events 5000000]
 """
 
 import argparse
@@ -22,10 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path[:0] = [str(ROOT), str(ROOT / "python-sdk")]
-db = Path(tempfile.mkdtemp()) / "bench-experiments.sqlite3"
-os.environ.update(DJANGO_SETTINGS_MODULE="flagsite.settings", DATABASE_URL=f"sqlite:///{db}",
-                  FLAGS_ANALYTICS_AUTOFLUSH="true", FLAGS_ANALYTICS_FLUSH_SECONDS="2",
-                  FLAGS_RATE_LIMIT_EVALUATE="off")
+ANALYSIS = "--analysis" in sys.argv
+if ANALYSIS:
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        raise SystemExit("--analysis needs DATABASE_URL=postgres://... (a throwaway database)")
+else:
+    db = Path(tempfile.mkdtemp()) / "bench-experiments.sqlite3"
+    os.environ["DATABASE_URL"] = f"sqlite:///{db}"
+os.environ.update(DJANGO_SETTINGS_MODULE="flagsite.settings", FLAGS_ANALYTICS_AUTOFLUSH="true",
+                  FLAGS_ANALYTICS_FLUSH_SECONDS="2", FLAGS_RATE_LIMIT_EVALUATE="off")
 os.environ.pop("REDIS_URL", None)
 
 import django  # noqa: E402
@@ -75,11 +87,96 @@ def setup():
                                    environment=Environment.objects.get(key="production"))[1]
 
 
+def analysis_bench(users, events, reuse=False):
+    """Load `users` exposures and `events` events with generate_series (no Python per row), then
+    time experiment_results(): one aggregate query for the three metrics, then the statistics.
+    reuse: keep what an earlier run loaded (loading takes minutes), if it has that many rows."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.db.models import Q
+
+    from experiments import services as experiment_services
+    from experiments.models import Experiment, Metric
+    from flags.models import Flag
+
+    existing = Experiment.all_objects.filter(key="checkout-test").first()
+    if reuse and existing and Exposure.objects.filter(experiment=existing).count() == users \
+            and Event.objects.count() == events:
+        return _time_analysis(existing, existing.started_at + timedelta(seconds=1))
+    actor = Actor.system("bench")
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE experiments_event, experiments_exposure, experiments_experiment_secondary_metrics, "
+                       "experiments_experiment_guardrail_metrics")
+    Experiment.all_objects.all().delete()
+    Metric.all_objects.all().delete()
+    Flag.all_objects.filter(Q(key="checkout")).delete()
+    setup()
+    for key, kind, event, extra in (("purchase", "conversion", "purchase", {"window_hours": 24}),
+                                    ("revenue", "sum", "purchase", {}),
+                                    ("revenue-per-view", "ratio", "purchase", {"denominator_event": "pageview"})):
+        experiment_services.metric_create(actor=actor, key=key, name=key, kind=kind, event=event, **extra)
+    experiment = experiment_services.experiment_create(
+        actor=actor, key="checkout-test", name="Checkout", flag="checkout", environment="production",
+        control="control", primary_metric="purchase", secondary_metrics=["revenue"],
+        guardrail_metrics=["revenue-per-view"])
+    experiment = experiment_services.experiment_start(actor=actor, experiment=experiment)
+    env = Environment.objects.get(key="production").pk
+    start = experiment.started_at + timedelta(seconds=1)
+    week = 7 * 86400
+    load = time.perf_counter()
+    with connection.cursor() as cursor:
+        # user g: exposed at start + (g mod a week); even ids control, odd treatment
+        cursor.execute(
+            "INSERT INTO experiments_exposure (experiment_id, flag_id, environment_id, user_id, variant, last_variant, "
+            "first_seen, last_seen, variant_changes) SELECT %s, %s, %s, 'u' || g, v, v, t, t, 0 FROM ("
+            "SELECT g, CASE WHEN g %% 2 = 0 THEN 'control' ELSE 'treatment' END AS v, "
+            "%s + (g %% %s) * interval '1 second' AS t FROM generate_series(1, %s) g) s",
+            [experiment.pk, experiment.flag_id, env, start, week, users])
+        # events of random users, from 3 days before to 7 days after their exposure; purchases 20%
+        # of events in control, 22% in treatment (a planted +10%), values 10..100
+        cursor.execute(
+            "INSERT INTO experiments_event (environment_id, event, user_id, value, timestamp, properties, client_id, "
+            "received_at) SELECT %s, CASE WHEN r < (CASE WHEN u %% 2 = 0 THEN 0.20 ELSE 0.22 END) THEN 'purchase' "
+            "ELSE 'pageview' END, 'u' || u, CASE WHEN r < 0.22 THEN 10 + 90 * random() END, "
+            "%s + ((u %% %s) + floor(random() * 864000) - 259200) * interval '1 second', '{}'::jsonb, 'e' || g, now() "
+            "FROM (SELECT g, 1 + floor(random() * %s)::int AS u, random() AS r FROM generate_series(1, %s) g) s",
+            [env, start, week, users, events])
+        cursor.execute("ANALYZE experiments_event")
+        cursor.execute("ANALYZE experiments_exposure")
+    print(f"loaded {users:,} exposures and {events:,} events in {time.perf_counter() - load:.1f}s (PostgreSQL)")
+    _time_analysis(experiment, start)
+
+
+def _time_analysis(experiment, start):
+    from datetime import timedelta
+
+    from experiments import analysis
+
+    now = start + timedelta(days=30)
+    for run in (1, 2, 3):
+        began = time.perf_counter()
+        results = analysis.experiment_results(experiment, now=now)
+        print(f"  analysis run {run}: {time.perf_counter() - began:.2f}s for {results['users']:,} users "
+              f"(3 metrics, one query; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    for metric in results["metrics"]:
+        row = metric["variants"][1]
+        print(f"    {metric['metric']:<17} control {metric['variants'][0]['value']:.4f}  treatment {row['value']:.4f}  "
+              f"uplift {row['relativeUplift']:+.2%}  p {row['pValue']:.2g}  -> {row['verdict']}")
+    print(f"    SRM: {results['srm']['message']}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--analysis", action="store_true")
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--reuse", action="store_true", help="keep the rows an earlier --analysis run loaded")
     args = parser.parse_args()
+    if args.analysis:
+        return analysis_bench(args.users, args.events, reuse=args.reuse)
     key = setup()
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
     bodies = [json.dumps({"flagId": "checkout", "userId": user}) for user in USERS]

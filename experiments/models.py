@@ -3,24 +3,23 @@ exposures recorded when an evaluation hands a user a variant. Both are written o
 experiments/services.py, in bulk, from batches the in-process buffers flush
 (experiments/buffers.py); never a row per request on the request path.
 
-Exposure design, and where the Experiment model goes next
----------------------------------------------------------
-Today an Exposure is experiment-independent: one row per (flag, environment, user id), holding
-the first variant the user was evaluated into (``variant``), the latest (``last_variant``), when
-the user was first and last seen, and how many times the variant changed (``variant_changes``,
-> 0 = the user is flagged for the analysis: counted once, in their first variant, never twice).
-
-An Experiment (flag + environment + start/stop, issue 20) is added next without rewriting this:
-its exposures are the rows of its flag and environment whose ``first_seen`` falls inside its
-window (an index below serves exactly that query). If experiments must own their rows (a user
-exposed before the start shows up again during it), add a nullable ``experiment`` FK and move the
-uniqueness to (experiment, user_id) where experiment is set; the flush then maps (environment,
-flag) to the running experiment with an in-process lookup, and the upsert below keeps its shape.
+Exposure design
+---------------
+One row per (experiment, user) while an experiment runs on the flag in that environment
+(``experiment`` set), else one per (flag, environment, user) (``experiment`` null: exposures of a
+flag nobody experiments on). Each holds the first variant the user was evaluated into
+(``variant``), the latest (``last_variant``), when the user was first and last seen, and how
+many times the variant changed (``variant_changes`` > 0 = the user is flagged for the analysis:
+counted once, in their first variant, never twice). The flush (experiments/services.py
+exposures_upsert) decides which: a row goes to the experiment running on its flag and
+environment when its first evaluation came after the start; so a user exposed before an
+experiment starts is a new, counted user of the experiment the first time they are seen during it.
 """
 
 from django.db import models
 
-from flags.models import Environment, Flag
+from flags.models import Environment, Flag, key_validator, project_field
+from projects.scope import ProjectScopedManager
 
 
 class Event(models.Model):
@@ -52,10 +51,100 @@ class Event(models.Model):
         return f"{self.event} by {self.user_id} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
 
+class Metric(models.Model):
+    """What an experiment measures, defined once per project and reused by its experiments.
+
+    The value of one user, from the events of ``event`` sent within ``window_hours`` after the
+    user's first exposure (null: until the experiment stops):
+    - conversion: 1 if the user sent at least one, else 0;
+    - count: how many they sent; sum: the sum of their values (revenue; an event with no value
+      adds 0); the statistic is the mean per exposed user;
+    - ratio: the sum of ``event`` values (an event with no value counts 1, so valueless events
+      make it a count) over the number of ``denominator_event`` events, pooled over users
+      (revenue per order, clicks per session)."""
+
+    class Kind(models.TextChoices):
+        CONVERSION = "conversion", "Conversion"
+        COUNT = "count", "Count per user"
+        SUM = "sum", "Sum per user"
+        RATIO = "ratio", "Ratio"
+
+    project = project_field("metrics")
+    key = models.CharField(max_length=128, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    event = models.CharField(max_length=128)
+    denominator_event = models.CharField(max_length=128, blank=True, default="")
+    window_hours = models.PositiveIntegerField(null=True, blank=True)
+    higher_is_better = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProjectScopedManager()
+    all_objects = models.Manager()
+
+    class Meta:
+        ordering = ["key"]
+        default_manager_name = "all_objects"
+        constraints = [models.UniqueConstraint(fields=["project", "key"], name="unique_metric_key")]
+
+    def __str__(self):
+        return self.key
+
+
+class Experiment(models.Model):
+    """An A/B test on a multivariate flag in one environment: draft -> running -> stopped.
+
+    ``weights`` are the variant weights when it started ({variant: fraction}): the split the
+    sample-ratio check expects. ``shipped_variant``: the variant stopping it rolled out to everyone."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+
+    project = project_field("experiments")
+    key = models.CharField(max_length=128, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    hypothesis = models.TextField(blank=True, default="")
+    # deleting a flag for good (flags.services.flag_delete) takes its experiments and exposures along
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    control = models.CharField(max_length=128)
+    primary_metric = models.ForeignKey(Metric, on_delete=models.PROTECT, related_name="+")
+    secondary_metrics = models.ManyToManyField(Metric, blank=True, related_name="+")
+    guardrail_metrics = models.ManyToManyField(Metric, blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    weights = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    shipped_variant = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProjectScopedManager()
+    all_objects = models.Manager()
+
+    class Meta:
+        ordering = ["-created_at", "key"]
+        default_manager_name = "all_objects"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="unique_experiment_key"),
+            # exposures of a flag in an environment go to its one running experiment
+            models.UniqueConstraint(fields=["flag", "environment"], condition=models.Q(status="running"),
+                                    name="one_running_experiment_per_flag_env"),
+        ]
+
+    def __str__(self):
+        return self.key
+
+
 class Exposure(models.Model):
     """A user evaluated into a variant of a multivariate flag in one environment (see the module
     docstring for how experiments use these rows)."""
 
+    experiment = models.ForeignKey(Experiment, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="+")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
     user_id = models.CharField(max_length=256)
@@ -67,7 +156,10 @@ class Exposure(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["flag", "environment", "user_id"], name="exposure_flag_env_user_unique"),
+            models.UniqueConstraint(fields=["flag", "environment", "user_id"], condition=models.Q(experiment__isnull=True),
+                                    name="exposure_flag_env_user_unique"),
+            models.UniqueConstraint(fields=["experiment", "user_id"], condition=models.Q(experiment__isnull=False),
+                                    name="exposure_experiment_user_unique"),
         ]
         indexes = [
             models.Index(fields=["flag", "environment", "first_seen"], name="exposure_flag_env_first_idx"),

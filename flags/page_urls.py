@@ -4,6 +4,7 @@ from django.urls import path
 
 from analytics import pages as analytics_pages
 from changes import pages as change_pages
+from experiments import pages as experiment_pages
 from flags import create_page, editor, pages
 
 urlpatterns = [
@@ -24,4 +25,9 @@ urlpatterns = [
     path("flags/<str:key>/schedule/<int:change_id>/cancel", change_pages.cancel, name="page-flag-schedule-cancel"),
     path("audit/", pages.audit_log, name="page-audit"),
     path("analytics/", analytics_pages.overview, name="page-analytics"),
+    path("experiments/", experiment_pages.experiment_list, name="page-experiments"),
+    path("experiments/<str:key>", experiment_pages.experiment_detail, name="page-experiment"),
+    path("experiments/<str:key>/start", experiment_pages.experiment_start, name="page-experiment-start"),
+    path("experiments/<str:key>/stop", experiment_pages.experiment_stop, name="page-experiment-stop"),
+    path("experiments/<str:key>/ship", experiment_pages.experiment_ship, name="page-experiment-ship"),
 ]

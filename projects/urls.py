@@ -8,6 +8,7 @@ from django.urls import path
 
 from audit import urls as audit_urls
 from changes import urls as change_urls
+from experiments import urls as experiment_urls
 from flags import urls as flag_urls
 from projects import apis, scope
 from segments import urls as segment_urls
@@ -16,7 +17,9 @@ from webhooks import urls as webhook_urls
 MOUNTED = {"flag-list", "flag-detail", "flag-toggle", "flag-kill", "flag-restore", "flag-unarchive",
            "flag-explain", "segment-list", "segment-detail", "audit-list", "audit-flag", "environment-list",
            "webhook-list", "webhook-detail", "webhook-rotate-secret", "webhook-ping", "webhook-deliveries",
-           "webhook-redeliver", *(p.name for p in change_urls.urlpatterns)}
+           "webhook-redeliver", *(p.name for p in change_urls.urlpatterns),
+           "metric-list", "metric-detail", "experiment-list", "experiment-detail", "experiment-start",
+           "experiment-stop", "experiment-results"}
 
 
 def in_project(view):
@@ -44,7 +47,7 @@ own_patterns = [
 
 def project_patterns():
     patterns = []
-    for module in (flag_urls, segment_urls, audit_urls, webhook_urls, change_urls):
+    for module in (flag_urls, segment_urls, audit_urls, webhook_urls, change_urls, experiment_urls):
         patterns += [p for p in module.urlpatterns if p.name in MOUNTED]
     patterns += environment_patterns + own_patterns
     return [path(str(p.pattern), in_project(p.callback), name=f"project-{p.name}") for p in patterns]

@@ -1,5 +1,5 @@
 """Regenerate docs/screenshots/*.png: the dashboard (desktop and 390 px wide), a multivariate flag's
-page, the targeting editor and "evaluate as", the create form, the audit log and the admin's flag page and list, on the demo data plus a few operator actions, in a
+page, an experiment's results, the targeting editor and "evaluate as", the create form, the audit log and the admin's flag page and list, on the demo data plus a few operator actions, in a
 throwaway SQLite database. Playwright drives Debian's Chromium (/usr/bin/chromium; never a
 downloaded browser) against the web server (granian ASGI, bench._common.granian_command) started here.
 
@@ -55,7 +55,44 @@ def seed():
         sketch = HyperLogLog.of(f"user-{back}-{i}" for i in range(n)).to_bytes()
         users.append(["production", "pricing-experiment", hour - back, base64.b64encode(sketch).decode()])
     analytics_services.rollup_apply(batch={"counts": counts, "users": users})
+    seed_experiment(act())
     return flag_get("dark-mode").pk
+
+
+def seed_experiment(actor):
+    """An experiment on the demo's pricing A/B test: three metrics, 6,000 users over 5 days and
+    their purchases (treatment converts ~12% more), through the same writes the flush uses."""
+    import random
+    from datetime import UTC, datetime
+
+    from experiments import services as experiments
+
+    experiments.metric_create(actor=actor, key="purchase", name="Purchase within 24 h", kind="conversion",
+                              event="purchase", window_hours=24)
+    experiments.metric_create(actor=actor, key="revenue", name="Revenue per user", kind="sum", event="purchase")
+    experiments.metric_create(actor=actor, key="refunds", name="Refunds per user", kind="count", event="refund",
+                              higher_is_better=False)
+    experiment = experiments.experiment_create(
+        actor=actor, key="pricing-test", name="Cheaper plan, card layout", flag="pricing-experiment",
+        environment="production", control="control", primary_metric="purchase", secondary_metrics=["revenue"],
+        guardrail_metrics=["refunds"], hypothesis="A $8.99 price on a card layout converts more visitors.")
+    experiment = experiments.experiment_start(actor=actor, experiment=experiment)
+    # five days of data need a start five days ago: backdated here, in this throwaway database only
+    rng, start = random.Random(20), experiment.started_at.timestamp() - 5 * 86400
+    type(experiment).all_objects.filter(pk=experiment.pk).update(started_at=datetime.fromtimestamp(start, tz=UTC))
+    exposures, events = [], []
+    for i in range(6000):
+        user, variant = f"user-{i}", ("control", "treatment")[i % 2]
+        first = start + 1 + rng.uniform(0, 5 * 86400 - 7200)
+        exposures.append(["production", "pricing-experiment", user, variant, variant, first, first, 0])
+        if rng.random() < (0.10 if variant == "control" else 0.112):
+            when = first + rng.uniform(60, 20 * 3600)
+            price = 9.99 if variant == "control" else 8.99
+            events.append(["production", "purchase", user, price, when, {}, f"p-{i}", when])
+            if rng.random() < 0.05:
+                events.append(["production", "refund", user, None, when + 3600, {}, f"r-{i}", when + 3600])
+    experiments.exposures_upsert(rows=exposures)
+    experiments.events_write(rows=events)
 
 
 def serve(port):
@@ -91,6 +128,9 @@ def shoot(url, admin_flag_id):
         page.goto(f"{url}/flags/pricing-experiment")
         page.wait_for_function("window.flagsiteCharts && window.flagsiteCharts.variants")
         save(page, "flag-detail-multivariate")
+        page.goto(f"{url}/experiments/pricing-test")
+        page.wait_for_function("window.experimentCharts && window.experimentCharts.exposures")
+        save(page, "experiment-results")
         page.goto(f"{url}/flags/dark-mode")  # the targeting editor and "evaluate as" on nested rules
         targeting = page.locator("section.editor-section").filter(has=page.get_by_role("heading", name="Targeting"))
         expect(targeting.locator(".env-targeting:visible .rule-summary")).not_to_be_empty()

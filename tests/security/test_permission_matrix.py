@@ -31,6 +31,8 @@ from django.urls import reverse
 
 from audit.models import AuditEntry
 from changes.models import RolloutPlan, ScheduledChange
+from experiments import services as experiment_services
+from experiments.models import Experiment
 from flags import snapshot
 from flags.models import ApiKey, Environment, Flag
 from flagsite.api.authentication import forget_api_key
@@ -47,7 +49,7 @@ pytestmark = pytest.mark.django_db
 
 WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-APPS = ("flags", "segments", "audit", "analytics", "auth", "projects", "webhooks", "changes")
+APPS = ("flags", "segments", "audit", "analytics", "auth", "projects", "webhooks", "changes", "experiments")
 LOGIN = "login"  # a 302 to the admin login page
 
 
@@ -182,6 +184,21 @@ REST = [
     Row(("rest", "/api/webhooks/<int:pk>/deliveries/<int:delivery>/redeliver", "POST"),
         lambda o: ("POST", f"/api/webhooks/{o.webhook.pk}/deliveries/{o.delivery.pk}/redeliver", None),
         rest_write(202), ("webhooks.change_webhook",)),
+    rest("/api/metrics", "POST", "/api/metrics", {"key": "made", "name": "Made", "kind": "count", "event": "e"},
+         rest_write(201), ["experiments.add_metric"]),
+    rest("/api/metrics/<str:key>", "PATCH", "/api/metrics/buy", {"windowHours": 48}, rest_write(200),
+         ["experiments.change_metric"]),
+    rest("/api/metrics/<str:key>", "DELETE", "/api/metrics/spare", None, rest_write(204),
+         ["experiments.delete_metric"]),
+    rest("/api/experiments", "POST", "/api/experiments",
+         {"key": "made", "name": "Made", "flag": "mv", "environment": "production", "control": "a",
+          "primaryMetric": "buy"}, rest_write(201), ["experiments.add_experiment"]),
+    rest("/api/experiments/<str:key>/start", "POST", "/api/experiments/draft/start", None, rest_write(200),
+         ["experiments.change_experiment"]),
+    rest("/api/experiments/<str:key>/stop", "POST", "/api/experiments/running/stop", {}, rest_write(200),
+         ["experiments.change_experiment"]),
+    rest("/api/experiments/<str:key>/stop", "POST", "/api/experiments/running/stop", {"ship": "b"},
+         rest_write(200), ["experiments.change_experiment", CHANGE_FLAG], note="ship: the flag changes too"),
     rest("/ofrep/v1/evaluate/flags", "POST", "/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u"}},
          rest_evaluate(200), [VIEW_FLAG], writes=False),
     rest("/ofrep/v1/evaluate/flags/<path:key>", "POST", "/ofrep/v1/evaluate/flags/m",
@@ -210,7 +227,8 @@ REST += [
                                                           body))(*request(o)))(r.request),
         r.expect, r.perms, r.context, r.writes, r.note)
     for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments", "/api/webhooks",
-                                                 "/api/scheduled-changes", "/api/rollout-plans"))
+                                                 "/api/scheduled-changes", "/api/rollout-plans", "/api/metrics",
+                                                 "/api/experiments"))
 ] + [
     rest("/api/projects", "POST", "/api/projects", {"key": "made-project", "name": "Made"}, rest_write(201),
          ["projects.add_project"]),
@@ -252,10 +270,14 @@ PAGES = [
          perms=SCHEDULE),
     Row(("page", "/flags/<str:key>/schedule/<int:change_id>/cancel"),
         lambda o: ("POST", f"/flags/m/schedule/{o.scheduled.pk}/cancel", {}), PAGE, ("changes.change_scheduledchange",)),
+    page("/experiments/<str:key>/start", "/experiments/draft/start", {}, perms=["experiments.change_experiment"]),
+    page("/experiments/<str:key>/stop", "/experiments/running/stop", {}, perms=["experiments.change_experiment"]),
+    page("/experiments/<str:key>/ship", "/experiments/running/ship", {"ship": "b"},
+         perms=["experiments.change_experiment", CHANGE_FLAG]),
 ]
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
-              "/metrics": "/metrics",
+              "/metrics": "/metrics", "/experiments/": "/experiments/", "/experiments/<str:key>": "/experiments/running",
               # single sign-on (flagsite/sso.py): GET only, for anyone; the callback writes only what the
               # provider's signed token says, through projects/sso.py (tests/sso)
               "/oidc/authenticate/": "/oidc/authenticate/", "/oidc/callback/": "/oidc/callback/"}
@@ -433,6 +455,13 @@ class Objects:
         services.flag_archive(actor=SYSTEM, flag=self.gone)
         services.flag_tags_change(actor=SYSTEM, flag=self.off, add=["old"])
         self.segment = create_segment("seg", {"plan": "free"})
+        self.mv = create_flag("mv", kind="multivariate", variants=[{"key": "a", "weight": 50}, {"key": "b", "weight": 50}])
+        for key in ("buy", "spare"):
+            experiment_services.metric_create(actor=SYSTEM, key=key, name=key, kind="conversion", event=key)
+        for key, env in (("draft", "staging"), ("running", "production")):
+            experiment_services.experiment_create(actor=SYSTEM, key=key, name=key, flag="mv",
+                                                  environment=env, control="a", primary_metric="buy")
+        experiment_services.experiment_start(actor=SYSTEM, experiment=Experiment.objects.get(key="running"))
         self.environment = Environment.objects.get(key="production")
         self.project = Project.objects.get(key="default")
         self.group = Group.objects.create(name="ops")
