@@ -46,8 +46,19 @@ ROLE_FOR_PERM = {
     "flags.add_environment": Role.ADMIN, "flags.change_environment": Role.ADMIN,
     "projects.view_rolegrant": Role.ADMIN, "projects.add_rolegrant": Role.ADMIN,
     "projects.delete_rolegrant": Role.ADMIN,
+    # experiments and scheduled changes are flag work: viewers read them, editors run them
+    "experiments.view_metric": Role.VIEWER, "experiments.view_experiment": Role.VIEWER,
+    "experiments.add_metric": Role.EDITOR, "experiments.change_metric": Role.EDITOR,
+    "experiments.delete_metric": Role.EDITOR, "experiments.add_experiment": Role.EDITOR,
+    "experiments.change_experiment": Role.EDITOR, "experiments.delete_experiment": Role.EDITOR,
+    "changes.view_scheduledchange": Role.VIEWER, "changes.view_rolloutplan": Role.VIEWER,
+    "changes.add_scheduledchange": Role.EDITOR, "changes.change_scheduledchange": Role.EDITOR,
+    "changes.add_rolloutplan": Role.EDITOR, "changes.change_rolloutplan": Role.EDITOR,
+    # webhooks hold signing secrets and send project data elsewhere: project admins only
+    "webhooks.view_webhook": Role.ADMIN, "webhooks.add_webhook": Role.ADMIN,
+    "webhooks.change_webhook": Role.ADMIN, "webhooks.delete_webhook": Role.ADMIN,
 }
-PROJECT_APPS = {"flags", "segments", "audit", "projects", "analytics", "experiments"}
+PROJECT_APPS = {"flags", "segments", "audit", "projects", "analytics", "experiments", "changes", "webhooks"}
 ALL = None  # require(environments=ALL): the write touches every environment of the project
 
 

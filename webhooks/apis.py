@@ -96,19 +96,19 @@ class WebhookDetailApi(APIView):
     required_perms = {"GET": [VIEW], "PATCH": [CHANGE], "DELETE": ["webhooks.delete_webhook"]}
 
     @extend_schema(responses=WebhookOutputSerializer)
-    def get(self, request, pk):
-        return Response(WebhookOutputSerializer(selectors.webhook_get(pk=pk)).data)
+    def get(self, request, webhook_id):
+        return Response(WebhookOutputSerializer(selectors.webhook_get(pk=webhook_id)).data)
 
     @extend_schema(request=WebhookInputSerializer(partial=True), responses=WebhookOutputSerializer,
                    description="Setting `active` back to true clears the failure count; it resumes from now.")
-    def patch(self, request, pk):
+    def patch(self, request, webhook_id):
         data = validate(WebhookInputSerializer, request.data, partial=True)
-        webhook = services.webhook_update(actor=actor_for(request), webhook=selectors.webhook_get(pk=pk), data=data)
+        webhook = services.webhook_update(actor=actor_for(request), webhook=selectors.webhook_get(pk=webhook_id), data=data)
         return Response(WebhookOutputSerializer(webhook).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request, pk):
-        services.webhook_delete(actor=actor_for(request), webhook=selectors.webhook_get(pk=pk))
+    def delete(self, request, webhook_id):
+        services.webhook_delete(actor=actor_for(request), webhook=selectors.webhook_get(pk=webhook_id))
         return Response(status=204)
 
 
@@ -118,8 +118,8 @@ class WebhookRotateSecretApi(APIView):
     required_perms = {"POST": [CHANGE]}
 
     @extend_schema(request=None, responses=SecretSerializer)
-    def post(self, request, pk):
-        secret = services.webhook_rotate_secret(actor=actor_for(request), webhook=selectors.webhook_get(pk=pk))
+    def post(self, request, webhook_id):
+        secret = services.webhook_rotate_secret(actor=actor_for(request), webhook=selectors.webhook_get(pk=webhook_id))
         return Response({"secret": secret})
 
 
@@ -129,8 +129,8 @@ class WebhookPingApi(APIView):
     required_perms = {"POST": [CHANGE]}
 
     @extend_schema(request=None, responses=DeliveryOutputSerializer)
-    def post(self, request, pk):
-        delivery = services.webhook_ping(actor=actor_for(request), webhook=selectors.webhook_get(pk=pk))
+    def post(self, request, webhook_id):
+        delivery = services.webhook_ping(actor=actor_for(request), webhook=selectors.webhook_get(pk=webhook_id))
         return Response(DeliveryOutputSerializer(delivery).data)
 
 
@@ -142,9 +142,9 @@ class DeliveryListApi(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
                    responses=DeliveryOutputSerializer(many=True))
-    def get(self, request, pk):
+    def get(self, request, webhook_id):
         paginator = Pagination()
-        page = paginator.paginate_queryset(selectors.delivery_list(webhook=selectors.webhook_get(pk=pk)), request,
+        page = paginator.paginate_queryset(selectors.delivery_list(webhook=selectors.webhook_get(pk=webhook_id)), request,
                                            view=self)
         return paginator.get_paginated_response(DeliveryOutputSerializer(page, many=True).data)
 
@@ -155,7 +155,7 @@ class DeliveryRedeliverApi(APIView):
     required_perms = {"POST": [CHANGE]}
 
     @extend_schema(request=None, responses={202: DeliveryOutputSerializer})
-    def post(self, request, pk, delivery):
-        found = selectors.delivery_get(webhook=selectors.webhook_get(pk=pk), pk=delivery)
+    def post(self, request, webhook_id, delivery):
+        found = selectors.delivery_get(webhook=selectors.webhook_get(pk=webhook_id), pk=delivery)
         found = services.delivery_redeliver(actor=actor_for(request), delivery=found)
         return Response(DeliveryOutputSerializer(found).data, status=202)
