@@ -578,10 +578,11 @@ class Snapshot:
 
     MAX_COUNTED_UNKNOWN_FLAGS = 1000
 
-    def __init__(self, flags=(), segments=None, environment=None, version=None, counting=False):
+    def __init__(self, flags=(), segments=None, environment=None, version=None, counting=False, on_variant=None):
         self.environment = environment
         self.version = version
         self.counting = counting
+        self.on_variant = on_variant
         self.results = []  # every Evaluation this snapshot can return (prebuilt at compile time)
         self.table = {}
         self.flags = {}
@@ -672,7 +673,20 @@ class Snapshot:
             next(result.hits)
             return result
 
-        return evaluate_counted
+        on_variant = self.on_variant
+        if on_variant is None:
+            return evaluate_counted
+
+        def evaluate_counted_exposing(flag_id, user_id=None, context=None):
+            """The same, also handing each (on) variant given to a known user to on_variant."""
+            if context.__class__ is not dict or user_id.__class__ is not str:
+                context, user_id = normalise(user_id, context)
+            result = evaluate_counted(flag_id, user_id, context)
+            if result.variant is not None and result.enabled and user_id is not None:
+                on_variant(result, user_id)
+            return result
+
+        return evaluate_counted_exposing
 
     def explain(self, flag_id, user_id=None, context=None):
         """Why this flag answers what it does for this user: an ``explain.Explanation`` (the same
@@ -694,10 +708,12 @@ class Snapshot:
         return len(self.table)
 
 
-def compile_snapshot(flags=(), segments=None, environment=None, version=None, counting=False):
+def compile_snapshot(flags=(), segments=None, environment=None, version=None, counting=False, on_variant=None):
     """Compile every flag state of one environment (see docs/rules.md for the state format).
-    counting=True counts every evaluation exactly, read with Snapshot.hit_counts()."""
-    return Snapshot(flags, segments, environment, version, counting)
+    counting=True counts every evaluation exactly, read with Snapshot.hit_counts(); a counting
+    snapshot also calls on_variant(evaluation, user_id) for each variant it hands a known user while
+    on (the SDK's local mode records exposures with it)."""
+    return Snapshot(flags, segments, environment, version, counting, on_variant)
 
 
 def compile_flag(state, segments=None, environment=None, version=None):
