@@ -90,7 +90,7 @@ class ExposureBuffer(ExposureTable):
     def see_evaluation(self, evaluation, user_id, second):
         """Recorder.record's hook: one evaluation that returned an (on) variant to a known user."""
         key = (evaluation.environment, evaluation.flag_id, user_id)
-        if self._seen.get(key) == evaluation.variant and second // 3600 == self._hour:
+        if self.seen.get(key) == evaluation.variant and second // 3600 == self._hour:
             return  # the hot path: already seen in this variant this hour
         if settings.FLAGS_EXPOSURES:
             self.see(*key, evaluation.variant, second)

@@ -108,11 +108,16 @@ class LocalEvaluator:
             self._pending.update(counts)
 
     def _exposed(self, evaluation, user_id):
-        self.exposures.see(evaluation.environment, evaluation.flag_id, user_id, evaluation.variant, int(time.time()))
+        key = (evaluation.environment, evaluation.flag_id, user_id)
+        if self.exposures.seen.get(key) != evaluation.variant:  # else seen in it this hour: no clock read
+            self.exposures.see(*key, evaluation.variant, int(time.time()))
 
     def take_exposures(self):
         """[{flagId, userId, variant, lastVariant, firstSeen, lastSeen, changes}] since the last call:
-        the first and last variant each user was handed (epoch seconds), and how often it changed."""
+        the first and last variant each user was handed (epoch seconds), and how often it changed.
+        Last seen has hour resolution: users seen again in the same variant are checked against the
+        hour's table without a clock read, and each take starts it over once the hour changed."""
+        self.exposures.roll(int(time.time()))
         return [{"flagId": flag_id, "userId": user_id, "variant": first, "lastVariant": last,
                  "firstSeen": first_seen, "lastSeen": last_seen, "changes": changes}
                 for _, flag_id, user_id, first, last, first_seen, last_seen, changes in self.exposures.take()]

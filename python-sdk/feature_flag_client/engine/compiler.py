@@ -573,6 +573,24 @@ def _normalise(user_id, context):
     return context, user_id
 
 
+def _exposing(compiled, on_variant):
+    """A compiled flag with variants that also hands each (on) variant it gives a known user to
+    on_variant."""
+    if compiled.__class__ is Evaluation:
+        if compiled.variant is None or not compiled.enabled:
+            return compiled
+        constant = compiled
+        compiled = lambda user_id, context: constant  # noqa: E731 (same shape as a compiled flag)
+
+    def evaluate(user_id, context):
+        result = compiled(user_id, context)
+        if result.variant is not None and result.enabled and user_id is not None:
+            on_variant(result, user_id)
+        return result
+
+    return evaluate
+
+
 class Snapshot:
     """Every flag of one environment at one version, compiled. ``evaluate(key, user_id, context)``."""
 
@@ -634,6 +652,10 @@ class Snapshot:
 
     def _make_evaluate(self):
         table = self.table
+        if self.counting and self.on_variant is not None:
+            # only flags with variants can hand one out: the others (boolean flags) pay nothing
+            table = {key: _exposing(compiled, self.on_variant) if self.flags[key].state.get("variants") else compiled
+                     for key, compiled in table.items()}
         environment = self.environment
         version = self.version
         normalise = _normalise
@@ -673,20 +695,7 @@ class Snapshot:
             next(result.hits)
             return result
 
-        on_variant = self.on_variant
-        if on_variant is None:
-            return evaluate_counted
-
-        def evaluate_counted_exposing(flag_id, user_id=None, context=None):
-            """The same, also handing each (on) variant given to a known user to on_variant."""
-            if context.__class__ is not dict or user_id.__class__ is not str:
-                context, user_id = normalise(user_id, context)
-            result = evaluate_counted(flag_id, user_id, context)
-            if result.variant is not None and result.enabled and user_id is not None:
-                on_variant(result, user_id)
-            return result
-
-        return evaluate_counted_exposing
+        return evaluate_counted
 
     def explain(self, flag_id, user_id=None, context=None):
         """Why this flag answers what it does for this user: an ``explain.Explanation`` (the same

@@ -28,7 +28,7 @@ class ExposureTable:
 
     def reset(self):
         self._lock = threading.Lock()
-        self._seen = {}  # (environment, flag, user) -> variant, seen this hour
+        self.seen = {}  # (environment, flag, user) -> variant, seen this hour
         self._hour = None
         self._batch = {}  # (environment, flag, user) -> [first variant, last variant, first s, last s, changes]
         self.dropped = 0
@@ -36,11 +36,11 @@ class ExposureTable:
     def see(self, environment, flag_id, user_id, variant, second):
         """One evaluation that handed ``user_id`` the (on) ``variant`` at ``second``."""
         key = (environment, flag_id, user_id)
-        if self._seen.get(key) == variant and second // 3600 == self._hour:
+        if self.seen.get(key) == variant and second // 3600 == self._hour:
             return
         with self._lock:
             hour = second // 3600
-            seen = self._seen
+            seen = self.seen
             if hour != self._hour or len(seen) >= self.max_seen:
                 seen.clear()  # a new hour: everyone's last seen moves on once more
                 self._hour = hour
@@ -56,6 +56,14 @@ class ExposureTable:
                 if row[1] != variant:
                     row[4] += 1
                 row[1], row[3] = variant, second
+
+    def roll(self, second):
+        """Start the table of users seen over when the hour changed (for callers whose hot path
+        checks ``seen`` without a clock, as the SDK's local mode does)."""
+        if second // 3600 != self._hour:
+            with self._lock:
+                self.seen.clear()
+                self._hour = second // 3600
 
     def merge(self, rows):
         """Add rows gathered elsewhere (an SDK's report, a batch that failed to send), oldest first."""
