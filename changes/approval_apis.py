@@ -199,7 +199,7 @@ def _protection(environment):
 
 
 class EnvironmentProtectionApi(APIView):
-    required_perms = {"GET": ["changes.view_protectedenvironment"], "PUT": ["changes.change_protectedenvironment"],
+    required_perms = {"GET": ["changes.view_protectedenvironment"], "PUT": ["changes.add_protectedenvironment", "changes.change_protectedenvironment"],
                       "DELETE": ["changes.delete_protectedenvironment"]}
 
     def _env(self, environment):

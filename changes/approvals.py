@@ -62,7 +62,8 @@ def protection_set(*, actor, environment, required_approvals):
         add(fields, "requiredApprovals", "An integer from 1 to 10.")
     if fields:
         raise ValidationFailed(fields)
-    policy.require(actor, "changes.change_protectedenvironment", project=env.project_id)
+    exists = ProtectedEnvironment.all_objects.filter(environment=env).exists()
+    policy.require(actor, f"changes.{'change' if exists else 'add'}_protectedenvironment", project=env.project_id)
     with transaction.atomic():
         protection = ProtectedEnvironment.all_objects.select_for_update().filter(environment=env).first()
         before = protection_data(protection) if protection else {"environment": env.key, "protected": False}

@@ -440,3 +440,70 @@ def test_concurrent_apply__applied_once(people, checkout, protected):
     assert AuditEntry.objects.filter(action="change_request.applied").count() == 1
     assert AuditEntry.objects.filter(action="flag.updated", environment="production").count() == 1
     assert state().version == 2
+
+
+# -- dashboard and admin --------------------------------------------------------------------------
+
+def page_as(user):
+    client = PageClient()
+    client.force_login(user)
+    return client
+
+
+def test_dashboard__propose__badge__pending_list__approve_and_apply_as_another(people, checkout, protected):
+    ann, apu = page_as(people["author"]), page_as(people["approver"])
+    flag_page = ann.get("/flags/checkout").content.decode()
+    assert "Protected: changes need 1 approval" in flag_page and "the kill switch applies at once" in flag_page
+    response = ann.post("/flags/checkout/propose", {"environment": "production", "action": "enable",
+                                                    "title": "Launch checkout"})
+    cr = ChangeRequest.objects.get()
+    assert response["Location"] == f"/changes/{cr.pk}"
+    assert "1 pending" in ann.get("/flags/checkout").content.decode()
+    assert "1 of 1 approval" not in ann.get(f"/changes/{cr.pk}").content.decode()
+    assert "Launch checkout" in apu.get("/changes/pending").content.decode()
+    assert ann.post(f"/changes/{cr.pk}/review", {"verdict": "approve"}).status_code == 403  # an editor
+    mine = approvals.change_request_open(actor=actor(people["approver2"]), flag="checkout", environment="staging",
+                                         title="mine", operation="enable")
+    own = page_as(people["approver2"]).post(f"/changes/{mine.pk}/review", {"verdict": "approve"}, follow=True)
+    assert "a second person must review it" in own.content.decode() and not mine.reviews.exists()
+    assert apu.post(f"/changes/{cr.pk}/apply", follow=True).status_code == 200 and not state().enabled
+    apu.post(f"/changes/{cr.pk}/review", {"verdict": "approve", "comment": "ok"})
+    page = apu.post(f"/changes/{cr.pk}/apply", follow=True).content.decode()
+    assert "Applied by apu" in page and state().enabled
+    assert "1 pending" in ann.get("/flags/checkout").content.decode().split("<h1>")[1]  # "mine" only, was 2
+
+
+def test_dashboard__conflict_shows_three_way__author_rebases(people, checkout, protected):
+    cr = approvals.change_request_open(actor=actor(people["author"]), flag="checkout", environment="production",
+                                       title="10%", operation="rollout", payload={"percentage": 10})
+    approvals.change_request_review(actor=actor(people["approver"]), change_request=cr, verdict="approve")
+    other = approvals.change_request_open(actor=actor(people["editor"]), flag="checkout", environment="production",
+                                          title="rules", operation="update", payload={"rules": [
+                                              {"type": "user", "operator": "in", "value": ["u1"]}]})
+    approvals.change_request_review(actor=actor(people["approver2"]), change_request=other, verdict="approve")
+    approvals.change_request_apply(actor=actor(people["approver2"]), change_request=other)
+    page = page_as(people["approver"]).post(f"/changes/{cr.pk}/apply", follow=True).content.decode()
+    assert "cr-three-way" in page and "Conflict: the flag changed" in page
+    assert "Rebase onto the current version" in page_as(people["author"]).get(f"/changes/{cr.pk}").content.decode()
+    page_as(people["author"]).post(f"/changes/{cr.pk}/rebase")
+    assert ChangeRequest.objects.get(pk=cr.pk).status == "open"
+
+
+def test_admin__approve_apply_actions__protection_through_the_services(people, checkout):
+    root = page_as(people["superuser"])
+    env = __import__("flags.models", fromlist=["Environment"]).Environment.objects.get(key="production")
+    root.post("/admin/changes/protectedenvironment/add/", {"environment": env.pk, "required_approvals": 1})
+    assert ProtectedEnvironment.objects.get().required_approvals == 1
+    assert AuditEntry.objects.filter(action="environment.protected").count() == 1
+    cr = approvals.change_request_open(actor=actor(people["superuser"]), flag="checkout", environment="production",
+                                       title="on", operation="enable")
+    changelist = "/admin/changes/changerequest/"
+    own = root.post(changelist, {"action": "approve", "_selected_action": [cr.pk]}, follow=True).content.decode()
+    assert "a second person must review it" in own
+    apu = page_as(people["approver"])
+    apu.post(changelist, {"action": "apply", "_selected_action": [cr.pk]})
+    assert not state().enabled  # no approval yet
+    apu.post(changelist, {"action": "approve", "_selected_action": [cr.pk]})
+    apu.post(changelist, {"action": "apply", "_selected_action": [cr.pk]})
+    assert state().enabled and ChangeRequest.objects.get().status == "applied"
+    assert "<table>" in root.get(f"/admin/changes/changerequest/{cr.pk}/change/").content.decode()
