@@ -507,3 +507,27 @@ def test_admin__approve_apply_actions__protection_through_the_services(people, c
     apu.post(changelist, {"action": "apply", "_selected_action": [cr.pk]})
     assert state().enabled and ChangeRequest.objects.get().status == "applied"
     assert "<table>" in root.get(f"/admin/changes/changerequest/{cr.pk}/change/").content.decode()
+
+
+def test_webhooks_follow_the_request_through_the_audit_log(people, checkout, protected):
+    from webhooks import services as webhook_services
+    from webhooks.models import Delivery
+
+    webhook, _ = webhook_services.webhook_create(actor=SYSTEM, url="http://127.0.0.1:1/h", events=[
+        "change_request.opened", "change_request.approved", "change_request.applied", "change_request.closed",
+        "flag.changed"])
+    webhook_services.webhooks_dispatch()  # past entries: the cursor moves on
+    Delivery.objects.all().delete()
+    cr = approvals.change_request_open(actor=actor(people["author"]), flag="checkout", environment="production",
+                                       title="on", operation="enable")
+    approvals.change_request_review(actor=actor(people["approver"]), change_request=cr, verdict="approve")
+    approvals.change_request_apply(actor=actor(people["approver"]), change_request=cr)
+    withdrawn = approvals.change_request_open(actor=actor(people["author"]), flag="checkout",
+                                              environment="production", title="off", operation="disable")
+    approvals.change_request_withdraw(actor=actor(people["author"]), change_request=withdrawn)
+    webhook_services.webhooks_dispatch()
+    assert list(Delivery.objects.order_by("id").values_list("event", flat=True)) == [
+        "change_request.opened", "change_request.approved", "flag.changed", "change_request.applied",
+        "change_request.opened", "change_request.closed"]
+    applied = Delivery.objects.get(event="change_request.applied")
+    assert '"approvers":["apu"]' in applied.body and '"author":"ann"' in applied.body
