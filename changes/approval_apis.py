@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from changes import approvals
-from changes.apis import ChangeSerializer, _environment, _prefix
+from changes.apis import ChangeSerializer, ScheduledChangeOutputSerializer, _environment, _prefix
 from changes.models import ChangeRequest, Review
 from flags.errors import NotFound
 from flags.serializers import StrictSerializer, Text
@@ -178,6 +178,26 @@ class ChangeRequestApplyApi(APIView):
         cr = approvals.change_request_apply(actor=actor_for(request),
                                             change_request=approvals.change_request_get(change_request_id))
         return _out(cr)
+
+
+class ScheduleInputSerializer(StrictSerializer):
+    runAt = Text(max_length=64, help_text="ISO 8601; without an offset it is read in `timezone`; in the future")
+    timezone = Text(max_length=64, default="UTC")
+
+
+class ChangeRequestScheduleApi(APIView):
+    """Apply an approved request later: 201 with the scheduled change (see /api/scheduled-changes)."""
+
+    required_perms = {"POST": ["changes.apply_changerequest", "changes.add_scheduledchange"]}
+
+    @extend_schema(request=ScheduleInputSerializer, responses={201: ScheduledChangeOutputSerializer})
+    def post(self, request, change_request_id):
+        data = validate(ScheduleInputSerializer, request.data)
+        change = approvals.change_request_schedule(
+            actor=actor_for(request), change_request=approvals.change_request_get(change_request_id),
+            run_at=data["runAt"], timezone=data["timezone"])
+        return Response(ScheduledChangeOutputSerializer(change).data, status=201,
+                        headers={"Location": f"{_prefix()}/scheduled-changes/{change.pk}"})
 
 
 # -- protected environments -----------------------------------------------------------------------

@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from audit.actor import Actor
 from audit.services import audit_record
-from changes.models import ChangeRequest, Operation, ProtectedEnvironment, Review
-from changes.services import _check_payload, _run
+from changes.models import ChangeRequest, Operation, ProtectedEnvironment, Review, ScheduledChange
+from changes.services import _check_payload, _run, change_data, check_run_at, zone
 from flags import protection
 from flags.errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
 from flags.models import Environment, Flag, FlagState
@@ -402,6 +402,36 @@ def change_request_apply(*, actor, change_request):
     if conflict:
         raise Conflict(f"Change request #{cr.pk}: {conflict}", fields={"baseVersion": ["Stale: rebase."]})
     return cr
+
+
+def change_request_schedule(*, actor, change_request, run_at, timezone="UTC"):
+    """Apply an approved request at ``run_at`` instead of now: a scheduled change pointing at it,
+    applied by the scheduler with change_request_apply (so its approvals, base version and
+    once-only are checked when it fires; a conflict then fails it with the reason). Needs the
+    rights to apply it (scheduling the apply) and to schedule."""
+    cr = change_request
+    fields = {}
+    tz = zone(fields, "timezone", timezone)
+    run_at = check_run_at(fields, run_at, tz)
+    if fields:
+        raise ValidationFailed(fields)
+    policy.require(actor, "changes.apply_changerequest", environments=[cr.environment.key])
+    policy.require(actor, "changes.add_scheduledchange", environments=[cr.environment.key])
+    with transaction.atomic():
+        cr = _locked(cr)
+        names, needed = approvers(cr), required_approvals(cr)
+        if cr.status != ChangeRequest.State.APPROVED or len(names) < needed:
+            raise Conflict(f"Change request #{cr.pk} is {cr.status} with {len(names)} of {needed} approvals: only an "
+                           "approved request can be scheduled.", fields={"status": [f"Is {cr.status}."]})
+        if ScheduledChange.all_objects.filter(change_request=cr, status="pending").exists():
+            raise Conflict(f"Change request #{cr.pk} is already scheduled: cancel or reschedule that one.")
+        change = ScheduledChange.objects.create(
+            flag=cr.flag, environment=cr.environment, operation=cr.operation, payload=cr.payload, run_at=run_at,
+            timezone=timezone, author=actor.user, author_label=actor.label[:200], base_version=cr.base_version,
+            change_request=cr)
+        audit_record(actor=actor, action="schedule.created", target_type="flag", target_key=cr.flag.key,
+                     environment=cr.environment.key, after=change_data(change))
+    return change
 
 
 # -- reads ----------------------------------------------------------------------------------------

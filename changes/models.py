@@ -88,6 +88,9 @@ class ScheduledChange(models.Model):
     applied_at = models.DateTimeField(null=True, blank=True)
     plan = models.ForeignKey(RolloutPlan, null=True, blank=True, on_delete=models.CASCADE, related_name="steps")
     step = models.PositiveSmallIntegerField(null=True, blank=True)
+    # an approved change request to apply at run_at (a protected environment's way to schedule)
+    change_request = models.ForeignKey("ChangeRequest", null=True, blank=True, on_delete=models.CASCADE,
+                                       related_name="schedules")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

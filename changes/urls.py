@@ -24,6 +24,8 @@ urlpatterns = [
          name="change-request-review"),
     path("change-requests/<int:change_request_id>/apply", cr.ChangeRequestApplyApi.as_view(),
          name="change-request-apply"),
+    path("change-requests/<int:change_request_id>/schedule", cr.ChangeRequestScheduleApi.as_view(),
+         name="change-request-schedule"),
     path("environments/<str:environment>/protection", cr.EnvironmentProtectionApi.as_view(),
          name="environment-protection"),
 ]

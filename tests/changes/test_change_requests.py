@@ -400,6 +400,48 @@ def test_scheduled_change_in_a_protected_environment__refused_409__kill_may_be_s
                                             run_at="2026-12-05T09:00:00Z")
 
 
+def test_an_approved_request_scheduled__fires_once_through_its_rules__an_open_one_cannot_be(people, checkout,
+                                                                                          protected, clock):
+    from changes import services as change_services
+    from changes.models import ScheduledChange
+
+    cr = ChangeRequest.objects.get(pk=open_request(people["author"])["id"])
+    apu = api_as(people["approver"])
+    refused = apu.post(f"/api/change-requests/{cr.pk}/schedule", {"runAt": "2026-12-04T10:00:00Z"})
+    assert refused.status_code == 409 and not ScheduledChange.objects.exists()  # not approved yet
+    apu.post(f"/api/change-requests/{cr.pk}/review", {"verdict": "approve"})
+    assert api_as(people["author"]).post(f"/api/change-requests/{cr.pk}/schedule",
+                                         {"runAt": "2026-12-04T10:00:00Z"}).status_code == 403  # an editor
+    response = apu.post(f"/api/change-requests/{cr.pk}/schedule", {"runAt": "2026-12-04T10:00:00+01:00",
+                                                                   "timezone": "Europe/Berlin"})
+    assert response.status_code == 201, response.content
+    assert (response.json()["changeRequest"], response.json()["action"]) == (cr.pk, "enable")
+    assert apu.post(f"/api/change-requests/{cr.pk}/schedule", {"runAt": "2026-12-04T11:00:00Z"}).status_code == 409
+    clock.advance(hours=1, minutes=1)
+    assert change_services.apply_due() == [(response.json()["id"], "applied")]
+    assert state().enabled and ChangeRequest.objects.get(pk=cr.pk).status == "applied"
+    entry = AuditEntry.objects.filter(action="change_request.applied").get()
+    assert entry.actor.startswith(f"scheduled change #{response.json()['id']} by apu")
+    assert entry.after["approvers"] == ["apu"]
+
+
+def test_a_scheduled_request_whose_flag_moved__fails_as_a_conflict(people, checkout, protected, clock):
+    from changes import services as change_services
+    from changes.models import ScheduledChange
+
+    cr = approvals.change_request_open(actor=actor(people["author"]), flag="checkout", environment="production",
+                                       title="on", operation="enable")
+    approvals.change_request_review(actor=actor(people["approver"]), change_request=cr, verdict="approve")
+    change = approvals.change_request_schedule(actor=actor(people["approver"]), change_request=cr,
+                                               run_at="2026-12-04T09:00:00Z")
+    flag_services.flag_kill(actor=actor(people["editor"]), flag=checkout, reason="incident",
+                            environments=["production"])  # the kill is never held; the flag moved on
+    clock.advance(hours=1, minutes=1)
+    assert change_services.apply_due() == [(change.pk, "failed")]
+    assert "rebase" in ScheduledChange.objects.get(pk=change.pk).result
+    assert ChangeRequest.objects.get(pk=cr.pk).status == "conflict" and not state().enabled
+
+
 def test_operator_command_line_cannot_review(people, checkout, protected):
     cr = ChangeRequest.objects.get(pk=open_request(people["author"])["id"])
     with pytest.raises(Forbidden):
