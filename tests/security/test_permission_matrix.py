@@ -826,6 +826,10 @@ ROLE_ROWS = [
     RoleRow("archive", call("DELETE", "/flags/m"), by_role("editor", 204, dev_ok=False)),
     RoleRow("create segment", call("POST", "/segments", {"key": "s2", "name": "S", "conditions": {"plan": "x"}}),
             by_role("editor", 201, dev_ok=False)),
+    RoleRow("propose a change in production", call("POST", "/change-requests?environment=production", {
+        "flag": "m", "title": "off", "change": {"action": "disable"}}), by_role("editor", 201, dev_ok=False)),
+    RoleRow("protect an environment", call("PUT", "/environments/staging/protection", {"requiredApprovals": 1}),
+            by_role("admin", 200)),
     RoleRow("list members", call("GET", "/members"), by_role("admin", 200), writes=False),
     RoleRow("grant", call("POST", "/members", {"role": "editor", "group": "outsiders"}), by_role("admin", 201)),
     RoleRow("revoke", lambda w, p: ("DELETE", f"/members/{w.grants[p].pk}", None), by_role("admin", 204)),
