@@ -568,15 +568,20 @@ class Objects:
                                                         percentages=[50, 100], at="09:00")
         from changes import approvals
 
-        def opened(title, author, operation="disable"):
-            cr = approvals.change_request_open(actor=SYSTEM, flag=self.flag, environment="production", title=title,
+        # their own flag and authors: a flag or user with change requests is not deleted in the admin
+        # (requests are history, as scheduled changes; users are deactivated), which rows here do to m and bob
+        proposed = create_flag("proposed")
+        carol = get_user_model().objects.create_user("carol")
+
+        def opened(title, author, operation="enable"):
+            cr = approvals.change_request_open(actor=SYSTEM, flag=proposed, environment="production", title=title,
                                                operation=operation)
             ChangeRequest.all_objects.filter(pk=cr.pk).update(author=author, author_label=author.username)
             return ChangeRequest.all_objects.get(pk=cr.pk)
 
         self.mine = opened("mine", self.users["staff_with"])  # amend / rebase / withdraw: the author's
-        self.theirs = opened("theirs", self.bob)
-        self.approved = opened("approved", self.bob)
+        self.theirs = opened("theirs", carol)
+        self.approved = opened("approved", carol)
         from audit.actor import Actor
 
         approvals.change_request_review(actor=Actor.for_user(self.root), change_request=self.approved,
