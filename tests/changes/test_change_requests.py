@@ -451,7 +451,7 @@ def test_operator_command_line_cannot_review(people, checkout, protected):
 # -- two appliers at once -------------------------------------------------------------------------
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the seeded rows stay
 def test_concurrent_apply__applied_once(people, checkout, protected):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (row locks across connections)")
