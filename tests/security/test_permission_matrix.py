@@ -780,7 +780,7 @@ OTHER_CALLERS = ("admin", "group_editor", "token_editor_dev", "staff")
 def by_role(least, ok, *, dev_ok=True):
     """Expected status in one's own project: ``ok`` from role ``least`` up (dev_ok=False: not for an
     editor restricted to development), 403 below, 404 without any role."""
-    need = {"viewer": 1, "editor": 2, "admin": 4}[least]
+    need = {"viewer": 1, "editor": 2, "approver": 3, "admin": 4}[least]
     expect = {}
     for who in ROLE_CALLERS:
         if LEVELS[who] == 0:
@@ -833,6 +833,12 @@ ROLE_ROWS = [
             by_role("editor", 201, dev_ok=False)),
     RoleRow("propose a change in production", call("POST", "/change-requests?environment=production", {
         "flag": "m", "title": "off", "change": {"action": "disable"}}), by_role("editor", 201, dev_ok=False)),
+    RoleRow("review a change request in production",
+            lambda w, p: ("POST", f"/change-requests/{w.requests[p]['open'].pk}/review", {"verdict": "approve"}),
+            by_role("approver", 200)),
+    RoleRow("apply an approved change request in production",
+            lambda w, p: ("POST", f"/change-requests/{w.requests[p]['approved'].pk}/apply", None),
+            by_role("approver", 200)),
     RoleRow("protect an environment", call("PUT", "/environments/staging/protection", {"requiredApprovals": 1}),
             by_role("admin", 200)),
     RoleRow("list members", call("GET", "/members"), by_role("admin", 200), writes=False),
@@ -853,7 +859,11 @@ class RoleWorld:
         from flags import services
         from projects import scope
 
-        self.grants, self.sdk_keys = {}, {}
+        from audit.actor import Actor
+        from changes import approvals
+
+        self.grants, self.sdk_keys, self.requests = {}, {}, {}
+        reviewer = get_user_model().objects.create_superuser("reviewer", None, None)
         outsiders = Group.objects.create(name="outsiders")
         for key in (OWN, OTHER):
             project = project_services.project_create(actor=SYSTEM, key=key, name=key.title())
@@ -864,6 +874,12 @@ class RoleWorld:
                 create_segment("seg", {"plan": "free"})
                 self.sdk_keys[key] = services.api_key_create(
                     actor=SYSTEM, name="sdk", kind="sdk", environment=Environment.objects.get(key="production"))[0]
+                # opened from the command line (no author among the callers), one approved by a superuser
+                self.requests[key] = {name: approvals.change_request_open(
+                    actor=SYSTEM, flag=flag, environment="production", title=name, operation="disable")
+                    for name in ("open", "approved")}
+                approvals.change_request_review(actor=Actor.for_user(reviewer), verdict="approve",
+                                                change_request=self.requests[key]["approved"])
             self.grants[key] = project_services.role_grant(actor=SYSTEM, project=project, role="viewer",
                                                            group=outsiders)
         alpha = Project.objects.get(key=OWN)
