@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "experiments",  # events and exposures (issue 20)
     "webhooks",  # subscriptions following the audit log, signed deliveries (issue 19)
     "changes",  # scheduled changes and rollout plans (issue 19)
+    "relay",  # the edge relay: upstream API for relays, and the relay mode (issue 21)
     "grpc_api",
     "corsheaders",
     "flagsite.ops",
@@ -97,6 +98,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "relay.middleware.RelayModeMiddleware",  # relay mode: routes that need a database answer 503
     "flags.fastlane.FastLaneMiddleware",  # warm evaluations answered before the rest (flags/fastlane.py)
     "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
     "projects.scope.ScopeMiddleware",  # each request starts in the default project (projects/scope.py)
@@ -191,8 +193,21 @@ def db_pool_options():
                      "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10"))}}
 
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if DATABASE_URL:
+# Edge relay mode (relay/, `manage.py relay`): FLAGS_RELAY is the upstream's URL (a primary or
+# another relay). A relay has no database of its own (an in-memory SQLite with no tables: anything
+# that would query answers 503, see relay/middleware.py) and no Redis: it serves the snapshots and
+# key hashes it follows from the upstream, and sends counts, exposures and events back in batches.
+FLAGS_RELAY = os.environ.get("FLAGS_RELAY", "").rstrip("/")
+FLAGS_RELAY_TOKEN = os.environ.get("FLAGS_RELAY_TOKEN", "")
+FLAGS_RELAY_SNAPSHOT_FILE = os.environ.get("FLAGS_RELAY_SNAPSHOT_FILE", "")  # start from it, keep it current
+FLAGS_RELAY_OUTBOX_MAX = int(os.environ.get("FLAGS_RELAY_OUTBOX_MAX", "1000"))  # batches kept while upstream is away
+FLAGS_RELAY_FLUSH_SECONDS = float(os.environ.get("FLAGS_RELAY_FLUSH_SECONDS", "2"))
+FLAGS_RELAY_STALE_SECONDS = float(os.environ.get("FLAGS_RELAY_STALE_SECONDS", "5"))  # disconnected longer: stale
+
+DATABASE_URL = "" if FLAGS_RELAY else os.environ.get("DATABASE_URL", "")
+if FLAGS_RELAY:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+elif DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
 else:
     DATABASES = {
@@ -206,7 +221,7 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = "" if FLAGS_RELAY else os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
