@@ -48,6 +48,21 @@ class Topology:
     pass
 
 
+def load_vectors():
+    """Every shared vector file's segments and flags in production (as tests/api/test_vectors_rest.py
+    loads one file; their keys do not collide); returns the cases that can run through the API."""
+    import json
+
+    from tests.api.test_vectors_rest import FILES, load
+
+    cases = []
+    for path in FILES:
+        document = json.loads(path.read_text())
+        refused = load(document, path.stem)
+        cases += [case for case in document["cases"] if (path.stem, case["flagId"]) not in refused]
+    return cases
+
+
 @pytest.fixture(scope="module")
 def db_access(request, django_db_setup, django_db_blocker):
     """The test database, committed writes (no test transaction). pytest-django sets the database up
@@ -104,6 +119,7 @@ def topology(db_access, tmp_path_factory):
                                               relay_environments=["production"])[1]
     services.flag_create(actor=SYSTEM, key="relay-flag", name="relay flag",
                          states={env: {"enabled": True, "rules": []} for env in ("development", "staging", "production")})
+    top.vectors = load_vectors()
     top.tmp = tmp_path_factory.mktemp("relay")
     top.logs = {name: open(top.tmp / f"{name}.log", "w") for name in ("primary", "a", "b")}
     top.primary = start_web(output=top.logs["primary"], FLAGS_WS_PING_SECONDS="1")
