@@ -87,10 +87,12 @@ class RelayState:
             self._notify("snapshot", environment)
 
     def put_keys(self, keys, version=None):
-        """Replace the key table; returns the hashes that left it (revoked or deleted)."""
+        """Replace the key table; returns the hashes whose entry changed: gone (revoked or deleted),
+        new (a key cache may remember them as unknown) or altered."""
         table = {entry["hash"]: {k: v for k, v in entry.items() if k != "hash"} for entry in keys}
         with self._lock:
-            gone = [key_hash for key_hash in self.keys if key_hash not in table or table[key_hash] != self.keys[key_hash]]
+            gone = [key_hash for key_hash in self.keys.keys() | table.keys()
+                    if self.keys.get(key_hash) != table.get(key_hash)]
             self.keys = table
             self.keys_version = version
         self._notify("keys", gone)

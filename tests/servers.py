@@ -144,7 +144,9 @@ def start_relay(upstream, token, port=None, grpc_port=None, output=None, snapsho
         args += ["--grpc-port", str(grpc_port)]
     if snapshot_file:
         args += ["--snapshot-file", str(snapshot_file)]
-    server = ServerProcess([*args, *extra], port, output, FLAGS_RELAY_TOKEN=token, **env)
+    # FLAGS_RELAY set: the command starts in relay mode at once (no re-exec to get there)
+    server = ServerProcess([*args, *extra], port, output, FLAGS_RELAY=upstream, FLAGS_RELAY_TOKEN=token,
+                           FLAGS_RELAY_SNAPSHOT_FILE=snapshot_file or "", **env)
     server.http_url = f"http://127.0.0.1:{port}"
     server.ws_url = f"ws://127.0.0.1:{port}/ws"
     server.target = f"127.0.0.1:{grpc_port}" if grpc_port else None

@@ -4,6 +4,7 @@ written through the services and committed outside any test transaction, and the
 teardown restores the seeded database as serialized_rollback does."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import httpx
@@ -107,6 +108,8 @@ def stopped_on_error(*servers):
 
 @pytest.fixture(scope="module")
 def topology(db_access, tmp_path_factory):
+    """The three servers boot at once (a relay whose upstream is not up yet retries with backoff)
+    while this process loads the vectors into the database; then every relay is waited for."""
     from flags import snapshot
     from flagsite.api.authentication import forget_api_key
 
@@ -119,25 +122,39 @@ def topology(db_access, tmp_path_factory):
                                               relay_environments=["production"])[1]
     services.flag_create(actor=SYSTEM, key="relay-flag", name="relay flag",
                          states={env: {"enabled": True, "rules": []} for env in ("development", "staging", "production")})
-    top.vectors = load_vectors()
     top.tmp = tmp_path_factory.mktemp("relay")
     top.logs = {name: open(top.tmp / f"{name}.log", "w") for name in ("primary", "a", "b")}
-    top.primary = start_web(output=top.logs["primary"], FLAGS_WS_PING_SECONDS="1")
-    servers = [top.primary]
+    ports = {name: free_port() for name in ("primary", "a", "b")}
+    top.a_grpc = free_port()
+    upstream = {"a": f"http://127.0.0.1:{ports['primary']}", "b": f"http://127.0.0.1:{ports['a']}"}
+    with ThreadPoolExecutor(3) as pool:
+        starting = [
+            pool.submit(start_web, port=ports["primary"], output=top.logs["primary"], FLAGS_WS_PING_SECONDS="1"),
+            pool.submit(start_relay, upstream["a"], top.relay_token, port=ports["a"], grpc_port=top.a_grpc,
+                        output=top.logs["a"], snapshot_file=top.tmp / "a-snapshot.json", **RELAY_ENV),
+            pool.submit(start_relay, upstream["b"], top.relay_token, port=ports["b"], output=top.logs["b"],
+                        **RELAY_ENV),
+        ]
+        top.vectors = load_vectors()
+        servers = []
+        errors = []
+        for future in starting:
+            try:
+                servers.append(future.result())
+            except Exception as exc:
+                errors.append(exc)
+    top.primary, top.a, top.b = servers if not errors else (None, None, None)
     with stopped_on_error(*servers):
-        top.a_grpc = free_port()
-        top.a = start_relay(top.primary.http_url, top.relay_token, grpc_port=top.a_grpc, output=top.logs["a"],
-                            snapshot_file=top.tmp / "a-snapshot.json", **RELAY_ENV)
-        servers.append(top.a)
-    with stopped_on_error(*servers):
-        wait_synced(top.a)
-        top.b = start_relay(top.a.http_url, top.relay_token, output=top.logs["b"], **RELAY_ENV)
-        servers.append(top.b)
-    with stopped_on_error(*servers):
-        wait_synced(top.b)
+        if errors:
+            raise errors[0]
+        version = Environment.objects.get(key="production").version
+        for relay in (top.a, top.b):
+            wait_synced(relay)
+            wait_until(lambda: health(relay)["relay"]["environments"].get("production") == version, 10,
+                       message="relays at the primary's version")
     top.servers = servers
     yield top
-    for server in reversed(servers):
+    for server in reversed(top.servers):
         server.stop()
     for log in top.logs.values():
         log.close()

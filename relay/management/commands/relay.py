@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 class Command(BaseCommand):
     help = "Run an edge relay following an upstream Flagsite (or another relay) with a relay token."
+    requires_system_checks = []  # a relay has no database to check; the web server checks nothing either
 
     def add_arguments(self, parser):
         parser.add_argument("--upstream", default=os.environ.get("FLAGS_RELAY", ""),
@@ -42,7 +43,8 @@ class Command(BaseCommand):
             raise CommandError("--upstream must be an http:// or https:// URL")
         if not token:
             raise CommandError("--token (or FLAGS_RELAY_TOKEN) is required: manage.py create_api_key --kind relay")
-        if not settings.FLAGS_RELAY:  # settings were read for a primary: start over in relay mode
+        if settings.FLAGS_RELAY != upstream.rstrip("/") or (snapshot_file and not settings.FLAGS_RELAY_SNAPSHOT_FILE):
+            # settings were read for a primary (or another upstream): start over in relay mode
             env = {**os.environ, "FLAGS_RELAY": upstream.rstrip("/"), "FLAGS_RELAY_TOKEN": token,
                    "FLAGS_RELAY_SNAPSHOT_FILE": snapshot_file and str(Path(snapshot_file).resolve())}
             argv = [sys.executable, sys.argv[0], "relay", "--upstream", upstream, "--host", host, "--port", str(port),
