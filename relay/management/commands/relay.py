@@ -1,10 +1,11 @@
 """`manage.py relay --upstream URL --token TOKEN`: run this codebase as an edge relay (relay/).
 
 The command re-executes itself with FLAGS_RELAY set (settings then use no database and no Redis),
-starts the web server (granian: /api/evaluate, /api/evaluate/bulk, /api/sdk/snapshot, /ofrep/v1/*,
-/ws, /api/health, /metrics, and /api/relay/* + /ws/relay for relays of this relay) as a child
-process and, with --grpc-port, the gRPC server in this process. Each process follows the upstream
-on its own (relay/follower.py). SIGTERM/SIGINT stop both and flush the outbox.
+runs the web server (granian: /api/evaluate, /api/evaluate/bulk, /api/sdk/snapshot, /ofrep/v1/*,
+/ws, /api/health, /metrics, and /api/relay/* + /ws/relay for relays of this relay): without
+--grpc-port the command becomes granian (exec); with it, granian runs as a child process and the
+gRPC server in this process. Each process follows the upstream on its own (relay/follower.py).
+SIGTERM/SIGINT stop them and flush the outbox (the web worker flushes at its lifespan shutdown).
 """
 
 import os
@@ -57,11 +58,15 @@ class Command(BaseCommand):
     def serve(self, host, port, workers, grpc_port, wait):
         from bench._common import granian_command
 
+        command = granian_command(port, workers, host=host, extra=["--log-level", "warning"])
+        if not grpc_port:  # nothing else to run here: become the web server (one process less, ~100 MB)
+            self.stderr.write(f"relay of {settings.FLAGS_RELAY}: http://{host}:{port}")
+            os.chdir(settings.BASE_DIR)
+            os.execv(command[0], command)
         stopping = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
-        web = subprocess.Popen(granian_command(port, workers, host=host, extra=["--log-level", "warning"]),
-                               cwd=settings.BASE_DIR)
+        web = subprocess.Popen(command, cwd=settings.BASE_DIR)
         grpc_server = None
         try:
             if grpc_port:
