@@ -37,13 +37,16 @@ if FLAGS_PRODUCTION and DEBUG:
     raise SystemExit("flagsite: refusing to start: DEBUG must be off when FLAGS_PRODUCTION=true")
 if FLAGS_PRODUCTION and (SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50):
     raise SystemExit("flagsite: refusing to start: set SECRET_KEY (50+ random characters) when FLAGS_PRODUCTION=true")
+# An edge relay (relay/, `manage.py relay`): the upstream's URL. See "Edge relay mode" below.
+FLAGS_RELAY = os.environ.get("FLAGS_RELAY", "").rstrip("/")
 # Audit chain and checkpoints are HMAC-SHA256 with a key kept outside the database (README "Audit
 # threat model"): FLAGS_AUDIT_KEY or FLAGS_AUDIT_KEY_FILE; the embedded run makes artifacts/audit.key.
+# A relay writes no audit entries (it has no database): it needs no key.
 try:
     from audit.keyfile import AuditKeyError, load_audit_key
 
-    FLAGS_AUDIT_KEY = load_audit_key(os.environ, production=FLAGS_PRODUCTION,
-                                     default_path=BASE_DIR / "artifacts" / "audit.key")
+    FLAGS_AUDIT_KEY = None if FLAGS_RELAY else load_audit_key(
+        os.environ, production=FLAGS_PRODUCTION, default_path=BASE_DIR / "artifacts" / "audit.key")
 except AuditKeyError as exc:
     raise SystemExit(f"flagsite: refusing to start: {exc}") from None
 # Signed checkpoints (manage.py audit_checkpoint; Celery beat every FLAGS_AUDIT_CHECKPOINT_MINUTES,
@@ -194,15 +197,16 @@ def db_pool_options():
 
 
 # Edge relay mode (relay/, `manage.py relay`): FLAGS_RELAY is the upstream's URL (a primary or
-# another relay). A relay has no database of its own (an in-memory SQLite with no tables: anything
-# that would query answers 503, see relay/middleware.py) and no Redis: it serves the snapshots and
-# key hashes it follows from the upstream, and sends counts, exposures and events back in batches.
-FLAGS_RELAY = os.environ.get("FLAGS_RELAY", "").rstrip("/")
+# another relay; read near the top, the audit key depends on it). A relay has no database of its own
+# (an in-memory SQLite with no tables; routes that would need one answer 404 "not_on_relay", see
+# relay/middleware.py) and no Redis: it serves the snapshots and key hashes it follows from the
+# upstream, and sends counts, exposures and events back in batches (relay/outbox.py).
 FLAGS_RELAY_TOKEN = os.environ.get("FLAGS_RELAY_TOKEN", "")
 FLAGS_RELAY_SNAPSHOT_FILE = os.environ.get("FLAGS_RELAY_SNAPSHOT_FILE", "")  # start from it, keep it current
 FLAGS_RELAY_OUTBOX_MAX = int(os.environ.get("FLAGS_RELAY_OUTBOX_MAX", "1000"))  # batches kept while upstream is away
 FLAGS_RELAY_FLUSH_SECONDS = float(os.environ.get("FLAGS_RELAY_FLUSH_SECONDS", "2"))
 FLAGS_RELAY_STALE_SECONDS = float(os.environ.get("FLAGS_RELAY_STALE_SECONDS", "5"))  # disconnected longer: stale
+FLAGS_RELAY_BACKOFF_MAX = float(os.environ.get("FLAGS_RELAY_BACKOFF_MAX", "5"))  # reconnect delay cap (seconds)
 
 DATABASE_URL = "" if FLAGS_RELAY else os.environ.get("DATABASE_URL", "")
 if FLAGS_RELAY:

@@ -19,6 +19,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
+def granian_command(host, port, workers):
+    """The web server of the Dockerfile's CMD (granian ASGI) on host:port."""
+    granian = Path(sys.executable).parent / "granian"
+    return [str(granian) if granian.exists() else "granian", "--interface", "asgi", "--respawn-failed-workers",
+            "--log-level", "warning", "--host", host, "--port", str(port), "--workers", str(workers),
+            "flagsite.asgi:application"]
+
+
 class Command(BaseCommand):
     help = "Run an edge relay following an upstream Flagsite (or another relay) with a relay token."
     requires_system_checks = []  # a relay has no database to check; the web server checks nothing either
@@ -56,9 +64,7 @@ class Command(BaseCommand):
         self.serve(host, port, workers, grpc_port, wait)
 
     def serve(self, host, port, workers, grpc_port, wait):
-        from bench._common import granian_command
-
-        command = granian_command(port, workers, host=host, extra=["--log-level", "warning"])
+        command = granian_command(host, port, workers)
         if not grpc_port:  # nothing else to run here: become the web server (one process less, ~100 MB)
             self.stderr.write(f"relay of {settings.FLAGS_RELAY}: http://{host}:{port}")
             os.chdir(settings.BASE_DIR)
