@@ -3,13 +3,15 @@
 Query: ``?since=<env>:<version>,<env>:<version>`` (what the relay holds) and ``&keys=<version>``.
 The server answers ``hello``, then for each environment the token may read a ``snapshot`` message
 with the full payload unless the relay already holds that version (a resume costs nothing), then
-``keys`` unless the relay's key table is current, then ``synced``. After that: a ``snapshot`` for
+``keys`` unless the relay's key table is current, then ``synced``. A relay serving a relay also
+sends ``upstream`` (``syncedAt``: when its own data was last current, null while it is) whenever
+that changes, so staleness shows at the end of a chain too. After that: a ``snapshot`` for
 every version an environment moves to (from this process's watcher, flags/live.py: the same
 fan-out /ws clients get) and a ``keys`` message whenever the key table changes (checked every
 RELAY_KEYS_POLL_SECONDS), and the watcher's pings. Payloads are whole snapshots, so a relay that
 missed versions (a gap) is whole again with the next one.
 
-Close codes as /ws: 4401 missing or invalid token, 4403 a key that is not a relay token, 4503 the
+Close codes as /ws: 4401 missing, invalid or (checked every poll) revoked token, 4403 a key that is not a relay token, 4503 the
 database is unavailable for a token this process never resolved.
 """
 
@@ -72,6 +74,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
             log_refusal(self.scope, key, "not_permitted")
             return await self._refuse(4403, "permission_denied", "Only relay tokens may follow /ws/relay.")
         self.principal = principal
+        self.raw_key = key
+        self.upstream_sent = None  # relay mode: the syncedAt last told to this relay
         self.sent = _parse_since(query)  # environment -> version the relay holds
         self.keys_sent = (query.get("keys") or [""])[0] or None
         self.lock = asyncio.Lock()
@@ -81,7 +85,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
         await self.accept()
         await self.send_json({"type": "hello", "upstream": "relay" if upstream.relay_state.enabled() else "primary",
                               "project": principal.project})
-        await self.sync()
+        if await self.sync() is False:
+            return
         await self.send_json({"type": "synced"})
         self.poller = asyncio.get_running_loop().create_task(self.poll())
 
@@ -91,7 +96,19 @@ class RelayConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def sync(self):
-        """Push every environment whose version differs from what the relay holds, and the keys."""
+        """Push every environment whose version differs from what the relay holds, and the keys.
+        False when the relay token is no longer valid (revoked: the stream closes)."""
+        resolved = await database_sync_to_async(resolve_api_key)(self.raw_key)
+        if resolved is None or resolved[1].kind != "relay":
+            await self.send_json({"type": "error", "error": {"code": "not_authenticated",
+                                                             "message": "The relay token was revoked."}})
+            await self.close(code=4401)
+            return False
+        if upstream.relay_state.enabled():  # a chain: say how current our own data is
+            synced_at = upstream.relay_state.state.last_synced_at()
+            if synced_at != self.upstream_sent:
+                self.upstream_sent = synced_at
+                await self.send_json({"type": "upstream", "syncedAt": synced_at})
         environments = await database_sync_to_async(upstream.allowed_environments)(self.principal)
         for environment in environments:
             if environment not in self.taps:
@@ -136,7 +153,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(RELAY_KEYS_POLL_SECONDS)
             try:
-                await self.sync()
+                if await self.sync() is False:
+                    return
             except asyncio.CancelledError:
                 raise
             except DatabaseError as exc:  # keep the stream; the next poll retries

@@ -114,6 +114,10 @@ class Follower:
             gone = state.put_keys(message.get("keys") or (), message.get("version"))
             _forget(gone)
             self._save_due.set()
+        elif kind == "hello":
+            state.upstream_synced_at = None  # current unless the upstream says otherwise next
+        elif kind == "upstream":  # our upstream is a relay: how current its own data is
+            state.upstream_synced_at = message.get("syncedAt")
         elif kind == "removed":
             state.drop_environment(message["environment"])
             self._save_due.set()

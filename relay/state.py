@@ -38,6 +38,9 @@ class RelayState:
             self.disconnected_at = time.time()
             self.loaded_from_file = False
             self.reconnects = 0
+            # a chain: when our upstream is itself a relay that lost its upstream, the time it last
+            # heard from it (what our clients' answers are as old as); None while it is current
+            self.upstream_synced_at = None
             self.listeners = []  # callables(kind, data) called after an update (the watchers' wake-up)
 
     # -- reads (request threads: plain dict reads, no lock) ----------------------------------------
@@ -59,14 +62,25 @@ class RelayState:
         return bool(self.payloads) or self.keys_version is not None
 
     def age(self):
-        """Seconds since the relay last heard from its upstream (0 while connected)."""
+        """Seconds since this relay (or, in a chain, the first relay up the chain that lost its
+        upstream) last heard from its upstream; 0 while the whole chain is connected."""
         if self.connected:
-            return 0.0
+            since = self.upstream_synced_at
+            return 0.0 if since is None else max(0.0, time.time() - since)
         since = self.synced_at or self.disconnected_at
+        if self.upstream_synced_at is not None:
+            since = min(since, self.upstream_synced_at)
         return max(0.0, time.time() - since)
 
+    def last_synced_at(self):
+        """Wall-clock time the data here was last known current (None: it is current now)."""
+        if self.connected and self.upstream_synced_at is None:
+            return None
+        since = self.synced_at or self.disconnected_at
+        return since if self.upstream_synced_at is None else min(since, self.upstream_synced_at)
+
     def stale(self):
-        return not self.connected and self.age() >= getattr(settings, "FLAGS_RELAY_STALE_SECONDS", 5.0)
+        return self.age() >= getattr(settings, "FLAGS_RELAY_STALE_SECONDS", 5.0)
 
     # -- writes (the follower thread) ----------------------------------------------------------------
 

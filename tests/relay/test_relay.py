@@ -17,6 +17,7 @@ from django.db.models import Sum
 from websockets.sync.client import connect
 
 from analytics.models import EvaluationRollup
+from experiments.models import Event
 from flags import services
 from flags.models import ApiKey, RelayBatch
 from flags.selectors import flag_get
@@ -194,6 +195,18 @@ def test_revoked_sdk_key__refused_by_the_chained_relay_within_a_second(topology)
     assert evaluate(topology.b, topology.sdk_key, "relay-flag").status_code == 200  # the others still work
 
 
+def test_revoked_relay_token__stream_closed_and_protocol_refused(topology):
+    api_key, token = services.api_key_create(actor=SYSTEM, name="short-lived relay", kind="relay",
+                                             relay_environments=["production"])
+    with connect(topology.primary.http_url.replace("http", "ws") + "/ws/relay",
+                 additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=5) as ws:
+        assert ws_messages(ws, lambda m: m["type"] == "synced")
+        services.api_key_revoke(actor=SYSTEM, api_key=api_key)
+        refused = ws_messages(ws, lambda m: m["type"] == "error", timeout=8)  # the primary's key cache TTL (5 s)
+        assert refused["error"]["code"] == "not_authenticated"
+    assert get(topology.primary, "/api/relay/keys", token).status_code == 401
+
+
 def _primary_count(flag):
     return EvaluationRollup.objects.filter(flag_key=flag, environment="production").aggregate(n=Sum("evaluations"))["n"] or 0
 
@@ -219,6 +232,12 @@ def test_counts__arrive_at_the_primary_exactly_once(topology):
     assert (again.status_code, again.json()["duplicate"]) == (200, True)
     assert _primary_count("relay-counted") == 17
     assert RelayBatch.objects.filter(batch_id=batch["batch"]).count() == 1
+    # events tracked at the chained relay reach the primary's table once
+    tracked = post(topology.b, "/api/events", {"events": [{"event": "relay-buy", "userId": "u1", "id": "relay-e1"},
+                                                          {"event": "relay-buy", "userId": "u2", "id": "relay-e2"}]},
+                   topology.sdk_key)
+    assert tracked.status_code == 202, tracked.text
+    wait_until(lambda: Event.objects.filter(event="relay-buy").count() == 2, 10, message="relay events at the primary")
 
 
 def test_upstream_stop_and_restart__relay_serves_stale_reports_it_and_catches_up(topology):
@@ -229,6 +248,10 @@ def test_upstream_stop_and_restart__relay_serves_stale_reports_it_and_catches_up
                            message="relay A to report stale")
         assert stale["relay"]["connected"] is False and stale["relay"]["ageSeconds"] >= 1
         assert "flagsite_relay_stale 1.0" in get(topology.a, "/metrics").text
+        # the chained relay is connected (to relay A), but its answers are as old as A's: stale too
+        chained = wait_until(lambda: health(topology.b).get("status") == "stale" and health(topology.b), 5,
+                             message="relay B to report stale through the chain")
+        assert chained["relay"]["connected"] is True and chained["relay"]["ageSeconds"] >= 1
         for relay in (topology.a, topology.b):  # both keep answering from the last snapshot
             assert evaluate(relay, topology.sdk_key, "relay-flag").status_code == 200
         for i in range(3):  # counted while the upstream is away: kept in the outbox
@@ -238,6 +261,7 @@ def test_upstream_stop_and_restart__relay_serves_stale_reports_it_and_catches_up
         topology.primary = start_web(port=port, output=topology.logs["primary"], FLAGS_WS_PING_SECONDS="1")
         topology.servers[0] = topology.primary
     wait_synced(topology.a, timeout=15)
+    wait_synced(topology.b, timeout=5)
     wait_relays_at(topology, primary_version(), timeout=10)
     assert evaluate(topology.b, topology.sdk_key, "relay-flag").json()["enabled"] is False
     wait_until(lambda: _primary_count("relay-counted") == 20, 10, message="outbox flushed after the restart")
