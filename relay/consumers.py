@@ -18,7 +18,6 @@ database is unavailable for a token this process never resolved.
 import asyncio
 import json
 import logging
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer

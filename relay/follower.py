@@ -16,7 +16,6 @@ import json
 import logging
 import random
 import threading
-import time
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from django.conf import settings

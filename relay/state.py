@@ -37,7 +37,6 @@ class RelayState:
             self.synced_at = None  # time.time() of the last message from a live upstream connection
             self.disconnected_at = time.time()
             self.loaded_from_file = False
-            self.reconnects = 0
             # a chain: when our upstream is itself a relay that lost its upstream, the time it last
             # heard from it (what our clients' answers are as old as); None while it is current
             self.upstream_synced_at = None
