@@ -180,6 +180,23 @@ def test_change_and_kill__reach_a_ws_client_of_the_chained_relay(topology):
         assert resumed["type"] == "snapshot" or resumed["action"] in ("killed", "restored")
 
 
+def test_grpc_watch_on_the_relay__sees_a_change_made_on_the_primary(topology):
+    with grpc.insecure_channel(topology.a.target) as channel:
+        stub = flags_pb2_grpc.FlagServiceStub(channel)
+        stream = stub.WatchFlags(flags_pb2.WatchFlagsRequest(), timeout=15,
+                                 metadata=(("authorization", f"Bearer {topology.sdk_key}"),))
+        try:
+            assert next(stream).type == "hello"
+            services.flag_toggle(actor=SYSTEM, flag=flag_get("relay-flag"), environment="production")
+            event = next(event for event in stream if event.type == "flag.changed")
+            assert event.action == "toggled" and event.flag["key"] == "relay-flag"
+            assert event.version == primary_version()
+        finally:
+            stream.cancel()
+    services.flag_toggle(actor=SYSTEM, flag=flag_get("relay-flag"), environment="production")
+    wait_relays_at(topology, primary_version())
+
+
 def test_revoked_sdk_key__refused_by_the_chained_relay_within_a_second(topology):
     production = topology.production
     api_key, raw = services.api_key_create(actor=SYSTEM, name="soon revoked", kind="sdk", environment=production)
