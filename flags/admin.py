@@ -601,11 +601,12 @@ class ApiKeyAdmin(InProjectAdmin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["name", "kind", "environment", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+        return ["name", "kind", "environment", "user", "relay_environments", "prefix", "created_at",
+                "last_used_at", "revoked_at"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["name", "kind", "environment", "user"]
+            return ["name", "kind", "environment", "user", "relay_environments"]
         return self.get_readonly_fields(request, obj)
 
     def has_delete_permission(self, request, obj=None):
@@ -630,6 +631,10 @@ class ApiKeyAdmin(InProjectAdmin, admin.ModelAdmin):
                     fields["user"] = ["SDK keys do not act as a user; leave empty."]
                 if data.get("kind") == "management" and not data.get("user"):
                     fields["user"] = ["Management tokens act as a user."]
+                if data.get("kind") == "relay" and (data.get("environment") or data.get("user")):
+                    fields["environment"] = ["Relay tokens name relay environments, not an environment or user."]
+                if data.get("kind") != "relay" and data.get("relay_environments"):
+                    fields["relay_environments"] = ["Only relay tokens name relay environments."]
                 if data.get("kind") == "management" and data.get("environment"):
                     fields["environment"] = ["Management tokens are not tied to an environment; leave empty."]
                 add_field_errors(self, fields)
@@ -642,7 +647,8 @@ class ApiKeyAdmin(InProjectAdmin, admin.ModelAdmin):
             return
         api_key, raw_key = services.api_key_create(
             actor=Actor.from_request(request), name=form.cleaned_data["name"], kind=form.cleaned_data["kind"],
-            environment=form.cleaned_data.get("environment"), user=form.cleaned_data.get("user"))
+            environment=form.cleaned_data.get("environment"), user=form.cleaned_data.get("user"),
+            relay_environments=form.cleaned_data.get("relay_environments") or None)
         obj.pk, obj.prefix, obj.key_hash, obj.created_at = api_key.pk, api_key.prefix, api_key.key_hash, api_key.created_at
         self.message_user(request, format_html(
             "New key (shown once, copy it now): <code>{}</code>", raw_key), level=messages.WARNING)

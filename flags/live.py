@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -117,6 +118,10 @@ class ChangeFeed:
     def _versions(self):
         """{environment: version} in one plain query: an idle poll through the ORM cost ~10x the
         CPU (~170 us against ~15 us, up to 40 times a second), on the GIL serving threads need."""
+        if getattr(settings, "FLAGS_RELAY", ""):  # relay mode: the versions the relay follows
+            from relay.state import state
+
+            return state.versions()
         if self._versions_sql is None:
             quote, meta = connection.ops.quote_name, Environment._meta
             self._versions_sql = (f"SELECT {quote(meta.get_field('project').column)}, "
@@ -168,6 +173,7 @@ class Watcher:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.feed.poll)
         self.wakeup = asyncio.Event()
+        self._loop = loop
         self._task = loop.create_task(self._run())
 
     async def _listen(self):
@@ -213,6 +219,17 @@ class Watcher:
         finally:
             listener.cancel()
 
+    _loop = None
+
+    def wake_threadsafe(self):
+        """Poll now, from any thread (relay/follower.py after an update it applied)."""
+        loop, wakeup = self._loop, self.wakeup
+        if loop is not None and wakeup is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(wakeup.set)
+            except RuntimeError:  # the loop just closed
+                pass
+
     async def broadcast(self, event):
         """Serialize once; write the same frame to every local client of the environment."""
         await self._write(self.clients.get(event["environment"], ()), json.dumps(event, separators=(",", ":")))
@@ -241,6 +258,7 @@ class Watcher:
 
 
 watcher = Watcher()
+thread_watchers = weakref.WeakSet()  # every ThreadWatcher of this process (relay/follower.py wakes them)
 
 
 def send_notice(*, environment, version):
@@ -284,6 +302,7 @@ class ThreadWatcher:
         self._stopping = threading.Event()
         self._threads = []
         self._loop = None
+        thread_watchers.add(self)
 
     @property
     def running(self):

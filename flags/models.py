@@ -96,11 +96,14 @@ class ApiKey(models.Model):
     class Kind(models.TextChoices):
         SDK = "sdk", "SDK key (one environment: evaluate and snapshot)"
         MANAGEMENT = "management", "Management token (acts as a user)"
+        RELAY = "relay", "Relay token (an edge relay: reads snapshots and key hashes, writes counts)"
 
     # SDK keys: their environment's project; management tokens: the project they are narrowed to
     # (the default project for tokens made before projects; `narrowed` False = every project)
     project = project_field("api_keys")
     narrowed = models.BooleanField(default=False)
+    # relay tokens: the environment keys (of `project`) whose snapshots the relay may read; [] = all
+    relay_environments = models.JSONField(default=list, blank=True)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     environment = models.ForeignKey(
@@ -126,6 +129,7 @@ class ApiKey(models.Model):
                 condition=(
                     models.Q(kind="sdk", environment__isnull=False)
                     | models.Q(kind="management", user__isnull=False)
+                    | models.Q(kind="relay", environment__isnull=True, user__isnull=True)
                 ),
                 name="api_key_owner_matches_kind",
             )
@@ -137,3 +141,14 @@ class ApiKey(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.prefix}...)"
+
+
+class RelayBatch(models.Model):
+    """A batch a relay posted to /api/relay/ingest, by its id: a retried batch is applied once."""
+
+    batch_id = models.CharField(max_length=64, unique=True)
+    relay_key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="relay_batches")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self):
+        return self.batch_id

@@ -547,6 +547,7 @@ def _api_key_data(api_key):
         "environment": api_key.environment.key if api_key.environment_id else None,
         "user": api_key.user.get_username() if api_key.user_id else None,
         "revoked": api_key.revoked_at is not None,
+        **({"relayEnvironments": list(api_key.relay_environments)} if api_key.kind == ApiKey.Kind.RELAY else {}),
     }
 
 
@@ -578,15 +579,35 @@ def check_api_key_revoke(actor, api_key):
     return (f"Key {api_key.prefix}... is another user's management token: only they or a superuser may revoke it.")
 
 
-def api_key_create(*, actor, name, kind, environment=None, user=None, narrowed=False):
+def api_key_create(*, actor, name, kind, environment=None, user=None, narrowed=False, relay_environments=None):
     """A new key of the current project; returns (ApiKey, raw_key). Only the sha256 of the key is
     stored: show it once. SDK keys: "sdk_<env>_<token>" (need `environment`); management tokens:
     "mgmt_<token>" (need `user`, and check_api_key_user: a non-superuser only for themselves);
-    ``narrowed``: the token works in the current project only."""
+    ``narrowed``: the token works in the current project only. Relay tokens: "relay_<token>", for
+    an edge relay (relay/): read the snapshots of ``relay_environments`` (environment keys of the
+    current project; empty = all of them) and every SDK key hash of the project, post counts."""
     fields = {}
     check_text(fields, "name", name, required=True, max_length=200)
     env = None
-    if kind == ApiKey.Kind.SDK:
+    relay_keys = []
+    if relay_environments and kind != ApiKey.Kind.RELAY:
+        add(fields, "relayEnvironments", "Only relay tokens name relay environments.")
+    if kind == ApiKey.Kind.RELAY:
+        if environment is not None:
+            add(fields, "environment", "Relay tokens are not tied to one environment; use relayEnvironments.")
+        if user is not None:
+            add(fields, "user", "Relay tokens do not act as a user.")
+        if relay_environments is not None and (not isinstance(relay_environments, (list, tuple))
+                                               or not all(isinstance(k, str) for k in relay_environments)):
+            add(fields, "relayEnvironments", "A list of environment keys.")
+        else:
+            for wanted in relay_environments or ():
+                try:
+                    relay_keys.append(environment_get(wanted).key)
+                except ValidationFailed:
+                    add(fields, "relayEnvironments", f"Unknown environment '{wanted}'.")
+            relay_keys = sorted(set(relay_keys))
+    elif kind == ApiKey.Kind.SDK:
         if environment is None:
             add(fields, "environment", "SDK keys belong to one environment.")
         else:
@@ -611,13 +632,17 @@ def api_key_create(*, actor, name, kind, environment=None, user=None, narrowed=F
         raise ValidationFailed(fields)
     if env is not None:  # a management token acts with its user's own rights (check_api_key_user)
         policy.require(actor, "flags.add_apikey", project=env.project_id)
+    relay = kind == ApiKey.Kind.RELAY
+    if relay:
+        policy.require(actor, "flags.add_apikey", project=scope.current())
 
     token = secrets.token_urlsafe(32)
-    raw_key = f"sdk_{env.key}_{token}" if env is not None else f"mgmt_{token}"
+    raw_key = f"sdk_{env.key}_{token}" if env is not None else f"relay_{token}" if relay else f"mgmt_{token}"
     with transaction.atomic():
-        api_key = ApiKey.objects.create(name=name, kind=kind, environment=env, user=user if env is None else None,
+        api_key = ApiKey.objects.create(name=name, kind=kind, environment=env,
+                                        user=user if env is None and not relay else None,
                                         project_id=env.project_id if env is not None else scope.current(),
-                                        narrowed=bool(narrowed),
+                                        narrowed=bool(narrowed), relay_environments=relay_keys,
                                         prefix=raw_key[:12], key_hash=hash_api_key(raw_key))
         audit_record(actor=actor, action="apikey.created", target_type="apikey", target_key=api_key.prefix,
                      environment=env.key if env else "", after=_api_key_data(api_key))
@@ -633,7 +658,7 @@ def api_key_revoke(*, actor, api_key):
         refused = check_api_key_revoke(actor, api_key)
         if refused:
             raise ValidationFailed(message=refused)
-        if api_key.kind == ApiKey.Kind.SDK:
+        if api_key.kind in (ApiKey.Kind.SDK, ApiKey.Kind.RELAY):
             policy.require(actor, "flags.change_apikey", project=api_key.project_id)
         if api_key.revoked_at is not None:
             return api_key

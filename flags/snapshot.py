@@ -50,7 +50,20 @@ _entries = {}
 _lock = threading.Lock()
 
 
+def _relay():
+    """relay/state.py's RelayState in relay mode (the snapshot source that follows an upstream),
+    else None: the ORM is the source."""
+    if not getattr(settings, "FLAGS_RELAY", ""):
+        return None
+    from relay.state import state
+
+    return state
+
+
 def _version(environment_key):
+    relay = _relay()
+    if relay is not None:
+        return relay.version(environment_key)
     project, key = scope.split(environment_key)
     return Environment.all_objects.filter(project_id=project, key=key).values_list("version", flat=True).first()
 
@@ -62,6 +75,12 @@ def build_payload(environment_key):
     a write committed between them would label newer rows with the older version; every write bumps
     the version in its own transaction, so an unchanged version after the rows proves they match it.
     """
+    relay = _relay()
+    if relay is not None:
+        payload = relay.payload(environment_key)
+        if payload is None:
+            raise ValidationFailed({"environment": [f"Unknown environment '{scope.split(environment_key)[1]}'."]})
+        return payload
     version = _version(environment_key)
     project, key = scope.split(environment_key)
     for _attempt in range(5):
@@ -117,7 +136,7 @@ def share_payload(payload):
 def store_payload(environment_key):
     """Rebuild the payload from the database and put it in the shared cache (if it answers)."""
     payload = build_payload(environment_key)
-    if time.monotonic() >= _cache_down_until:
+    if _relay() is None and time.monotonic() >= _cache_down_until:
         share_payload(payload)
     return payload
 
@@ -175,7 +194,7 @@ def _reload(environment_key, entry, now):
     if entry is not None and entry.version == version:
         entry.checked_at = now
         return entry
-    payload = _cached_payload(environment_key)
+    payload = None if _relay() is not None else _cached_payload(environment_key)
     if not payload or payload.get("version") != version:
         payload = store_payload(environment_key)
     entry = _Entry(payload["version"], payload, compile_payload(payload), now)
@@ -208,6 +227,11 @@ def fresh_payload(environment_key):
 def warm_up():
     """Compile every environment's snapshot now: a server process calls it before taking requests,
     or its first request pays it (0.8 s when a rule targets devices: the user-agent tables load)."""
+    relay = _relay()
+    if relay is not None:
+        for environment in relay.versions():
+            get_snapshot(environment)
+        return
     for project, key in Environment.all_objects.values_list("project_id", "key"):
         get_snapshot(scope.ref(project, key))
 

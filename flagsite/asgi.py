@@ -5,6 +5,7 @@ WebSocket through Channels."""
 import os
 from urllib.parse import urlparse
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flagsite.settings")
@@ -50,10 +51,20 @@ async def lifespan(scope, receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            webhook_runner.start()
+            webhook_runner.start()  # neither starts in relay mode (flagsite/ops/background.py)
             change_runner.start()
+            if settings.FLAGS_RELAY:  # an edge relay: follow the upstream (relay/follower.py)
+                from relay.follower import follower
+
+                follower.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if settings.FLAGS_RELAY:
+                from relay.follower import follower
+                from relay.outbox import outbox
+
+                follower.stop()
+                outbox.flush_at_exit()
             webhook_runner.stop()
             change_runner.stop()
             await send({"type": "lifespan.shutdown.complete"})

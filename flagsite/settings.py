@@ -37,13 +37,16 @@ if FLAGS_PRODUCTION and DEBUG:
     raise SystemExit("flagsite: refusing to start: DEBUG must be off when FLAGS_PRODUCTION=true")
 if FLAGS_PRODUCTION and (SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50):
     raise SystemExit("flagsite: refusing to start: set SECRET_KEY (50+ random characters) when FLAGS_PRODUCTION=true")
+# An edge relay (relay/, `manage.py relay`): the upstream's URL. See "Edge relay mode" below.
+FLAGS_RELAY = os.environ.get("FLAGS_RELAY", "").rstrip("/")
 # Audit chain and checkpoints are HMAC-SHA256 with a key kept outside the database (README "Audit
 # threat model"): FLAGS_AUDIT_KEY or FLAGS_AUDIT_KEY_FILE; the embedded run makes artifacts/audit.key.
+# A relay writes no audit entries (it has no database): it needs no key.
 try:
     from audit.keyfile import AuditKeyError, load_audit_key
 
-    FLAGS_AUDIT_KEY = load_audit_key(os.environ, production=FLAGS_PRODUCTION,
-                                     default_path=BASE_DIR / "artifacts" / "audit.key")
+    FLAGS_AUDIT_KEY = None if FLAGS_RELAY else load_audit_key(
+        os.environ, production=FLAGS_PRODUCTION, default_path=BASE_DIR / "artifacts" / "audit.key")
 except AuditKeyError as exc:
     raise SystemExit(f"flagsite: refusing to start: {exc}") from None
 # Signed checkpoints (manage.py audit_checkpoint; Celery beat every FLAGS_AUDIT_CHECKPOINT_MINUTES,
@@ -90,6 +93,7 @@ INSTALLED_APPS = [
     "experiments",  # events and exposures (issue 20)
     "webhooks",  # subscriptions following the audit log, signed deliveries (issue 19)
     "changes",  # scheduled changes and rollout plans (issue 19)
+    "relay",  # the edge relay: upstream API for relays, and the relay mode (issue 21)
     "grpc_api",
     "corsheaders",
     "flagsite.ops",
@@ -97,6 +101,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "relay.middleware.RelayModeMiddleware",  # relay mode: routes that need a database answer 503
     "flags.fastlane.FastLaneMiddleware",  # warm evaluations answered before the rest (flags/fastlane.py)
     "flagsite.ops.middleware.RequestIdMiddleware",  # first: request id + latency for everything below
     "projects.scope.ScopeMiddleware",  # each request starts in the default project (projects/scope.py)
@@ -191,8 +196,22 @@ def db_pool_options():
                      "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10"))}}
 
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if DATABASE_URL:
+# Edge relay mode (relay/, `manage.py relay`): FLAGS_RELAY is the upstream's URL (a primary or
+# another relay; read near the top, the audit key depends on it). A relay has no database of its own
+# (an in-memory SQLite with no tables; routes that would need one answer 404 "not_on_relay", see
+# relay/middleware.py) and no Redis: it serves the snapshots and key hashes it follows from the
+# upstream, and sends counts, exposures and events back in batches (relay/outbox.py).
+FLAGS_RELAY_TOKEN = os.environ.get("FLAGS_RELAY_TOKEN", "")
+FLAGS_RELAY_SNAPSHOT_FILE = os.environ.get("FLAGS_RELAY_SNAPSHOT_FILE", "")  # start from it, keep it current
+FLAGS_RELAY_OUTBOX_MAX = int(os.environ.get("FLAGS_RELAY_OUTBOX_MAX", "1000"))  # batches kept while upstream is away
+FLAGS_RELAY_FLUSH_SECONDS = float(os.environ.get("FLAGS_RELAY_FLUSH_SECONDS", "2"))
+FLAGS_RELAY_STALE_SECONDS = float(os.environ.get("FLAGS_RELAY_STALE_SECONDS", "5"))  # disconnected longer: stale
+FLAGS_RELAY_BACKOFF_MAX = float(os.environ.get("FLAGS_RELAY_BACKOFF_MAX", "5"))  # reconnect delay cap (seconds)
+
+DATABASE_URL = "" if FLAGS_RELAY else os.environ.get("DATABASE_URL", "")
+if FLAGS_RELAY:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+elif DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
 else:
     DATABASES = {
@@ -206,7 +225,7 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = "" if FLAGS_RELAY else os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/", include("experiments.urls")),
     path("api/", include("webhooks.urls")),
     path("api/", include("changes.urls")),
+    path("api/", include("relay.urls")),  # the relay protocol (relay tokens): snapshot, keys, ingest
     path("ofrep/", include("flags.ofrep_urls")),
     path("metrics", metrics_view, name="metrics"),  # Prometheus (flagsite/ops/metrics.py)
     path("", include("flags.page_urls")),  # dashboard pages (staff)

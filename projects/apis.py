@@ -149,6 +149,8 @@ class KeyOutputSerializer(serializers.Serializer):
     environment = serializers.CharField(source="environment.key", allow_null=True, default=None)
     user = serializers.CharField(source="user.username", allow_null=True, default=None)
     narrowed = serializers.BooleanField(help_text="A management token working in this project only")
+    relayEnvironments = serializers.ListField(child=serializers.CharField(), source="relay_environments",
+                                              help_text="Relay tokens: the environments a relay may read (empty: all)")
     createdAt = serializers.DateTimeField(source="created_at")
     lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
     revoked = serializers.SerializerMethodField()
@@ -166,6 +168,9 @@ class KeyInputSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=ApiKey.Kind.values)
     environment = serializers.SlugField(required=False, max_length=64, help_text="SDK keys: their environment")
     narrowed = serializers.BooleanField(default=True, help_text="Management tokens (for yourself): this project only")
+    relayEnvironments = serializers.ListField(
+        child=serializers.SlugField(max_length=64), required=False, max_length=100,
+        help_text="Relay tokens: environments whose snapshots the relay may read (omitted or empty: all)")
 
 
 def _keys():
@@ -186,9 +191,11 @@ class KeyListCreateApi(APIView):
     def post(self, request):
         data = validate(KeyInputSerializer, request.data)
         sdk = data["kind"] == ApiKey.Kind.SDK
+        relay = data["kind"] == ApiKey.Kind.RELAY
         api_key, raw_key = flag_services.api_key_create(
             actor=actor_for(request), name=data["name"], kind=data["kind"], environment=data.get("environment"),
-            user=None if sdk else request.user, narrowed=data["narrowed"] and not sdk)
+            user=None if sdk or relay else request.user, narrowed=data["narrowed"] and not sdk and not relay,
+            relay_environments=data.get("relayEnvironments"))
         return Response({**KeyOutputSerializer(_keys().get(pk=api_key.pk)).data, "key": raw_key}, status=201)
 
 

@@ -133,3 +133,21 @@ def manage(*args, wait=True, **env):
         return process
     stdout, stderr = process.communicate(timeout=60)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def start_relay(upstream, token, port=None, grpc_port=None, output=None, snapshot_file=None, extra=(), **env):
+    """`manage.py relay` (an edge relay of `upstream`, relay/) on 127.0.0.1:<port> (HTTP + /ws) and,
+    with grpc_port, gRPC; returned once the port listens (its /api/health says when it is synced)."""
+    port = port or free_port()
+    args = [sys.executable, "manage.py", "relay", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port)]
+    if grpc_port:
+        args += ["--grpc-port", str(grpc_port)]
+    if snapshot_file:
+        args += ["--snapshot-file", str(snapshot_file)]
+    # FLAGS_RELAY set: the command starts in relay mode at once (no re-exec to get there)
+    server = ServerProcess([*args, *extra], port, output, FLAGS_RELAY=upstream, FLAGS_RELAY_TOKEN=token,
+                           FLAGS_RELAY_SNAPSHOT_FILE=snapshot_file or "", **env)
+    server.http_url = f"http://127.0.0.1:{port}"
+    server.ws_url = f"ws://127.0.0.1:{port}/ws"
+    server.target = f"127.0.0.1:{grpc_port}" if grpc_port else None
+    return server

@@ -46,9 +46,10 @@ class ApiKeyPrincipal:
 
     id: int
     prefix: str
-    kind: str  # "sdk" | "management"
+    kind: str  # "sdk" | "management" | "relay"
     environment: str | None  # environment ref (projects/scope.py), SDK keys only
-    project: str | None = None  # the one project an SDK key or a narrowed token works in
+    project: str | None = None  # the one project an SDK key, a relay token or a narrowed token works in
+    environments: tuple = ()  # relay tokens: the environment refs it may read (empty: all of its project)
 
     @property
     def label(self):
@@ -103,7 +104,40 @@ def forget_api_key(key_hash=None):
             _last_good.pop(key_hash, None)
 
 
+def _relay_load(key_hash):
+    """Relay mode: the key hashes the upstream shares (relay/state.py), never a query."""
+    from relay.state import state
+
+    entry = state.key(key_hash)
+    if entry is None or entry.get("kind") not in ("sdk", "relay"):
+        return None
+    principal = ApiKeyPrincipal(id=entry["id"], prefix=entry["prefix"], kind=entry["kind"],
+                                environment=entry.get("environment") if entry["kind"] == "sdk" else None,
+                                project=entry.get("project"), environments=tuple(entry.get("environments") or ()))
+    return SdkKeyUser(principal), principal
+
+
+def principal_of(api_key):
+    """The ApiKeyPrincipal of an SDK key or a relay token (environment preloaded)."""
+    from projects import scope
+
+    sdk = api_key.kind == "sdk"
+    relay = api_key.kind == "relay"
+    return ApiKeyPrincipal(
+        id=api_key.pk,
+        prefix=api_key.prefix,
+        kind=api_key.kind,
+        environment=scope.ref(api_key.environment.project_id, api_key.environment.key) if sdk else None,
+        project=(api_key.environment.project_id if sdk
+                 else api_key.project_id if (relay or api_key.narrowed) else None),
+        environments=tuple(scope.ref(api_key.project_id, key) for key in api_key.relay_environments or ())
+        if relay else (),
+    )
+
+
 def _load(key_hash):
+    if getattr(settings, "FLAGS_RELAY", ""):
+        return _relay_load(key_hash)
     from flags.models import ApiKey
 
     api_key = (
@@ -113,17 +147,8 @@ def _load(key_hash):
     )
     if api_key is None:
         return None
-    from projects import scope
-
-    sdk = api_key.kind == "sdk"
-    principal = ApiKeyPrincipal(
-        id=api_key.pk,
-        prefix=api_key.prefix,
-        kind=api_key.kind,
-        environment=scope.ref(api_key.environment.project_id, api_key.environment.key) if sdk else None,
-        project=api_key.environment.project_id if sdk else (api_key.project_id if api_key.narrowed else None),
-    )
-    if api_key.kind == "sdk":
+    principal = principal_of(api_key)
+    if api_key.kind in ("sdk", "relay"):  # a relay token holds no model permission either
         return SdkKeyUser(principal), principal
     user = get_user_model().objects.filter(pk=api_key.user_id, is_active=True).first()
     if user is None:
@@ -203,6 +228,9 @@ def _lookup(key_hash, now):
 def _touch(api_key_id, now):
     if now - _last_used.get(api_key_id, -LAST_USED_WRITE_INTERVAL) < LAST_USED_WRITE_INTERVAL:
         return
+    if getattr(settings, "FLAGS_RELAY", ""):  # a relay has no database: the upstream's key, not ours
+        _last_used[api_key_id] = now
+        return
     from flags.models import ApiKey
 
     _last_used[api_key_id] = now
@@ -259,6 +287,6 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "An SDK key (evaluate + snapshot of its environment) or a management token "
-            "(acts as its user). Also accepted as the X-API-Key header.",
+            "description": "An SDK key (evaluate + snapshot of its environment), a management token "
+            "(acts as its user) or a relay token (/api/relay/* only). Also accepted as the X-API-Key header.",
         }

@@ -52,6 +52,10 @@ class HealthApi(APIView):
         )
     )
     def get(self, request):
+        from django.conf import settings
+
+        if getattr(settings, "FLAGS_RELAY", ""):
+            return relay_health()
         checks = {}
         for name, check in CHECKS.items():
             try:
@@ -68,3 +72,29 @@ class HealthApi(APIView):
         error = {"code": "unavailable", "message": f"Unavailable: {failed}.", "fields": {}}
         return Response({"status": "unavailable", "checks": checks, "error": error}, status=503)
 
+
+
+def relay_health():
+    """A relay (relay/): 200 ``ok`` while it follows its upstream; 200 ``stale`` while it serves its
+    last snapshot with the upstream away (``relay.ageSeconds`` since it last heard from it: keep
+    the node in rotation, it answers as the upstream last did); 503 before it holds anything."""
+    from relay.outbox import outbox
+    from relay.state import state
+
+    info = {"upstream": settings_upstream(), "connected": state.connected, "stale": state.stale(),
+            "ageSeconds": round(state.age(), 3), "environments": state.versions(), "keys": len(state.keys),
+            "fromSnapshotFile": state.loaded_from_file,
+            "outbox": {"pending": outbox.pending(), "dropped": outbox.dropped, "droppedItems": outbox.dropped_items}}
+    if not state.ready():
+        error = {"code": "unavailable", "message": "Unavailable: no snapshot from the upstream yet.", "fields": {}}
+        return Response({"status": "unavailable", "checks": {"upstream": "unavailable"}, "relay": info,
+                         "error": error}, status=503)
+    status = "stale" if info["stale"] else "ok"
+    return Response({"status": status, "checks": {"upstream": "ok" if state.connected else "unavailable"},
+                     "relay": info})
+
+
+def settings_upstream():
+    from django.conf import settings
+
+    return settings.FLAGS_RELAY

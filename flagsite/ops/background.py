@@ -23,8 +23,10 @@ class PeriodicThread:
 
     def start(self):
         """Start the thread (once per process) when this process has no beat to rely on."""
-        if self._thread is not None or not self.enabled():
-            return False
+        from django.conf import settings
+
+        if self._thread is not None or not self.enabled() or getattr(settings, "FLAGS_RELAY", ""):
+            return False  # a relay has no database: the upstream runs these jobs
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=f"flagsite-{self.name}", daemon=True)
         self._thread.start()

@@ -62,6 +62,29 @@ class StateCollector:
         yield from self._snapshots()
         yield from self._live()
         yield from self._health()
+        yield from self._relay()
+
+    def _relay(self):
+        if not getattr(settings, "FLAGS_RELAY", ""):
+            return
+        from relay.outbox import outbox
+        from relay.state import state
+
+        yield _gauge("flagsite_relay_connected", "1 while this relay follows its upstream's stream", state.connected)
+        yield _gauge("flagsite_relay_staleness_seconds",
+                     "Seconds since this relay last heard from its upstream (0 while connected)", state.age())
+        yield _gauge("flagsite_relay_stale", "1 while the relay serves a snapshot older than "
+                     "FLAGS_RELAY_STALE_SECONDS with its upstream away", state.stale())
+        yield _gauge("flagsite_relay_keys", "Key hashes this relay authenticates with", len(state.keys))
+        yield _gauge("flagsite_relay_outbox_batches", "Batches of counts/exposures/events waiting for the upstream",
+                     outbox.pending())
+        dropped = CounterMetricFamily("flagsite_relay_outbox_dropped_batches",
+                                      "Batches dropped because the outbox was full (FLAGS_RELAY_OUTBOX_MAX)")
+        dropped.add_metric([], outbox.dropped)
+        yield dropped
+        sent = CounterMetricFamily("flagsite_relay_outbox_sent_batches", "Batches the upstream took")
+        sent.add_metric([], outbox.sent)
+        yield sent
 
     def _health(self):
         from flagsite.api.health import last_errors
@@ -148,6 +171,12 @@ class StateCollector:
         except Exception:
             gauge.add_metric([], 0)
         yield gauge
+
+
+def _gauge(name, documentation, value):
+    gauge = GaugeMetricFamily(name, documentation)
+    gauge.add_metric([], float(value))
+    return gauge
 
 
 state_collector = StateCollector()

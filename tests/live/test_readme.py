@@ -51,6 +51,8 @@ NOT_RUN = {
         "suite on those stores and tests/faults starts its own",
     "kubectl create secret generic flagsite-secrets \\":
         "needs a Kubernetes cluster: tests/ops/test_kubernetes.py renders and validates what it applies",
+    "kubectl create secret generic flagsite-relay-secrets \\":
+        "needs a Kubernetes cluster: tests/ops/test_kubernetes.py renders and validates what it applies",
 }
 
 
@@ -192,9 +194,18 @@ def _change_requests(answers):
     assert [row["id"] for row in pending["results"]] == [opened["id"]]
 
 
+def _relay(answers):
+    evaluation, health = answers
+    assert (evaluation["flagId"], evaluation["enabled"]) == ("beta-dashboard", True), evaluation
+    assert health["status"] == "ok" and health["relay"]["connected"] is True, health
+    assert health["relay"]["upstream"].startswith("http://127.0.0.1:")
+
+
 SHELL_CHECKS = {
     "curl -s -X PUT localhost:3001/api/environments/production/protection -H \"Authorization: Bearer $TOKEN\" \\":
         _change_requests,
+    "RELAY_TOKEN=$(.venv/bin/python manage.py create_api_key --kind relay --relay-environment development "
+    "--name edge-eu)": _relay,
     "curl -s -X POST localhost:3001/api/projects -H \"Authorization: Bearer $TOKEN\" \\": _projects,
     "KEY=sdk_development_...   # from the output above": _tour,
     "TOKEN=$(.venv/bin/python manage.py create_api_key --kind management --user admin)": _management,

@@ -269,7 +269,60 @@ def test_readme__kubernetes_section_names_the_secret_and_the_apply_command():
     assert f"kubectl create secret generic {SECRET}" in section
     for key in SECRET_KEYS:
         assert f"--from-literal={key}=" in section, key
-    assert "relay" in section  # says it is not there yet
+    assert "kubectl apply -k deploy/kubernetes/relay" in section
+    assert "kubectl create secret generic flagsite-relay-secrets" in section
+
+
+# ---- the edge relay's own kustomization (deploy/kubernetes/relay): no database, no migrations ----
+
+RELAY = "relay"
+
+
+def test_relay__renders_valid__runs_manage_py_relay_with_http_and_grpc():
+    documents = render(RELAY)
+    assert sorted(o["kind"] for o in documents) == sorted(["ConfigMap", "Deployment", "Service",
+                                                           "HorizontalPodAutoscaler", "PodDisruptionBudget"])
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    spec = pod_specs(RELAY)["flagsite-relay"]
+    (container,) = spec["containers"]
+    assert container["command"][:3] == ["python", "manage.py", "relay"]
+    assert "initContainers" not in spec  # nothing to migrate: a relay has no database
+    (config,) = objects(RELAY, "ConfigMap").values()
+    assert config["data"]["FLAGS_RELAY"].startswith("https://")
+    assert config["data"]["FLAGS_RELAY_SNAPSHOT_FILE"].startswith("/tmp/")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    service = objects(RELAY, "Service")["flagsite-relay"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == set(ports) == {"http", "grpc"}
+    assert container["command"][container["command"].index("--port") + 1] == str(ports["http"])
+    assert container["command"][container["command"].index("--grpc-port") + 1] == str(ports["grpc"])
+
+
+def test_relay__probes_secrets_by_reference_read_only_root_autoscaled():
+    spec = pod_specs(RELAY)["flagsite-relay"]
+    (container,) = spec["containers"]
+    ready = container["readinessProbe"]["httpGet"]
+    assert ready["path"] == "/api/health" and ready["port"] == "http"
+    (config,) = objects(RELAY, "ConfigMap").values()
+    host = {h["name"]: h["value"] for h in ready["httpHeaders"]}["Host"]
+    assert host in config["data"]["ALLOWED_HOSTS"].split(",")
+    assert set(container["livenessProbe"]) & {"httpGet", "exec", "grpc"} == set()  # an upstream outage restarts nothing
+    assert {"secretRef": {"name": "flagsite-relay-secrets"}} in container["envFrom"]
+    assert not set(config["data"]) & {"SECRET_KEY", "FLAGS_RELAY_TOKEN", "DATABASE_URL", "REDIS_URL"}
+    assert not objects(RELAY, "Secret")
+    assert spec["securityContext"]["runAsUser"] == 10001 and container["securityContext"]["readOnlyRootFilesystem"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    (hpa,) = objects(RELAY, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "flagsite-relay"
+    assert "replicas" not in objects(RELAY, "Deployment")["flagsite-relay"]["spec"]
+    (budget,) = objects(RELAY, "PodDisruptionBudget").values()
+    assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_relay__health_says_stale_with_200__the_probe_keeps_it_ready():
+    """The readiness comment relies on it: stale is a 200, only "no snapshot yet" a 503."""
+    source = (ROOT / "flagsite" / "api" / "health.py").read_text()
+    assert 'status = "stale" if info["stale"] else "ok"' in source and "status=503" in source
 
 
 # The pods' root filesystem is read-only with an emptyDir on /tmp. Run the pods' own commands so, in

@@ -8,7 +8,7 @@ test client, many per hypothesis example. Hypothesis runs derandomized (the same
 run, in CI too): it draws a seed per request, from which the plain-Python generators below build
 the request (hypothesis' own strategies cost milliseconds a draw: ten thousand requests would take
 minutes). Identities: a management token with editing permissions and
-an SDK key, plus a few requests with no key or an unknown one.
+an SDK key (a relay token on the relay protocol's routes), plus a few requests with no key or an unknown one.
 
 What is sent: JSON of the wrong shape and type, near-valid bodies with one to three fields broken
 (unknown rule types and operators, catastrophic regular expressions, NaN, lone surrogates, NUL
@@ -48,7 +48,7 @@ from flags.management.commands.load_demo_data import FLAGS as DEMO_FLAG_SPECS
 from flags.models import ApiKey, Environment, Flag, FlagState
 from segments.models import Segment
 from flags import services as flag_services
-from tests.api.conftest import SYSTEM, create_flag, create_segment
+from tests.api.conftest import SYSTEM, create_flag, create_segment, make_key
 from tests.conftest import World
 from tests.urlconf import url_routes, view_class
 
@@ -72,6 +72,7 @@ EXPECTED_ROUTES = {
     "/api/change-requests/<int:change_request_id>/apply", "/api/change-requests/<int:change_request_id>/schedule",
     "/api/environments/<str:environment>/protection",
     "/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/<path:key>", "/ofrep/v1/configuration",
+    "/api/relay/snapshot", "/api/relay/keys", "/api/relay/ingest",
 }
 
 
@@ -153,6 +154,10 @@ TEMPLATES = {  # a valid body per route: the starting point of the near-valid mu
                                 "timestamp": "2025-01-01T00:00:00Z", "properties": {"plan": "premium"}}]},
     "/ofrep/v1/evaluate/flags": {"context": {"targetingKey": "user-1", "plan": "premium"}},
     "/ofrep/v1/evaluate/flags/<path:key>": {"context": {"targetingKey": "user-1", "plan": "premium"}},
+    "/api/relay/ingest": {"batch": "fuzz-batch-0001", "counts": {
+        "counts": [["production", "target", None, True, 490000, 3]], "users": []},
+        "events": [["production", "purchase", "user-1", 9.5, 1735689600, {"plan": "premium"}, "evt-1", 1735689600]],
+        "exposures": [["production", "mv", "user-1", "control", "control", 1735689600, 1735689600, 0]]},
 }
 
 
@@ -367,6 +372,8 @@ def make_request(seed):
         path += "?" + "&".join(f"{name}={value}" for name, value in query)
     sdk_route = route.template.startswith(("/ofrep/", "/api/evaluate", "/api/sdk/", "/api/events"))
     identities = (["sdk"] * 8 + ["editor"] * 3) if sdk_route else (["editor"] * 10 + ["sdk"])
+    if route.template.startswith("/api/relay/"):  # the relay protocol: relay tokens (relay/apis.py)
+        identities = ["relay"] * 8 + ["sdk", "editor"]
     identity = rnd.choice(identities) if rnd.random() < 0.92 else rnd.choice(["none", "bad"])
     body = body_for(rnd, route.template) if method not in ("GET", "HEAD") or rnd.random() < 0.2 else b""
     extra = {name: rnd.choice(HEADERS[name]) for name in rnd.sample(sorted(HEADERS), rnd.choice([0, 0, 1, 1, 2]))}
@@ -467,7 +474,8 @@ def fuzz_clients(keys, settings):
         {"type": "custom", "field": "email", "operator": "matches", "value": "^[a-z.]+@flagsite\\.dev$"}]}})
     create_flag("mv", kind="multivariate", variants=VARIANTS, states={"production": {"enabled": True}})
     flag_services.flag_archive(actor=SYSTEM, flag=create_flag("old"))
-    clients = {name: APIClient() for name in ("editor", "sdk", "none", "bad")}
+    clients = {name: APIClient() for name in ("editor", "sdk", "none", "bad", "relay")}
+    clients["relay"].credentials(HTTP_AUTHORIZATION=f"Bearer {make_key('relay')}")
     clients["editor"].credentials(HTTP_AUTHORIZATION=f"Bearer {keys['editor']}")
     clients["sdk"].credentials(HTTP_AUTHORIZATION=f"Bearer {keys['sdk']}")
     clients["bad"].credentials(HTTP_AUTHORIZATION="Bearer sdk_production_not-a-real-key")

@@ -11,7 +11,8 @@ Callers: anonymous; a non-staff user holding every permission (REST is for any u
 permission; pages and the admin are for staff); a staff user holding every permission except the
 row's (the management API's users log in by session, or by their token on the key-only evaluation
 paths where no session is read); a staff user with just the row's permission (plus `context`, e.g. view to reach a changelist);
-a production SDK key; the management token of the user without the permission. Each call runs in a
+a production SDK key; the management token of the user without the permission; a relay token
+(relay/: it may only use the relay protocol, /api/relay/*, and is refused everywhere else). Each call runs in a
 savepoint rolled back afterwards, so the rows of one table are independent.
 """
 
@@ -34,7 +35,8 @@ from changes.models import ChangeRequest, ProtectedEnvironment, Review, RolloutP
 from experiments import services as experiment_services
 from experiments.models import Experiment
 from flags import snapshot
-from flags.models import ApiKey, Environment, Flag
+from analytics.models import EvaluationRollup
+from flags.models import ApiKey, Environment, Flag, RelayBatch
 from flagsite.api.authentication import forget_api_key
 from projects import services as project_services
 from projects.models import Project, RoleGrant
@@ -47,7 +49,7 @@ from webhooks.models import Delivery, Webhook
 
 pytestmark = pytest.mark.django_db
 
-WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without")
+WHO = ("anonymous", "member", "staff_without", "staff_with", "sdk", "token_without", "relay")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 APPS = ("flags", "segments", "audit", "analytics", "auth", "projects", "webhooks", "changes", "experiments")
 LOGIN = "login"  # a 302 to the admin login page
@@ -55,16 +57,24 @@ LOGIN = "login"  # a 302 to the admin login page
 
 def rest_write(ok):
     """REST: any user with the permission (session or token); SDK keys never."""
-    return {"anonymous": 401, "member": ok, "staff_without": 403, "staff_with": ok, "sdk": 403, "token_without": 403}
+    return {"anonymous": 401, "member": ok, "staff_without": 403, "staff_with": ok, "sdk": 403, "token_without": 403,
+            "relay": 403}
 
 
 def rest_evaluate(ok):
     """Evaluation-like calls: SDK keys too; they write nothing to the database."""
-    return {"anonymous": 401, "member": ok, "staff_without": 403, "staff_with": ok, "sdk": ok, "token_without": 403}
+    return {"anonymous": 401, "member": ok, "staff_without": 403, "staff_with": ok, "sdk": ok, "token_without": 403,
+            "relay": 403}
+
+
+def relay_only(ok):
+    """The relay protocol (relay/apis.py): relay tokens only; users, whatever they hold, and SDK keys never."""
+    return {"anonymous": 401, "member": 403, "staff_without": 403, "staff_with": 403, "sdk": 403,
+            "token_without": 403, "relay": ok}
 
 
 PAGE = {"anonymous": LOGIN, "member": 403, "staff_without": 403, "staff_with": 302, "sdk": LOGIN,
-        "token_without": LOGIN}
+        "token_without": LOGIN, "relay": LOGIN}
 ADMIN_FORM = {**PAGE, "member": LOGIN}
 # The action is not offered to staff_without: back to the list ("No action selected.", or the plain
 # list when no action at all is offered to them), nothing done.
@@ -280,6 +290,13 @@ REST += [
         ("projects.delete_rolegrant",)),
     rest("/api/projects/<slug:project>/keys", "POST", "/api/projects/default/keys",
          {"name": "web", "kind": "sdk", "environment": "staging"}, rest_write(201), ["flags.add_apikey"]),
+    rest("/api/projects/<slug:project>/keys", "POST", "/api/projects/default/keys",
+         {"name": "edge", "kind": "relay", "relayEnvironments": ["production"]}, rest_write(201),
+         ["flags.add_apikey"], note="a relay token"),
+    # the relay protocol: relay tokens only; an accepted batch writes its id and the counts
+    rest("/api/relay/ingest", "POST", "/api/relay/ingest",
+         {"batch": "matrix-batch-1", "counts": {"counts": [["production", "m", None, True, 490000, 2]], "users": []}},
+         relay_only(200), []),
     Row(("rest", "/api/projects/<slug:project>/keys/<int:key_id>", "DELETE"),
         lambda o: ("DELETE", f"/api/projects/default/keys/{o.sdk_key.pk}", None), rest_write(204),
         ("flags.change_apikey",)),
@@ -554,6 +571,7 @@ class Objects:
         self.sdk_raw = make_key("sdk", environment="production")
         self.sdk_key = ApiKey.objects.get(kind="sdk", revoked_at__isnull=True)
         self.token_raw = make_key("management", user=self.users["staff_without"])
+        self.relay_raw = make_key("relay")
         self.root_key = ApiKey.objects.get(pk=_key_for(self.root).pk)
         self.entry = AuditEntry.objects.order_by("pk").first()
         from changes import services as change_services
@@ -621,6 +639,8 @@ def everything_written():
         "group_perms": list(Group.permissions.through.objects.order_by("pk").values_list("group_id",
                                                                                          "permission_id")),
         "audit_rows": AuditEntry.objects.count(),
+        "relay_batches": list(RelayBatch.objects.order_by("pk").values_list("batch_id", flat=True)),
+        "rollups": list(EvaluationRollup.objects.order_by("pk").values_list("flag_key", "evaluations")),
         "role_grants": list(RoleGrant.objects.order_by("pk").values_list("project_id", "role", "user_id", "group_id",
                                                                          "environments")),
         "webhooks": list(Webhook.all_objects.order_by("pk").values_list("name", "url", "events", "format", "active",
@@ -637,15 +657,15 @@ def everything_written():
 
 def client_for(row, who, objects):
     if row.key[0] == "rest":
-        keys = {"sdk": objects.sdk_raw, "token_without": objects.token_raw}
+        keys = {"sdk": objects.sdk_raw, "token_without": objects.token_raw, "relay": objects.relay_raw}
         if row.key[1].startswith(settings.FLAGS_KEY_ONLY_PATHS) and who in objects.users:
             # sessions are not read on the evaluation paths (flagsite/ops/browser.py): users come by token
             return Client(objects.tokens[who])
         client = Client(keys.get(who))
     else:
         client = PageClient()
-        if who in ("sdk", "token_without"):  # keys are for the API: on pages they are nobody
-            raw = objects.sdk_raw if who == "sdk" else objects.token_raw
+        if who in ("sdk", "token_without", "relay"):  # keys are for the API: on pages they are nobody
+            raw = {"sdk": objects.sdk_raw, "token_without": objects.token_raw, "relay": objects.relay_raw}[who]
             client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {raw}"
     if who in objects.users:
         client.force_login(objects.users[who])
@@ -689,7 +709,7 @@ def test_permission_matrix(row):
             transaction.set_rollback(True)
         expected, got = row.expect[who], status_of(response)
         allowed = who in ("member", "staff_with") and expected not in (LOGIN, 401, 403)
-        if who == "sdk" and expected not in (LOGIN, 401, 403):
+        if who in ("sdk", "relay") and expected not in (LOGIN, 401, 403):
             allowed = True
         if got != expected and not (isinstance(expected, tuple) and got in expected):
             failures.append(f"{who}: expected {expected}, got {got}: {response.content[:200]!r}")
@@ -848,6 +868,7 @@ ROLE_ROWS = [
     RoleRow("create SDK key", call("POST", "/keys", {"name": "web", "kind": "sdk", "environment": "development"}),
             by_role("admin", 201)),
     RoleRow("revoke SDK key", lambda w, p: ("DELETE", f"/keys/{w.sdk_keys[p].pk}", None), by_role("admin", 204)),
+    RoleRow("create relay token", call("POST", "/keys", {"name": "edge", "kind": "relay"}), by_role("admin", 201)),
 ]
 
 
