@@ -26,6 +26,7 @@ from flags import selectors, services
 from flags.errors import ServiceError, ValidationFailed
 from flags.models import Flag, FlagState
 from flags.rule_text import describe, variant_split
+from projects import policy, scope
 
 AUDIT_GROUPS_PER_PAGE = 50  # groups of entries (one action each), not entries
 
@@ -37,16 +38,17 @@ SHOW = {"": "Active flags", "only": "Archived flags", "all": "All flags"}  # the
 
 
 def staff_required(view=None, *, perms=VIEW_FLAGS):
-    """Login required; logged-in users who are not staff, or lack `perms`, get a 403.
-    Bare @staff_required means "may view flags" (the analytics page)."""
+    """Login required; logged-in users who may not use the dashboard (neither staff nor a member of
+    some project: projects.policy.may_use_dashboard), or lack `perms` in the current project, get a
+    403. Bare @staff_required means "may view flags" (the analytics page)."""
     if view is None:
         return lambda view: staff_required(view, perms=perms)
 
     @login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        if not (request.user.is_active and request.user.is_staff):
-            raise PermissionDenied("The dashboard is for staff users.")
+        if not policy.may_use_dashboard(request.user):
+            raise PermissionDenied("The dashboard is for staff users and project members.")
         if not request.user.has_perms(perms):
             raise PermissionDenied(f"This needs the permission {', '.join(perms)}.")
         return view(request, *args, **kwargs)
@@ -115,7 +117,8 @@ def flag_detail(request, key):
     series = analytics_selectors.flag_series(flag_key=flag.key, time_range=time_range)
     entries = []
     if request.user.has_perm("audit.view_auditentry"):  # as /api/audit/flag/<key>
-        entries = AuditEntry.objects.filter(target_type="flag", target_key=flag.key).order_by("-id")[:20]
+        entries = AuditEntry.objects.filter(project=scope.current(), target_type="flag",
+                                            target_key=flag.key).order_by("-id")[:20]
         entries = [audit_display.present(group) for group in audit_display.group(entries)]
     activity = analytics_selectors.flag_activity(flag.key)
     from changes.pages import timeline  # both build on this module's decorators
@@ -237,7 +240,8 @@ def flag_unarchive(request, key):
 
 @staff_required(perms=("audit.view_auditentry",))
 def audit_log(request):
-    entries = AuditEntry.objects.order_by("-id")
+    project_entries = AuditEntry.objects.filter(project=scope.current())  # the current project's only
+    entries = project_entries.order_by("-id")
     filters = {name: request.GET.get(name, "").strip()[:200] for name in ("action", "target", "environment", "actor")}
     if filters["action"]:
         entries = entries.filter(action=filters["action"])
@@ -251,6 +255,6 @@ def audit_log(request):
     query = urlencode({k: v for k, v in filters.items() if v})
     return render(request, "audit/log.html", {
         "page": page, "rows": rows, "filters": filters, "query": query,
-        "actions": list(AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()),
+        "actions": list(project_entries.order_by("action").values_list("action", flat=True).distinct()),
         "environments": selectors.environment_list(),
     })
