@@ -23,7 +23,7 @@ from changes import services as change_services
 from experiments import services as experiment_services
 from experiments.models import Experiment
 from flags import services as flag_services
-from flags.models import ApiKey, Environment
+from flags.models import ApiKey, Environment, Flag
 from projects import scope
 from projects import services as project_services
 from projects.models import Project
@@ -350,3 +350,27 @@ def test_objects_of_b_exist(world):
         assert Segment.objects.filter(key=f"{MARK}-seg").exists()
         assert Webhook.objects.filter(name__contains=MARK).exists()
         assert ApiKey.objects.filter(name__contains=MARK).exists()
+
+
+def test_admin__a_staff_member_of_a_sees_nothing_of_b_in_any_list(world):
+    """A member who is also staff (is_staff, no model permission, a role in A) reaches the admin:
+    every list it shows them is A's; B's objects' change pages answer like missing ones."""
+    from django.contrib import admin
+    from django.urls import reverse
+
+    user = world["members"]["admin"]
+    user.is_staff = True
+    user.save()
+    client = member_client(user)
+    failures, lists = [], 0
+    for model in admin.site._registry:
+        info = (model._meta.app_label, model._meta.model_name)
+        status, body = _get(client, reverse("admin:%s_%s_changelist" % info))
+        assert status < 500, (info, status)
+        lists += status == 200
+        if TRACE.search(body):
+            failures.append(f"{info} list: ...{body[TRACE.search(body).start() - 80:][:200]}")
+    assert lists >= 4 and not failures, failures
+    b_flag = Flag.all_objects.get(project_id=B, key=f"{MARK}-flag")
+    status, body = _get(client, reverse("admin:flags_flag_change", args=[b_flag.pk]))
+    assert MARK not in body and status in (302, 404)
