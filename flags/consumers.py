@@ -62,8 +62,9 @@ def _check_key(key, query, ip=None):
     if principal.kind == "sdk":
         return principal.environment, None, principal.id
     wanted = (query.get("environment") or [""])[0]
-    if wanted and user.has_perm("flags.view_flag"):  # in the project the token is narrowed to, if any
-        return scope.ref(principal.project, wanted), None, principal.id
+    with scope.using(principal.project):  # the project the token is narrowed to (else the default one)
+        if wanted and user.has_perm("flags.view_flag"):  # a member: their role there
+            return scope.ref(principal.project, wanted), None, principal.id
     return None, 4403, "not_permitted"
 
 

@@ -89,6 +89,10 @@ def test_ws__dashboard_session_of_a_member__follows_its_project_only(two_project
     # naming another project's environment names nothing: closed, no hello
     with _session_ws(web_server, member, "?environment=default.production") as ws:
         assert not any(m.get("type") == "hello" for m in _drain(ws))
+    # the member's token narrowed to team-b follows team-b's environments by their plain keys
+    token = _member_token(member)
+    with open_ws(web_server, token, "?environment=production") as ws:
+        assert next_message(ws, lambda m: m["type"] == "hello")["environment"] == "team-b.production"
     nobody = get_user_model().objects.create_user("no-role")
     with _session_ws(web_server, nobody) as ws:  # neither staff nor member: a key is required
         assert _drain(ws)[0]["error"]["code"] == "not_authenticated"
@@ -101,3 +105,9 @@ def _drain(ws):
             messages.append(json.loads(ws.recv(timeout=2)))
     except Exception:  # closed (or quiet): what was said is what matters
         return messages
+
+
+def _member_token(user):
+    with scope.using("team-b"):
+        return services.api_key_create(actor=SYSTEM, name="b-viewer", kind="management", user=user,
+                                       narrowed=True)[1]
