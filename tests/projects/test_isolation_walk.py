@@ -102,14 +102,15 @@ def world(db, settings):
         a = _objects("alpha")
     with scope.using(B):
         b = _objects(MARK)
-        project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key=B), role="admin",
-                                    user=User.objects.create_user(f"{MARK}-person"))
+        b["grant_id"] = project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key=B), role="admin",
+                                                    user=User.objects.create_user(f"{MARK}-person")).pk
     _evaluate(a["sdk"], "alpha")
     _evaluate(b["sdk"], MARK)
     members = {}
     for role in ROLES:
         members[role] = User.objects.create_user(f"alpha-{role}")
-        project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key=A), role=role, user=members[role])
+        a["grant_id"] = project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key=A), role=role,
+                                                    user=members[role]).pk
     assert not any(user.is_staff for user in members.values())
     return {"a": a, "b": b, "members": members}
 
@@ -394,3 +395,49 @@ def test_admin__a_staff_member_of_a_sees_nothing_of_b_in_any_list(world):
     b_flag = Flag.all_objects.get(project_id=B, key=f"{MARK}-flag")
     status, body = _get(client, reverse("admin:flags_flag_change", args=[b_flag.pk]))
     assert MARK not in body and status in (302, 404)
+
+
+WRITES = ("post", "put", "patch", "delete")
+
+
+def write_routes():
+    """[(template, method)] of every route that writes (REST and pages) and names something."""
+    found = []
+    for template, callback in url_routes():
+        if template.startswith("/admin/") or not PARAM.search(template):
+            continue
+        view = view_class(callback)
+        methods = [m for m in WRITES if view is not None and hasattr(view, m)] if view is not None else ["post"]
+        found += [(template, method) for method in methods]
+    return sorted(set(found))
+
+
+def _b_state():
+    from audit.models import AuditEntry
+    from flags.models import FlagState
+
+    return (AuditEntry.objects.filter(project=B).count(),
+            sorted(FlagState.objects.filter(flag__project_id=B).values_list("flag__key", "environment__key",
+                                                                            "enabled", "killed", "version")),
+            sorted(Flag.all_objects.filter(project_id=B).values_list("key", "name", "archived")))
+
+
+def test_writes__naming_b_changes_nothing_and_answers_like_naming_nothing(world):
+    """A's admin sends every write (REST and pages) at B's objects, or at B itself: nothing of B
+    changes, and each answer is the one a path naming nothing gets."""
+    client = member_client(world["members"]["admin"])
+    before = _b_state()
+    failures = []
+    routes = write_routes()
+    assert len(routes) > 30
+    for template, method in routes:
+        for name, mine, missing in _probes(template, world)[1:]:  # not the search probe
+            send = getattr(client, method)
+            b = send(mine, {}, content_type="application/json")
+            m = send(missing, {}, content_type="application/json")
+            b_body, m_body = b.content.decode(), m.content.decode()
+            if b.status_code != m.status_code or _normalize(b_body, name) != _normalize(m_body, MISSING):
+                failures.append(f"{method.upper()} {mine} ({b.status_code}) vs {missing} ({m.status_code}):\n"
+                                f"{_diff(b_body, m_body, name)}")
+    assert _b_state() == before
+    assert not failures, "\n".join(failures)
