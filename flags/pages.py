@@ -1,10 +1,12 @@
-"""Dashboard pages (server-rendered, staff only): the flags x environments overview with live
-status, flag detail, and the audit log. Every action is a POST form (CSRF) calling a service.
+"""Dashboard pages (server-rendered; for staff and project members: projects.policy.may_use_dashboard):
+the flags x environments overview with live status, flag detail, and the audit log, each of the
+session's current project only (projects/scope.SessionProjectMiddleware). Every action is a POST
+form (CSRF) calling a service.
 
 Each page and action needs the same model permission as its REST call (flags/apis.py, audit/apis.py):
 reading flags `flags.view_flag`, the audit log `audit.view_auditentry`, toggle / kill / restore
-`flags.change_flag`. Staff status alone only lets a user in; a missing permission is a 403 before
-anything is read or written."""
+`flags.change_flag` (a member: their role in the current project grants them). Staff status or a
+role alone only lets a user in; a missing permission is a 403 before anything is read or written."""
 
 import json
 from functools import wraps
