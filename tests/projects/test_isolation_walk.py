@@ -14,9 +14,10 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache.backends.locmem import LocMemCache
 from django.test import Client as PageClient
 
-from analytics import counters
+from analytics import counters, recent
 from analytics import services as analytics_services
 from analytics.models import EvaluationRollup, FlagActivity
 from changes import services as change_services
@@ -88,7 +89,8 @@ def _evaluate(raw_key, prefix):
         assert answer.status_code == 200, answer.content
     batch = counters.recorder.collect()  # applied here: with Redis the task would go to a worker
     analytics_services.rollup_apply(batch=batch)
-    counters.recorder.recent.flush()
+    # the sampled contexts stay in this process (read merges them): a shared Redis is cleared by
+    # other test processes at will; test_recent_contexts__per_project flushes them to its own cache
 
 
 @pytest.fixture
@@ -302,6 +304,13 @@ def test_recent_contexts__per_project(world):
     assert "alphaattr" in page and MARK not in page  # "Evaluate as" offers A's attributes only
     with scope.using(B):
         assert [s["userId"] for s in counters.recorder.recent.read("checkout")] == [f"{MARK}user"]
+    # flushed to the cache: one entry per project and flag, read back per project
+    cache = LocMemCache("isolation-walk", {})
+    assert counters.recorder.recent.flush(cache=cache) == 4
+    for project, user in ((A, "alphauser"), (B, f"{MARK}user")):
+        assert [s["userId"] for s in cache.get(recent.cache_key("checkout", project))] == [user]
+        assert [s["userId"] for s in counters.recorder.recent.read("checkout", cache=cache, project=project)] == [user]
+    assert cache.get(recent.cache_key("checkout")) is None  # the default project evaluated nothing
 
 
 def test_audit_page__the_current_projects_entries_only(world):
