@@ -4,6 +4,8 @@ The reads are the current project's: /api/analytics/... is the default project's
 /api/projects/<project>/analytics/... (projects/urls.py) any project's; SDK reports count in the
 key's project."""
 
+import time
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -19,6 +21,8 @@ from flagsite.api.parsers import JSONOnlyNegotiation
 ALLOWED_RANGES = ", ".join(selectors.TIME_RANGES)
 MAX_REPORTED_ENTRIES = 10_000
 MAX_REPORTED_COUNT = 10**9
+MAX_REPORTED_EXPOSURES = 10_000  # the SDK's LocalEvaluator.MAX_EXPOSURES
+MAX_EXPOSURE_AGE = 7 * 24 * 3600  # seconds: an SDK that was cut off for longer has lost them
 
 
 class FlagAnalyticsApi(APIView):
@@ -65,8 +69,9 @@ ReportSchema = inline_serializer("SdkMetricsReport", {
 
 
 class SdkMetricsApi(APIView):
-    """Evaluation counts from an SDK's local mode, added to the same counters as server evaluations.
-    Flags unknown in the key's environment are ignored (and listed in the answer)."""
+    """Evaluation counts and exposures from an SDK's local mode, added to the same counters and
+    exposure buffer as server evaluations. Flags unknown in the key's environment are ignored (and
+    listed in the answer); an exposure to a variant the flag does not have is a 400."""
 
     content_negotiation_class = JSONOnlyNegotiation
     sdk_allowed = True
@@ -84,6 +89,7 @@ class SdkMetricsApi(APIView):
         entries = _parse_report(request.data)
         environment = environment_for(request, check_exists=False)
         snapshot = get_snapshot(environment)  # unknown environment -> 400
+        exposures = _parse_exposures(request.data.get("exposures"), snapshot)
         accepted, ignored = 0, set()
         for entry in entries:
             if entry["flagId"] not in snapshot:
@@ -92,7 +98,52 @@ class SdkMetricsApi(APIView):
             counters.record_counts(environment=snapshot.environment, flag_id=entry["flagId"],
                                    variant=entry["variant"], enabled=entry["enabled"], count=entry["count"])
             accepted += entry["count"]
+        known = [row for row in exposures if row[1] in snapshot]
+        ignored.update(row[1] for row in exposures if row[1] not in snapshot)
+        counters.recorder.record_exposures(known)
         return Response({"accepted": accepted, "ignored": sorted(ignored)[:100]}, status=202)
+
+
+def _parse_exposures(entries, snapshot):
+    """[environment, flag, user, first variant, last variant, first seen, last seen, changes] rows
+    of a report's exposures (experiments/buffers.py), or a 400 naming each bad field."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ValidationFailed(fields={"exposures": ["Expected a list."]})
+    if len(entries) > MAX_REPORTED_EXPOSURES:
+        raise ValidationFailed(fields={"exposures": [f"At most {MAX_REPORTED_EXPOSURES} exposures per report."]})
+    now = int(time.time())
+    errors, rows = {}, []
+    for index, entry in enumerate(entries):
+        path = f"exposures[{index}]"
+        if not isinstance(entry, dict):
+            errors[path] = ["Expected an object."]
+            continue
+        flag_id, user_id = entry.get("flagId"), entry.get("userId")
+        first, last = entry.get("variant"), entry.get("lastVariant")
+        first_seen, last_seen, changes = entry.get("firstSeen"), entry.get("lastSeen"), entry.get("changes")
+        if not isinstance(flag_id, str) or not flag_id or len(flag_id) > 128:
+            errors[f"{path}.flagId"] = ["A flag key is required."]
+            continue
+        if not isinstance(user_id, str) or not user_id or len(user_id) > 256:
+            errors[f"{path}.userId"] = ["A user id of at most 256 characters is required."]
+        compiled = snapshot.flags.get(flag_id)
+        variants = {v.get("key") for v in (compiled.state.get("variants") or ())} if compiled else None
+        for field, variant in (("variant", first), ("lastVariant", last)):
+            if not isinstance(variant, str) or (variants is not None and variant not in variants):
+                errors[f"{path}.{field}"] = [f"Expected a variant of '{flag_id[:128]}'."]
+        for field, second in (("firstSeen", first_seen), ("lastSeen", last_seen)):
+            if isinstance(second, bool) or not isinstance(second, int) or not now - MAX_EXPOSURE_AGE <= second <= now + 300:
+                errors[f"{path}.{field}"] = ["Expected seconds since the epoch within the last 7 days."]
+        if isinstance(first_seen, int) and isinstance(last_seen, int) and last_seen < first_seen:
+            errors.setdefault(f"{path}.lastSeen", ["Must not be before firstSeen."])
+        if isinstance(changes, bool) or not isinstance(changes, int) or not 0 <= changes <= MAX_REPORTED_COUNT:
+            errors[f"{path}.changes"] = [f"Expected an integer from 0 to {MAX_REPORTED_COUNT}."]
+        rows.append([snapshot.environment, flag_id, user_id, first, last, first_seen, last_seen, changes])
+    if errors:
+        raise ValidationFailed(fields=errors)
+    return rows
 
 
 def _parse_report(data):

@@ -58,15 +58,25 @@ class Recorder:
         self._atexit = False
         self._extensions = []  # attach(): other buffers flushed on this thread (experiments/buffers.py)
         self.on_variant = None  # attach(): called as on_variant(evaluation, user_id, second) for variants
+        self.on_reported_exposures = None  # attach(): takes the exposure rows of an SDK report
 
-    def attach(self, extension, on_variant=None):
+    def attach(self, extension, on_variant=None, on_reported_exposures=None):
         """Flush ``extension`` (``flush()``, ``reset()``) with the counters: same thread, interval,
         exit and fork handling. ``on_variant``: called from ``record`` for an evaluation with a
-        variant and a user (exposures), so every surface that counts reports it too."""
+        variant and a user (exposures), so every surface that counts reports it too;
+        ``on_reported_exposures(rows)``: the exposures an SDK's local mode reported."""
         if extension not in self._extensions:
             self._extensions.append(extension)
         if on_variant is not None:
             self.on_variant = on_variant
+        if on_reported_exposures is not None:
+            self.on_reported_exposures = on_reported_exposures
+
+    def record_exposures(self, rows):
+        """Exposure rows of an SDK report ([environment, flag, user, first variant, last variant,
+        first seen, last seen, changes]) for the attached exposure buffer, if any."""
+        if self.on_reported_exposures is not None:
+            self.on_reported_exposures(rows)
 
     def wake(self):
         """Start the flush thread if it is not running (a buffer just took its first item)."""

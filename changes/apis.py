@@ -45,6 +45,8 @@ class ScheduledChangeOutputSerializer(serializers.Serializer):
     appliedAt = serializers.DateTimeField(source="applied_at", allow_null=True)
     plan = serializers.IntegerField(source="plan_id", allow_null=True)
     step = serializers.IntegerField(allow_null=True)
+    changeRequest = serializers.IntegerField(source="change_request_id", allow_null=True,
+                                             help_text="The approved change request it applies, if any")
     createdAt = serializers.DateTimeField(source="created_at")
 
     def get_runAtLocal(self, change) -> str:

@@ -206,7 +206,8 @@ def change_data(change):
     return {"id": change.pk, "flag": change.flag.key, "environment": change.environment.key,
             "action": change.operation, "change": change.payload, "runAt": change.run_at,
             "timezone": change.timezone, "status": change.status, "baseVersion": change.base_version,
-            "plan": change.plan_id, "step": change.step}
+            "plan": change.plan_id, "step": change.step,
+            **({"changeRequest": change.change_request_id} if change.change_request_id else {})}
 
 
 # -- scheduled changes ----------------------------------------------------------------------------
@@ -431,8 +432,15 @@ def _apply(change, now):
         label += f", applied late by {_duration(delay)}"
     actor = Actor(label=label[:200], user=author)
     try:
-        with transaction.atomic():
-            _run(change.operation, change.payload, actor=actor, flag=flag, environment=env)
+        if change.change_request_id:
+            # the approved request, applied by its own rules (approvals, base version, once), in its own
+            # savepoint: a conflict it records (the request marked conflict) stays with this outcome
+            from changes.approvals import change_request_apply
+
+            change_request_apply(actor=actor, change_request=change.change_request)
+        else:
+            with transaction.atomic():
+                _run(change.operation, change.payload, actor=actor, flag=flag, environment=env)
     except ServiceError as exc:
         _record_outcome(change, "schedule.failed", str(exc))
         return Status.FAILED, f"failed: {exc}"

@@ -10,14 +10,15 @@ Events (``EventBuffer``): ``add(rows)`` appends already-validated rows (JSON-ser
 at most ``FLAGS_EVENTS_BUFFER_MAX`` wait in a process, past that ``add`` refuses (the API answers
 503 and clients retry: their ids make the retry idempotent).
 
-Exposures (``ExposureBuffer``): ``see(evaluation, user_id, second)`` is called by
-``Recorder.record`` for every evaluation that returned a variant to a known user, on REST, bulk,
-OFREP and gRPC alike. It is deduplicated in process: a (environment, flag, user) already seen in
-the same variant this hour costs one dict lookup and nothing else (so ``last_seen`` has hour
-resolution per process; the table starts over each hour); a new one or a changed variant goes
-into the pending batch under a lock.
-The dedupe table holds at most ``FLAGS_EXPOSURES_SEEN_MAX`` keys and starts over when full (the
-upsert makes a repeat harmless). ``FLAGS_EXPOSURES = False`` records none.
+Exposures (``ExposureBuffer``, the engine's ``ExposureTable`` that the SDK's local mode uses
+too): ``see_evaluation(evaluation, user_id, second)`` is called by ``Recorder.record`` for every
+evaluation that returned a variant to a known user, on REST, bulk, OFREP and gRPC alike, and
+``add_reported(rows)`` takes the rows an SDK's local mode reports. Deduplicated in process: a
+(environment, flag, user) already seen in the same variant this hour costs one dict lookup and
+nothing else (so ``last_seen`` has hour resolution per process); a new one or a changed variant
+goes into the batch under a lock. The dedupe table holds at most ``FLAGS_EXPOSURES_SEEN_MAX``
+keys and starts over when full (the upsert makes a repeat harmless). ``FLAGS_EXPOSURES = False``
+records none.
 """
 
 import logging
@@ -25,6 +26,7 @@ import threading
 
 from celery.result import EagerResult
 from django.conf import settings
+from feature_flag_client.engine.exposures import ExposureTable
 
 logger = logging.getLogger(__name__)
 
@@ -78,62 +80,42 @@ class EventBuffer:
         return len(batch)
 
 
-class ExposureBuffer:
-    def __init__(self):
-        self.reset()
+class ExposureBuffer(ExposureTable):
+    """The server's exposure table (feature_flag_client.engine.exposures), flushed with the counters."""
 
-    def reset(self):
-        self._lock = threading.Lock()
-        self._seen = {}  # (environment, flag, user) -> variant, seen this hour
-        self._hour = None
-        self._batch = {}  # (environment, flag, user) -> [first variant, last variant, first s, last s, changes]
-        self._pending = None
+    @property
+    def max_seen(self):  # read at each use: tests and operators may change the setting
+        return settings.FLAGS_EXPOSURES_SEEN_MAX
 
-    def see(self, evaluation, user_id, second):
-        """One evaluation that returned a variant (from Recorder.record). Hot path: a tuple, a
-        dict lookup and two compares when the user was already seen in this variant this hour."""
+    def see_evaluation(self, evaluation, user_id, second):
+        """Recorder.record's hook: one evaluation that returned an (on) variant to a known user."""
         key = (evaluation.environment, evaluation.flag_id, user_id)
-        if self._seen.get(key) == evaluation.variant and second // 3600 == self._hour:
-            return
+        if self.seen.get(key) == evaluation.variant and second // 3600 == self._hour:
+            return  # the hot path: already seen in this variant this hour
         if settings.FLAGS_EXPOSURES:
-            self._add(key, evaluation.variant, second)
+            self.see(*key, evaluation.variant, second)
 
-    def _add(self, key, variant, second):
-        with self._lock:
-            hour = second // 3600
-            seen = self._seen
-            if hour != self._hour or len(seen) >= settings.FLAGS_EXPOSURES_SEEN_MAX:
-                seen.clear()  # a new hour: everyone's last_seen moves on once more
-                self._hour = hour
-            seen[key] = variant
-            row = self._batch.get(key)
-            if row is None:
-                self._batch[key] = [variant, variant, second, second, 0]
-            else:
-                if row[1] != variant:
-                    row[4] += 1
-                row[1], row[3] = variant, second
+    def add_reported(self, rows):
+        """Rows an SDK's local mode reported (/api/sdk/metrics), already validated."""
+        if settings.FLAGS_EXPOSURES and rows:
+            self.merge(rows)
+            _recorder().wake()
 
     def pending(self):
-        return len(self._batch) + len(self._pending or ())
+        return len(self)
 
     def flush(self):
         """Hand the exposures seen since the last flush to the upsert task; returns the rows sent."""
         from experiments.tasks import write_exposures
 
-        with self._lock:
-            taken, self._batch = self._batch, {}
-        batch = [[*key, *row] for key, row in taken.items()]
-        if self._pending:
-            batch = self._pending + batch  # order kept: the older rows' variants come first
-            self._pending = None
+        batch = self.take()
         if not batch:
             return 0
         try:
             _send(write_exposures, batch, "exposures")
         except Exception as exc:
             logger.warning("exposures flush failed, keeping %d for the next one: %s", len(batch), exc)
-            self._pending = batch
+            self.merge(batch)
             return 0
         return len(batch)
 
@@ -152,7 +134,7 @@ def install():
     """Attach both buffers to the analytics recorder (ExperimentsConfig.ready)."""
     recorder = _recorder()
     recorder.attach(events)
-    recorder.attach(exposures, on_variant=exposures.see)
+    recorder.attach(exposures, on_variant=exposures.see_evaluation, on_reported_exposures=exposures.add_reported)
 
 
 def flush():

@@ -14,7 +14,9 @@ from audit.actor import Actor
 from experiments import analysis, services
 from experiments.models import Experiment, Exposure
 from flags.errors import ServiceError
+from flags.models import FlagState
 from flags.pages import staff_required
+from flags.rule_text import describe
 
 VIEW_EXPERIMENTS = ("experiments.view_experiment",)
 CHANGE_EXPERIMENTS = ("experiments.change_experiment",)
@@ -74,11 +76,15 @@ def experiment_ship(request, key):
 def experiment_detail(request, key):
     experiment = _experiment_or_404(key)
     results = analysis.experiment_results(experiment)
+    # the experiment's audience is the flag's targeting in its environment: users it serves off are
+    # never exposed (experiments/buffers.py), so they are not in the results
+    state = FlagState.objects.filter(flag=experiment.flag, environment=experiment.environment).first()
+    audience = describe(state.rules, state.enabled, state.killed, experiment.flag.variants) if state else None
     for metric in results["metrics"]:
         for row in metric["variants"]:
             row["bar"], row["shown"] = _bar(row), _shown(row)
     return render(request, "experiments/detail.html", {
-        "experiment": experiment, "results": results,
+        "experiment": experiment, "results": results, "audience": audience,
         "charts": {"metrics": [{"key": m["metric"], "name": m["name"], "variants": [
             {"variant": r["variant"], "uplift": r.get("relativeUplift"), "interval": r.get("sequentialInterval"),
              "credible": r.get("credibleInterval")} for r in m["variants"] if not r["control"]]}

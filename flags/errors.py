@@ -36,6 +36,19 @@ class Conflict(ServiceError):
     default_message = "Conflict."
 
 
+class ApprovalRequired(Conflict):
+    """The change touches a protected environment (changes.ProtectedEnvironment): it is made only by
+    applying an approved change request (flags/protection.py). 409 with code "approval_required";
+    ``route`` is where to propose it."""
+
+    code = "approval_required"
+    default_message = "This environment is protected: propose the change as a change request."
+
+    def __init__(self, message=None, fields=None, route="/api/change-requests"):
+        super().__init__(message=message, fields=fields)
+        self.route = route
+
+
 class NotFound(ServiceError):
     code = "not_found"
     default_message = "Not found."

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from analytics import pages as analytics_pages
+from changes import approval_pages as request_pages
 from changes import pages as change_pages
 from experiments import pages as experiment_pages
 from flags import create_page, editor, pages
@@ -23,6 +24,13 @@ urlpatterns = [
     path("flags/<str:key>/recent-contexts", editor.recent_contexts, name="page-flag-recent-contexts"),
     path("flags/<str:key>/schedule", change_pages.schedule, name="page-flag-schedule"),
     path("flags/<str:key>/schedule/<int:change_id>/cancel", change_pages.cancel, name="page-flag-schedule-cancel"),
+    path("flags/<str:key>/propose", request_pages.propose, name="page-flag-propose"),
+    path("changes/pending", request_pages.pending, name="page-changes-pending"),
+    path("changes/<int:change_request_id>", request_pages.detail, name="page-change-request"),
+    path("changes/<int:change_request_id>/review", request_pages.review, name="page-change-request-review"),
+    path("changes/<int:change_request_id>/apply", request_pages.apply, name="page-change-request-apply"),
+    path("changes/<int:change_request_id>/withdraw", request_pages.withdraw, name="page-change-request-withdraw"),
+    path("changes/<int:change_request_id>/rebase", request_pages.rebase, name="page-change-request-rebase"),
     path("audit/", pages.audit_log, name="page-audit"),
     path("analytics/", analytics_pages.overview, name="page-analytics"),
     path("experiments/", experiment_pages.experiment_list, name="page-experiments"),

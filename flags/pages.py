@@ -123,6 +123,7 @@ def flag_detail(request, key):
                                             target_key=flag.key).order_by("-id")[:20]
         entries = [audit_display.present(group) for group in audit_display.group(entries)]
     activity = analytics_selectors.flag_activity(flag.key)
+    from changes.approval_pages import flag_panel
     from changes.pages import timeline  # both build on this module's decorators
     from flags.editor import page_data
 
@@ -131,7 +132,7 @@ def flag_detail(request, key):
         "flag": flag, "env_rows": env_rows, "variants": variants, "series": series, "time_range": time_range,
         "time_ranges": list(analytics_selectors.TIME_RANGES), "audit": entries,
         "stale": bool(activity and activity.stale), "activity": activity,
-        "next": request.get_full_path(), "schedule": timeline(flag),
+        "next": request.get_full_path(), "schedule": timeline(flag), "requests": flag_panel(flag),
     })
 
 

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
-from flags import publish
+from flags import protection, publish
 from flags.errors import Conflict, NotFound, ValidationFailed
 from flags.models import ApiKey, Environment, Flag, FlagState
 from flags.selectors import environment_get, flag_data, flag_state_data, flags_referencing
@@ -149,6 +149,9 @@ def flag_create(*, actor, key, name, description="", tags=(), kind="boolean", va
         raise ValidationFailed(fields)
     # a new flag is off everywhere: only the states it sets are writes to their environments
     policy.require(actor, "flags.add_flag", environments=list(states))
+    protection.require_approval(key, [env_by_key[k] for k, state in states.items()
+                                                         if any(state.get(f) for f in STATE_FIELDS)],
+                                "a new flag's state other than off")
     if Flag.objects.filter(key=key).exists():
         raise _duplicate_key(key)
 
@@ -238,6 +241,10 @@ def flag_update(*, actor, flag, environment, data, expected_version=None):
         policy.require(actor, "flags.change_flag", environments=policy.ALL if flag_changes else [env.key])
         if not flag_changes and not state_changes:
             return state
+        if set(flag_changes) & set(protection.EVALUATION_FIELDS):
+            protection.require_approval(flag, Environment.objects.all(), "changing the flag's variants or hashing")
+        if state_changes:
+            protection.require_approval(flag, [env], "changing the state")
         for k, v in flag_changes.items():
             setattr(flag, k, list(v) if isinstance(v, tuple) else v)
         for k, v in state_changes.items():
@@ -313,6 +320,8 @@ def _flag_fields_update(*, actor, flag, data):
         policy.require(actor, "flags.change_flag")
         if not changes:
             return locked
+        if set(changes) & set(protection.EVALUATION_FIELDS):
+            protection.require_approval(locked, Environment.objects.all(), "changing the flag's variants or hashing")
         before = flag_data(locked)
         for k, v in changes.items():
             setattr(locked, k, list(v) if isinstance(v, tuple) else v)
@@ -347,6 +356,7 @@ def flag_toggle(*, actor, flag, environment, enabled=None, expected_version=None
     with transaction.atomic():
         state = _locked_state(flag, env)
         now = "on" if state.enabled else "off"
+        protection.require_approval(flag, [env], "turning it on or off")
         if expected_version is not None and int(expected_version) != state.version:
             raise Conflict(f"it changed since you loaded the page (now {'KILLED, ' if state.killed else ''}{now}, "
                            f"version {state.version}, you saw {expected_version}): nothing changed, "
@@ -410,6 +420,7 @@ def flag_restore(*, actor, flag, environments=None, reason=""):
             restored.append((state, before))
         if not restored:
             return []
+        protection.require_approval(flag, [state.environment for state, _ in restored], "restoring it after a kill")
         versions = _bump([state.environment for state, _ in restored])
         for state, before in restored:
             audit_record(actor=actor, action="flag.restored", target_type="flag", target_key=flag.key,
@@ -444,6 +455,7 @@ def _flag_set_archived(*, actor, flag, archived):
         flag = Flag.objects.select_for_update().get(pk=flag.pk)
         if flag.archived == archived:
             return flag
+        protection.require_approval(flag, Environment.objects.all(), "archiving" if archived else "unarchiving")
         before = flag_data(flag)
         flag.archived = archived
         flag.save(update_fields=["archived", "updated_at"])
@@ -495,6 +507,7 @@ def flag_delete(*, actor, flag):
     _refuse_if_referenced(flag, "delete")
     with transaction.atomic():
         flag = Flag.objects.select_for_update().get(pk=flag.pk)
+        protection.require_approval(flag, Environment.objects.all(), "deleting it")
         states = FlagState.objects.select_related("flag", "environment").filter(flag=flag)
         before = {**flag_data(flag), "states": {s.environment.key: _state_fields(s) for s in states}}
         key = flag.key

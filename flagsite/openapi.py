@@ -11,7 +11,8 @@ ERROR_SCHEMA = {
             "type": "object",
             "properties": {
                 "code": {"type": "string", "description": "validation_error, parse_error, not_authenticated, "
-                         "permission_denied, not_found, conflict, method_not_allowed, unsupported_media_type, "
+                         "permission_denied, not_found, conflict, approval_required (a protected environment: "
+                         "propose the change at changeRequests), method_not_allowed, unsupported_media_type, "
                          "payload_too_large, throttled, unavailable"},
                 "message": {"type": "string"},
                 "fields": {
@@ -19,6 +20,8 @@ ERROR_SCHEMA = {
                     "description": "Field path (e.g. rules[2].operator) -> messages; empty when not about a field.",
                     "additionalProperties": {"type": "array", "items": {"type": "string"}},
                 },
+                "changeRequests": {"type": "string", "description": "With approval_required: the route where "
+                                   "the change is proposed as a change request (four eyes)."},
             },
             "required": ["code", "message", "fields"],
         },
@@ -32,7 +35,8 @@ DESCRIPTIONS = {
     "404": "Not found",
     "405": "Method not allowed",
     "406": "Not acceptable: the Accept header allows no JSON answer",
-    "409": "Conflict: a stale version (If-Match / version), an existing key, or a referenced object",
+    "409": "Conflict: a stale version (If-Match / version), an existing key, a referenced object, or a protected "
+           "environment (code approval_required: propose it as a change request)",
     "413": "Request body too large",
     "415": "Unsupported media type (send JSON)",
     "429": "Throttled; see Retry-After",

@@ -54,6 +54,13 @@ ROLE_FOR_PERM = {
     "changes.view_scheduledchange": Role.VIEWER, "changes.view_rolloutplan": Role.VIEWER,
     "changes.add_scheduledchange": Role.EDITOR, "changes.change_scheduledchange": Role.EDITOR,
     "changes.add_rolloutplan": Role.EDITOR, "changes.change_rolloutplan": Role.EDITOR,
+    # change requests (four eyes): viewers read, editors propose, approvers review and apply; project
+    # admins protect environments
+    "changes.view_changerequest": Role.VIEWER, "changes.view_protectedenvironment": Role.VIEWER,
+    "changes.add_changerequest": Role.EDITOR, "changes.change_changerequest": Role.EDITOR,
+    "changes.review_changerequest": Role.APPROVER, "changes.apply_changerequest": Role.APPROVER,
+    "changes.add_protectedenvironment": Role.ADMIN, "changes.change_protectedenvironment": Role.ADMIN,
+    "changes.delete_protectedenvironment": Role.ADMIN,
     # webhooks hold signing secrets and send project data elsewhere: project admins only
     "webhooks.view_webhook": Role.ADMIN, "webhooks.add_webhook": Role.ADMIN,
     "webhooks.change_webhook": Role.ADMIN, "webhooks.delete_webhook": Role.ADMIN,

@@ -12,6 +12,7 @@ EVENTS = {
     "change_request.opened": "A change request was opened",
     "change_request.approved": "A change request was approved",
     "change_request.applied": "A change request was applied",
+    "change_request.closed": "A change request was rejected or withdrawn, or ran into a conflict",
     "scheduled_change.fired": "A scheduled change came due (applied, skipped or failed)",
 }
 PING = "webhook.ping"
@@ -25,6 +26,8 @@ ACTION_EVENTS = {
     "change_request.opened": "change_request.opened",
     "change_request.approved": "change_request.approved",
     "change_request.applied": "change_request.applied",
+    **dict.fromkeys(("change_request.rejected", "change_request.withdrawn", "change_request.conflict"),
+                    "change_request.closed"),
     # the scheduler (branch h-schedule) audits a due change as the flag's own entry plus these
     # outcomes; "scheduled_change.fired"/"schedule.applied" join by name when written
     **dict.fromkeys(("scheduled_change.fired", "schedule.applied", "schedule.skipped", "schedule.failed"),

@@ -9,7 +9,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from flags.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from flags.errors import ApprovalRequired, Conflict, Forbidden, NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def flatten(detail, prefix=""):
     return {prefix: [str(detail)]}
 
 
-def error_response(status_code, code, message, fields=None, headers=None):
-    body = {"error": {"code": code, "message": message, "fields": fields or {}}}
+def error_response(status_code, code, message, fields=None, headers=None, **extra):
+    body = {"error": {"code": code, "message": message, "fields": fields or {}, **extra}}
     return Response(body, status=status_code, headers=headers)
 
 
@@ -76,6 +76,8 @@ def exception_handler(exc, context):
         fields = {path: list(msgs) for path, msgs in exc.fields.items()}
         message = _summary(fields) if fields else exc.message
         return error_response(400, "validation_error", message, fields)
+    if isinstance(exc, ApprovalRequired):  # a protected environment: where to propose it instead
+        return error_response(409, exc.code, exc.message, exc.fields, changeRequests=exc.route)
     if isinstance(exc, Conflict):
         return error_response(409, "conflict", exc.message, exc.fields)
     if isinstance(exc, NotFound):

@@ -6,16 +6,19 @@
 
 The snapshot is replaced whenever the server announces a newer version (WebSocket, or a poll every
 ``poll_interval`` seconds as a fallback). If the server becomes unreachable the last good snapshot
-keeps answering. Evaluation counts are reported back in batches for the server's analytics.
+keeps answering. Evaluation counts, and the exposures experiments need (which user was handed
+which variant, first and last), are reported back in batches for the server's analytics.
 """
 
 import logging
 import threading
+import time
 from collections import Counter
 from urllib.parse import urlsplit, urlunsplit
 
 from .client import FeatureFlagClient
 from .engine import compile_snapshot
+from .engine.exposures import ExposureTable
 from .errors import FlagsiteError
 from .websocket import WebSocketClient
 
@@ -35,11 +38,17 @@ class LocalEvaluator:
     """Evaluation over a snapshot payload ({environment, version, flags, segments}).
 
     Every evaluation is counted by the engine itself (a counting snapshot: exact, ~30 ns), and
-    ``take_counts()`` returns what was evaluated since the last call.
+    ``take_counts()`` returns what was evaluated since the last call. Each variant handed to a known
+    user is an exposure (the server's experiments count users by them): ``take_exposures()`` returns
+    them, deduplicated, at most ``max_exposures`` new users between two takes (past that they are
+    counted in ``exposures.dropped``).
     """
 
-    def __init__(self, payload=None):
-        self.snapshot = compile_snapshot(counting=True)
+    MAX_EXPOSURES = 10_000  # per report: the server's limit (analytics/apis.py MAX_REPORTED_EXPOSURES)
+
+    def __init__(self, payload=None, *, max_exposures=MAX_EXPOSURES):
+        self.exposures = ExposureTable(max_pending=max_exposures)
+        self.snapshot = compile_snapshot(counting=True, on_variant=self._exposed)
         self.evaluate = self.snapshot.evaluate
         self._reported = Counter()  # hit counts of the current snapshot already taken
         self._pending = Counter()  # untaken counts of snapshots replaced since
@@ -52,8 +61,8 @@ class LocalEvaluator:
         return self.snapshot.version
 
     def load(self, payload):
-        snapshot = compile_snapshot(payload.get("flags", ()), payload.get("segments"),
-                                    payload.get("environment"), payload.get("version"), counting=True)
+        snapshot = compile_snapshot(payload.get("flags", ()), payload.get("segments"), payload.get("environment"),
+                                    payload.get("version"), counting=True, on_variant=self._exposed)
         with self._counts_lock:
             old, self.snapshot = self.snapshot, snapshot
             # evaluate(flag_id, user_id=None, context=None) -> Evaluation: the counting snapshot's
@@ -97,6 +106,27 @@ class LocalEvaluator:
         """Counts a failed report could not deliver: taken again next time."""
         with self._counts_lock:
             self._pending.update(counts)
+
+    def _exposed(self, evaluation, user_id):
+        key = (evaluation.environment, evaluation.flag_id, user_id)
+        if self.exposures.seen.get(key) != evaluation.variant:  # else seen in it this hour: no clock read
+            self.exposures.see(*key, evaluation.variant, int(time.time()))
+
+    def take_exposures(self):
+        """[{flagId, userId, variant, lastVariant, firstSeen, lastSeen, changes}] since the last call:
+        the first and last variant each user was handed (epoch seconds), and how often it changed.
+        Last seen has hour resolution: users seen again in the same variant are checked against the
+        hour's table without a clock read, and each take starts it over once the hour changed."""
+        self.exposures.roll(int(time.time()))
+        return [{"flagId": flag_id, "userId": user_id, "variant": first, "lastVariant": last,
+                 "firstSeen": first_seen, "lastSeen": last_seen, "changes": changes}
+                for _, flag_id, user_id, first, last, first_seen, last_seen, changes in self.exposures.take()]
+
+    def give_back_exposures(self, exposures):
+        """Exposures a failed report could not deliver: taken again next time."""
+        environment = self.snapshot.environment
+        self.exposures.merge([(environment, e["flagId"], e["userId"], e["variant"], e["lastVariant"],
+                               e["firstSeen"], e["lastSeen"], e["changes"]) for e in exposures])
 
 
 class LocalFeatureFlagClient(LocalEvaluator):
@@ -175,15 +205,16 @@ class LocalFeatureFlagClient(LocalEvaluator):
             self.report()
 
     def report(self):
-        """Send the evaluation counts gathered since the last report (kept on failure)."""
-        counts = self.take_counts()
-        if not counts:
+        """Send the evaluation counts and exposures gathered since the last report (kept on failure)."""
+        counts, exposures = self.take_counts(), self.take_exposures()
+        if not counts and not exposures:
             return
         batch = [{"flagId": flag, "variant": variant, "enabled": enabled, "count": count}
                  for (flag, variant, enabled), count in counts.items()]
         try:
-            self.client.request("POST", "/sdk/metrics", json={"evaluations": batch},
+            self.client.request("POST", "/sdk/metrics", json={"evaluations": batch, "exposures": exposures},
                                 params=self.client._params(self.environment))
         except FlagsiteError as exc:
-            log.debug("flagsite metrics report failed, keeping counts: %s", exc)
+            log.debug("flagsite metrics report failed, keeping counts and exposures: %s", exc)
             self.give_back_counts(counts)
+            self.give_back_exposures(exposures)

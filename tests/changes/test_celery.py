@@ -19,6 +19,7 @@ from tests.servers import ROOT, child_env
 def test_beat_schedule__applies_due_changes_every_interval():
     from flagsite.celery import app
 
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovers every app's tasks
     entry = app.conf.beat_schedule["apply-scheduled-changes"]
     assert entry["task"] == "changes.apply_due_changes"
     assert entry["schedule"] == 30.0  # FLAGS_SCHEDULED_CHANGES_INTERVAL's default

@@ -2,6 +2,8 @@
 all through analytics' Recorder.record), deduplicated, flushed, upserted: one row per (flag,
 environment, user), first variant and first_seen kept, a variant change counted."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -125,3 +127,112 @@ def test_same_flag_and_environment_keys_in_two_projects__each_batch_row_lands_in
     assert events_write(rows=[["production", "buy", "u", 1.0, 1, {}, "e1", 1],
                               ["team-b.production", "buy", "u", 2.0, 1, {}, "e1", 1]]) == 2
     assert sorted(Event.objects.values_list("environment__project_id", "value")) == [("default", 1.0), ("team-b", 2.0)]
+
+
+# -- the SDK's local mode --------------------------------------------------------------------------
+
+def local_evaluator(sdk_api, **kwargs):
+    from feature_flag_client import LocalEvaluator
+
+    evaluator = LocalEvaluator(**kwargs)
+    evaluator.load(sdk_api.get("/api/sdk/snapshot").json())
+    return evaluator
+
+
+def report(sdk_api, evaluator):
+    counts = [{"flagId": f, "variant": v, "enabled": e, "count": c}
+              for (f, v, e), c in evaluator.take_counts().items()]
+    return sdk_api.post("/api/sdk/metrics", {"evaluations": counts, "exposures": evaluator.take_exposures()})
+
+
+def test_sdk_local_mode__its_exposures_join_the_running_experiment(sdk_api):
+    """Users evaluated in process by LocalEvaluator (and so by the OpenFeature provider) count in
+    the experiment running on the flag, as server evaluations do: one row per user, its variant."""
+    from experiments import services as experiment_services
+    from experiments.models import Experiment
+    from feature_flag_client.openfeature import FlagsiteProvider
+    from openfeature import api
+    from openfeature.evaluation_context import EvaluationContext
+    from tests.experiments.world import checkout_flag, metrics
+
+    checkout_flag()
+    create_flag("plain", states={env: {"enabled": True} for env in ENVS})  # boolean: no exposure
+    metrics()
+    experiment = experiment_services.experiment_start(actor=SYSTEM, experiment=experiment_services.experiment_create(
+        actor=SYSTEM, key="local", name="Local", flag="checkout", environment="production", control="control",
+        primary_metric="purchase"))
+    # started a minute ago: exposures are whole seconds, and one in the start's own second is not after it
+    Experiment.all_objects.filter(pk=experiment.pk).update(started_at=experiment.started_at - timedelta(minutes=1))
+    evaluator = local_evaluator(sdk_api)
+    served = {f"u{i}": evaluator.variant("checkout", f"u{i}") for i in range(30)}
+    for i in range(30):
+        evaluator.is_enabled("plain", f"u{i}")
+        evaluator.variant("checkout", f"u{i}")  # again: deduplicated in the SDK
+    evaluator.variant("checkout")  # no user: no exposure
+    api.set_provider_and_wait(FlagsiteProvider(evaluator), "local-exposures")
+    details = api.get_client("local-exposures").get_string_details("checkout", "", EvaluationContext("u-of"))
+    assert details.error_code is None, details.error_message
+    served["u-of"] = details.variant
+
+    response = report(sdk_api, evaluator)
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == 92  # 31 + 30 + 1 checkout, 30 plain
+    buffers.flush()
+    exposures = Exposure.objects.filter(experiment=Experiment.objects.get(key="local"))
+    assert dict(exposures.values_list("user_id", "variant")) == served
+    assert not Exposure.objects.filter(flag__key="plain").exists()
+    assert experiment.status == "running"
+
+
+@pytest.mark.parametrize("exposure, field", [
+    ({"variant": "purple"}, "exposures[0].variant"),
+    ({"lastVariant": None}, "exposures[0].lastVariant"),
+    ({"userId": ""}, "exposures[0].userId"),
+    ({"firstSeen": 1}, "exposures[0].firstSeen"),
+    ({"lastSeen": "soon"}, "exposures[0].lastSeen"),
+    ({"changes": -1}, "exposures[0].changes"),
+    ({"flagId": None}, "exposures[0].flagId"),
+])
+def test_sdk_report__bad_exposure__400_naming_the_field__nothing_recorded(sdk_api, exposure, field):
+    import time
+
+    mv_flag()
+    now = int(time.time())
+    good = {"flagId": "checkout", "userId": "u1", "variant": "blue", "lastVariant": "blue",
+            "firstSeen": now, "lastSeen": now, "changes": 0}
+    response = sdk_api.post("/api/sdk/metrics", {"evaluations": [{"flagId": "checkout", "variant": "blue",
+                                                                  "enabled": True, "count": 1}],
+                                                 "exposures": [good, {**good, **exposure}]})
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == [field.replace("[0]", "[1]")]
+    assert buffers.exposures.pending() == 0 and buffers.flush() == (0, 0)
+    counters.flush()
+    from analytics.models import EvaluationRollup
+
+    assert not EvaluationRollup.objects.exists()
+
+
+def test_sdk_report__exposures_of_an_unknown_flag__ignored_and_named(sdk_api):
+    import time
+
+    mv_flag()
+    now = int(time.time())
+    response = sdk_api.post("/api/sdk/metrics", {"evaluations": [], "exposures": [
+        {"flagId": "gone", "userId": "u1", "variant": "x", "lastVariant": "x", "firstSeen": now, "lastSeen": now,
+         "changes": 0}]})
+    assert (response.status_code, response.json()["ignored"]) == (202, ["gone"])
+    assert buffers.flush() == (0, 0)
+
+
+def test_local_evaluator__bounded_exposures__dropped_counted__failed_report_given_back(sdk_api):
+    mv_flag()
+    evaluator = local_evaluator(sdk_api, max_exposures=5)
+    for i in range(8):
+        evaluator.variant("checkout", f"u{i}")
+    assert (len(evaluator.exposures), evaluator.exposures.dropped) == (5, 3)
+    taken = evaluator.take_exposures()
+    assert [e["userId"] for e in taken] == [f"u{i}" for i in range(5)] and evaluator.take_exposures() == []
+    evaluator.give_back_exposures(taken)  # the report failed: sent with the next one
+    assert report(sdk_api, evaluator).status_code == 202
+    buffers.flush()
+    assert sorted(Exposure.objects.values_list("user_id", flat=True)) == [f"u{i}" for i in range(5)]

@@ -71,3 +71,34 @@ def test_start_stop_and_ship_from_the_page__through_the_services(staff_client):
     staff_client.post("/experiments/e/ship", {"ship": "treatment"})
     assert (Experiment.objects.get().status, Experiment.objects.get().shipped_variant) == ("stopped", "treatment")
     assert [v["weight"] for v in Flag.objects.get(key="checkout").variants] == [0, 100]
+
+
+def test_audience__the_flags_targeting__users_it_serves_off_are_not_in_the_experiment(staff_client):
+    """An experiment on a subset of users: the flag's rules in its environment pick them; the rest
+    get the off variant, are not exposed and are not counted. The page says who is in."""
+    from analytics import counters
+    from experiments import buffers
+    from flags import services as flag_services
+    from flags.snapshot import get_snapshot
+    from tests.experiments.world import checkout_flag, metrics
+
+    flag = checkout_flag()
+    flag_services.flag_update(actor=SYSTEM, flag=flag, environment="production", data={
+        "rules": [{"type": "geo", "operator": "in", "value": ["DE", "FR"]}]})
+    metrics()
+    services.experiment_start(actor=SYSTEM, experiment=services.experiment_create(
+        actor=SYSTEM, key="eu-test", name="EU only", flag="checkout", environment="production",
+        control="control", primary_metric="purchase"))
+    from experiments.models import Experiment
+
+    Experiment.all_objects.filter(key="eu-test").update(started_at=Experiment.all_objects.get(key="eu-test").started_at
+                                                        .replace(year=2020))
+    snapshot = get_snapshot("production")
+    for i in range(40):
+        country = ("DE", "US", "FR", "JP")[i % 4]
+        result = snapshot.evaluate("checkout", f"u{i}", {"country": country})
+        counters.recorder.record(result, f"u{i}", {"country": country})
+    buffers.flush()
+    page = staff_client.get("/experiments/eu-test").content.decode()
+    assert '<dd id="users">20</dd>' in page  # the DE and FR half only
+    assert 'id="audience"' in page and "DE" in page.split('id="audience"')[1].split("</p>")[0]

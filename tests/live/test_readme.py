@@ -186,7 +186,20 @@ def _project_analytics(answers):
     assert {"flags", "evaluations24h", "enabledFlags"} <= set(metrics), metrics
 
 
+def _change_requests(answers):
+    """Protected: the direct toggle is refused (409 approval_required, nothing changed), the proposal is
+    open, and listed as pending."""
+    protection, refused, opened, pending = answers
+    assert protection == {"environment": "production", "protected": True, "requiredApprovals": 1}
+    assert refused["error"]["code"] == "approval_required"
+    assert refused["error"]["changeRequests"] == "/api/change-requests"
+    assert (opened["status"], opened["requiredApprovals"], opened["author"].split(" ")[0]) == ("open", 1, "admin")
+    assert [row["id"] for row in pending["results"]] == [opened["id"]]
+
+
 SHELL_CHECKS = {
+    "curl -s -X PUT localhost:3001/api/environments/production/protection -H \"Authorization: Bearer $TOKEN\" \\":
+        _change_requests,
     'curl -s localhost:3001/api/projects/default/analytics/metrics -H "Authorization: Bearer $TOKEN"':
         _project_analytics,
     "curl -s -X POST localhost:3001/api/projects -H \"Authorization: Bearer $TOKEN\" \\": _projects,

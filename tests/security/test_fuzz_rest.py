@@ -66,6 +66,11 @@ EXPECTED_ROUTES = {
     "/api/segments", "/api/segments/<str:key>", "/api/audit", "/api/audit/flag/<str:key>",
     "/api/analytics/flags/<str:key>", "/api/analytics/metrics", "/api/sdk/metrics",
     "/api/events",
+    "/api/change-requests", "/api/change-requests/<int:change_request_id>",
+    "/api/change-requests/<int:change_request_id>/amend", "/api/change-requests/<int:change_request_id>/rebase",
+    "/api/change-requests/<int:change_request_id>/withdraw", "/api/change-requests/<int:change_request_id>/review",
+    "/api/change-requests/<int:change_request_id>/apply", "/api/change-requests/<int:change_request_id>/schedule",
+    "/api/environments/<str:environment>/protection",
     "/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/<path:key>", "/ofrep/v1/configuration",
 }
 

@@ -30,7 +30,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from audit.models import AuditEntry
-from changes.models import RolloutPlan, ScheduledChange
+from changes.models import ChangeRequest, ProtectedEnvironment, Review, RolloutPlan, ScheduledChange
 from experiments import services as experiment_services
 from experiments.models import Experiment
 from flags import snapshot
@@ -217,6 +217,44 @@ REST = [
     Row(("rest", "/api/rollout-plans/<int:plan_id>/cancel", "POST"),
         lambda o: ("POST", f"/api/rollout-plans/{o.plan.pk}/cancel", {}), rest_write(200),
         ("changes.change_rolloutplan",)),
+    # change requests: proposing needs what the direct write needs too (the dry run); amend, rebase and
+    # withdraw are the author's (staff_with opened o.mine; the member, not its author, is refused);
+    # reviews need the approver's rights (may_approve: flags.change_flag for site staff), never the author
+    Row(("rest", "/api/change-requests", "POST"), lambda o: ("POST", "/api/change-requests", {
+        "flag": "m", "title": "off", "change": {"action": "disable"}}), rest_write(201),
+        ("changes.add_changerequest",), (CHANGE_FLAG,)),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/amend", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.mine.pk}/amend", {"title": "off, really"}),
+        {**rest_write(200), "member": 403}, ("changes.change_changerequest",), (CHANGE_FLAG,), note="author only"),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/rebase", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.mine.pk}/rebase", None),
+        {**rest_write(200), "member": 403}, ("changes.change_changerequest",), (CHANGE_FLAG,), note="author only"),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/withdraw", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.mine.pk}/withdraw", {}),
+        {**rest_write(200), "member": 403}, ("changes.change_changerequest",), note="author only"),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/review", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.theirs.pk}/review", {"verdict": "approve"}), rest_write(200),
+        ("changes.review_changerequest",), (CHANGE_FLAG,)),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/review", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.mine.pk}/review", {"verdict": "approve"}),
+        {**rest_write(403), "member": 200}, ("changes.review_changerequest",), (CHANGE_FLAG,),
+        note="staff_with opened it: never one's own"),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/apply", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.approved.pk}/apply", None), rest_write(200),
+        ("changes.apply_changerequest",), (CHANGE_FLAG,)),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/apply", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.theirs.pk}/apply", None),
+        {**rest_write(409)}, ("changes.apply_changerequest",), (CHANGE_FLAG,), writes=False,
+        note="without enough approvals: 409"),
+    Row(("rest", "/api/change-requests/<int:change_request_id>/schedule", "POST"),
+        lambda o: ("POST", f"/api/change-requests/{o.approved.pk}/schedule", {"runAt": LATER}), rest_write(201),
+        ("changes.apply_changerequest", "changes.add_scheduledchange")),
+    Row(("rest", "/api/environments/<str:environment>/protection", "PUT"),
+        lambda o: ("PUT", "/api/environments/production/protection", {"requiredApprovals": 2}), rest_write(200),
+        ("changes.add_protectedenvironment", "changes.change_protectedenvironment")),
+    Row(("rest", "/api/environments/<str:environment>/protection", "DELETE"),
+        lambda o: ("DELETE", f"/api/environments/{o.protection.environment.key}/protection", None), rest_write(200),
+        ("changes.delete_protectedenvironment",)),
 ]
 
 # A project's management paths are the same views as the default project's, mounted again
@@ -228,7 +266,8 @@ REST += [
         r.expect, r.perms, r.context, r.writes, r.note)
     for r in list(REST) if r.key[1].startswith(("/api/flags", "/api/segments", "/api/webhooks",
                                                  "/api/scheduled-changes", "/api/rollout-plans", "/api/metrics",
-                                                 "/api/experiments"))
+                                                 "/api/experiments", "/api/change-requests",
+                                                 "/api/environments/"))
 ] + [
     rest("/api/projects", "POST", "/api/projects", {"key": "made-project", "name": "Made"}, rest_write(201),
          ["projects.add_project"]),
@@ -270,6 +309,18 @@ PAGES = [
          perms=SCHEDULE),
     Row(("page", "/flags/<str:key>/schedule/<int:change_id>/cancel"),
         lambda o: ("POST", f"/flags/m/schedule/{o.scheduled.pk}/cancel", {}), PAGE, ("changes.change_scheduledchange",)),
+    page("/flags/<str:key>/propose", "/flags/m/propose", {"environment": "production", "action": "disable",
+                                                          "title": "off"}, perms=["changes.add_changerequest",
+                                                                                  CHANGE_FLAG]),
+    Row(("page", "/changes/<int:change_request_id>/review"),
+        lambda o: ("POST", f"/changes/{o.theirs.pk}/review", {"verdict": "approve"}), PAGE,
+        ("changes.review_changerequest", CHANGE_FLAG)),
+    Row(("page", "/changes/<int:change_request_id>/apply"), lambda o: ("POST", f"/changes/{o.approved.pk}/apply", {}),
+        PAGE, ("changes.apply_changerequest", CHANGE_FLAG)),
+    Row(("page", "/changes/<int:change_request_id>/withdraw"),
+        lambda o: ("POST", f"/changes/{o.mine.pk}/withdraw", {}), PAGE, ("changes.change_changerequest",)),
+    Row(("page", "/changes/<int:change_request_id>/rebase"), lambda o: ("POST", f"/changes/{o.mine.pk}/rebase", {}),
+        PAGE, ("changes.change_changerequest", CHANGE_FLAG)),
     page("/experiments/<str:key>/start", "/experiments/draft/start", {}, perms=["experiments.change_experiment"]),
     page("/experiments/<str:key>/stop", "/experiments/running/stop", {}, perms=["experiments.change_experiment"]),
     page("/experiments/<str:key>/ship", "/experiments/running/ship", {"ship": "b"},
@@ -278,6 +329,7 @@ PAGES = [
 # Pages that only read: a POST (by a superuser) must write nothing.
 READ_PAGES = {"/": "/", "/flags/<str:key>": "/flags/m", "/audit/": "/audit/", "/analytics/": "/analytics/",
               "/metrics": "/metrics", "/experiments/": "/experiments/", "/experiments/<str:key>": "/experiments/running",
+              "/changes/pending": "/changes/pending", "/changes/<int:change_request_id>": "/changes/1",
               # single sign-on (flagsite/sso.py): GET only, for anyone; the callback writes only what the
               # provider's signed token says, through projects/sso.py (tests/sso)
               "/oidc/authenticate/": "/oidc/authenticate/", "/oidc/callback/": "/oidc/callback/"}
@@ -402,6 +454,27 @@ ADMIN = [
                ADMIN_NEVER, ["changes.delete_rolloutplan"]),
     admin_action("changes.rolloutplan", "cancel", lambda o: [o.plan.pk], ["changes.change_rolloutplan"],
                  ["changes.view_rolloutplan"]),
+    # change requests: opened through REST or the dashboard, never edited by hand; reviewed and applied
+    # by action through the services (reviews need may_approve: flags.change_flag for site staff)
+    admin_view("changes.changerequest", "add", url("changes_changerequest_add"), lambda o: {"title": "t"},
+               ADMIN_NEVER, ["changes.add_changerequest"]),
+    admin_view("changes.changerequest", "change", url("changes_changerequest_change", "theirs"),
+               lambda o: {"status": "applied"}, ADMIN_NEVER, ["changes.change_changerequest"]),
+    admin_view("changes.changerequest", "delete", url("changes_changerequest_delete", "theirs"), sure,
+               ADMIN_NEVER, ["changes.delete_changerequest"]),
+    admin_action("changes.changerequest", "approve", lambda o: [o.theirs.pk], ["changes.review_changerequest"],
+                 ["changes.view_changerequest", CHANGE_FLAG]),
+    admin_action("changes.changerequest", "reject", lambda o: [o.theirs.pk], ["changes.review_changerequest"],
+                 ["changes.view_changerequest", CHANGE_FLAG]),
+    admin_action("changes.changerequest", "apply", lambda o: [o.approved.pk], ["changes.apply_changerequest"],
+                 ["changes.view_changerequest", CHANGE_FLAG]),
+    admin_view("changes.protectedenvironment", "add", url("changes_protectedenvironment_add"),
+               lambda o: {"environment": o.environment.pk, "required_approvals": 2},
+               perms=["changes.add_protectedenvironment"]),
+    admin_view("changes.protectedenvironment", "change", url("changes_protectedenvironment_change", "protection"),
+               lambda o: {"required_approvals": 3}, perms=["changes.change_protectedenvironment"]),
+    admin_view("changes.protectedenvironment", "delete", url("changes_protectedenvironment_delete", "protection"),
+               sure, perms=["changes.delete_protectedenvironment"]),
     admin_view("auth.user", "add", url("auth_user_add"), lambda o: {"username": "newbie", **NEW_PASSWORD},
                perms=["auth.add_user"], context=["auth.change_user"]),
     admin_view("auth.user", "change", url("auth_user_change", "bob"),
@@ -493,6 +566,34 @@ class Objects:
             actor=SYSTEM, flag=self.off, environment="production", operation="enable", run_at=LATER)
         self.plan = change_services.rollout_plan_create(actor=SYSTEM, flag=self.off, environment="staging",
                                                         percentages=[50, 100], at="09:00")
+        from changes import approvals
+
+        # their own flag and authors: a flag or user with change requests is not deleted in the admin
+        # (requests are history, as scheduled changes; users are deactivated), which rows here do to m and bob
+        proposed = create_flag("proposed")
+        carol = get_user_model().objects.create_user("carol")
+
+        def opened(title, author, operation="enable"):
+            cr = approvals.change_request_open(actor=SYSTEM, flag=proposed, environment="production", title=title,
+                                               operation=operation)
+            ChangeRequest.all_objects.filter(pk=cr.pk).update(author=author, author_label=author.username)
+            return ChangeRequest.all_objects.get(pk=cr.pk)
+
+        self.mine = opened("mine", self.users["staff_with"])  # amend / rebase / withdraw: the author's
+        self.theirs = opened("theirs", carol)
+        self.approved = opened("approved", carol)
+        from audit.actor import Actor
+
+        approvals.change_request_review(actor=Actor.for_user(self.root), change_request=self.approved,
+                                        verdict="approve")
+
+    @property
+    def protection(self):
+        """A protected environment to change or remove, made when a call asks for it, inside its rolled-back
+        call (protecting one for every row would hold the other rows' writes for approval); made by
+        the ORM, so only the call's own write shows in the audit count."""
+        return ProtectedEnvironment.all_objects.get_or_create(
+            environment=Environment.objects.get(key="development"), defaults={"required_approvals": 1})[0]
 
 
 def _key_for(user):
@@ -528,6 +629,9 @@ def everything_written():
         "scheduled_changes": list(ScheduledChange.all_objects.order_by("pk").values_list("status", "run_at",
                                                                                           "payload")),
         "rollout_plans": list(RolloutPlan.all_objects.order_by("pk").values_list("status", flat=True)),
+        "change_requests": list(ChangeRequest.all_objects.order_by("pk").values_list("status", "revision", "title",
+                                                                                      "base_version")),
+        "reviews": list(Review.objects.order_by("pk").values_list("verdict", "reviewer_id")),
     }
 
 
@@ -676,7 +780,7 @@ OTHER_CALLERS = ("admin", "group_editor", "token_editor_dev", "staff")
 def by_role(least, ok, *, dev_ok=True):
     """Expected status in one's own project: ``ok`` from role ``least`` up (dev_ok=False: not for an
     editor restricted to development), 403 below, 404 without any role."""
-    need = {"viewer": 1, "editor": 2, "admin": 4}[least]
+    need = {"viewer": 1, "editor": 2, "approver": 3, "admin": 4}[least]
     expect = {}
     for who in ROLE_CALLERS:
         if LEVELS[who] == 0:
@@ -727,6 +831,16 @@ ROLE_ROWS = [
     RoleRow("archive", call("DELETE", "/flags/m"), by_role("editor", 204, dev_ok=False)),
     RoleRow("create segment", call("POST", "/segments", {"key": "s2", "name": "S", "conditions": {"plan": "x"}}),
             by_role("editor", 201, dev_ok=False)),
+    RoleRow("propose a change in production", call("POST", "/change-requests?environment=production", {
+        "flag": "m", "title": "off", "change": {"action": "disable"}}), by_role("editor", 201, dev_ok=False)),
+    RoleRow("review a change request in production",
+            lambda w, p: ("POST", f"/change-requests/{w.requests[p]['open'].pk}/review", {"verdict": "approve"}),
+            by_role("approver", 200)),
+    RoleRow("apply an approved change request in production",
+            lambda w, p: ("POST", f"/change-requests/{w.requests[p]['approved'].pk}/apply", None),
+            by_role("approver", 200)),
+    RoleRow("protect an environment", call("PUT", "/environments/staging/protection", {"requiredApprovals": 1}),
+            by_role("admin", 200)),
     RoleRow("list members", call("GET", "/members"), by_role("admin", 200), writes=False),
     RoleRow("grant", call("POST", "/members", {"role": "editor", "group": "outsiders"}), by_role("admin", 201)),
     RoleRow("revoke", lambda w, p: ("DELETE", f"/members/{w.grants[p].pk}", None), by_role("admin", 204)),
@@ -745,7 +859,11 @@ class RoleWorld:
         from flags import services
         from projects import scope
 
-        self.grants, self.sdk_keys = {}, {}
+        from audit.actor import Actor
+        from changes import approvals
+
+        self.grants, self.sdk_keys, self.requests = {}, {}, {}
+        reviewer = get_user_model().objects.create_superuser("reviewer", None, None)
         outsiders = Group.objects.create(name="outsiders")
         for key in (OWN, OTHER):
             project = project_services.project_create(actor=SYSTEM, key=key, name=key.title())
@@ -756,6 +874,12 @@ class RoleWorld:
                 create_segment("seg", {"plan": "free"})
                 self.sdk_keys[key] = services.api_key_create(
                     actor=SYSTEM, name="sdk", kind="sdk", environment=Environment.objects.get(key="production"))[0]
+                # opened from the command line (no author among the callers), one approved by a superuser
+                self.requests[key] = {name: approvals.change_request_open(
+                    actor=SYSTEM, flag=flag, environment="production", title=name, operation="disable")
+                    for name in ("open", "approved")}
+                approvals.change_request_review(actor=Actor.for_user(reviewer), verdict="approve",
+                                                change_request=self.requests[key]["approved"])
             self.grants[key] = project_services.role_grant(actor=SYSTEM, project=project, role="viewer",
                                                            group=outsiders)
         alpha = Project.objects.get(key=OWN)

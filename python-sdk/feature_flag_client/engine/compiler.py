@@ -573,15 +573,34 @@ def _normalise(user_id, context):
     return context, user_id
 
 
+def _exposing(compiled, on_variant):
+    """A compiled flag with variants that also hands each (on) variant it gives a known user to
+    on_variant."""
+    if compiled.__class__ is Evaluation:
+        if compiled.variant is None or not compiled.enabled:
+            return compiled
+        constant = compiled
+        compiled = lambda user_id, context: constant  # noqa: E731 (same shape as a compiled flag)
+
+    def evaluate(user_id, context):
+        result = compiled(user_id, context)
+        if result.variant is not None and result.enabled and user_id is not None:
+            on_variant(result, user_id)
+        return result
+
+    return evaluate
+
+
 class Snapshot:
     """Every flag of one environment at one version, compiled. ``evaluate(key, user_id, context)``."""
 
     MAX_COUNTED_UNKNOWN_FLAGS = 1000
 
-    def __init__(self, flags=(), segments=None, environment=None, version=None, counting=False):
+    def __init__(self, flags=(), segments=None, environment=None, version=None, counting=False, on_variant=None):
         self.environment = environment
         self.version = version
         self.counting = counting
+        self.on_variant = on_variant
         self.results = []  # every Evaluation this snapshot can return (prebuilt at compile time)
         self.table = {}
         self.flags = {}
@@ -633,6 +652,10 @@ class Snapshot:
 
     def _make_evaluate(self):
         table = self.table
+        if self.counting and self.on_variant is not None:
+            # only flags with variants can hand one out: the others (boolean flags) pay nothing
+            table = {key: _exposing(compiled, self.on_variant) if self.flags[key].state.get("variants") else compiled
+                     for key, compiled in table.items()}
         environment = self.environment
         version = self.version
         normalise = _normalise
@@ -694,10 +717,12 @@ class Snapshot:
         return len(self.table)
 
 
-def compile_snapshot(flags=(), segments=None, environment=None, version=None, counting=False):
+def compile_snapshot(flags=(), segments=None, environment=None, version=None, counting=False, on_variant=None):
     """Compile every flag state of one environment (see docs/rules.md for the state format).
-    counting=True counts every evaluation exactly, read with Snapshot.hit_counts()."""
-    return Snapshot(flags, segments, environment, version, counting)
+    counting=True counts every evaluation exactly, read with Snapshot.hit_counts(); a counting
+    snapshot also calls on_variant(evaluation, user_id) for each variant it hands a known user while
+    on (the SDK's local mode records exposures with it)."""
+    return Snapshot(flags, segments, environment, version, counting, on_variant)
 
 
 def compile_flag(state, segments=None, environment=None, version=None):
