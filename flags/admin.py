@@ -595,7 +595,7 @@ class ApiKeyForm(forms.ModelForm):
 class ApiKeyAdmin(InProjectAdmin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "kind", "prefix", "environment", "user", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["kind", "environment", "revoked_at"]
+    list_filter = ["kind", ("environment", admin.RelatedOnlyFieldListFilter), "revoked_at"]
     search_fields = ["name", "prefix"]
     actions = ["revoke"]
 

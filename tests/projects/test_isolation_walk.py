@@ -74,10 +74,15 @@ def _objects(prefix):
                                                percentages=[50, 100], at="09:00")
     sdk, raw = flag_services.api_key_create(actor=SYSTEM, name=f"{prefix} sdk key", kind="sdk",
                                             environment=Environment.objects.get(key="production"))
+    from changes import approvals
+
+    request = approvals.change_request_open(actor=SYSTEM, flag=Flag.objects.get(key=f"{prefix}-flag"),
+                                            environment="production", title=f"{prefix} request", operation="disable")
     flag_services.flag_kill(actor=SYSTEM, flag=checkout, reason=f"{prefix} reason", environments=["staging"])
     return {"flag": f"{prefix}-flag", "segment": f"{prefix}-seg", "metric": f"{prefix}-metric",
             "experiment": f"{prefix}-exp", "webhook_id": webhook.pk, "delivery": getattr(delivery, "pk", 1),
-            "change_id": change.pk, "plan_id": plan.pk, "key_id": sdk.pk, "sdk": raw}
+            "change_id": change.pk, "plan_id": plan.pk, "key_id": sdk.pk, "sdk": raw,
+            "change_request_id": request.pk, "environment": "production"}
 
 
 def _evaluate(raw_key, prefix):
@@ -99,11 +104,13 @@ def world(db, settings):
     counters.recorder.reset()
     User = get_user_model()
     project_services.project_create(actor=SYSTEM, key=A, name="Alpha Team")
-    project_services.project_create(actor=SYSTEM, key=B, name=f"Bravo {MARK} Team")
+    project_services.project_create(actor=SYSTEM, key=B, name=f"Bravo {MARK} Team",
+                                    environments=["development", "staging", "production", f"{MARK}-env"])
     with scope.using(A):
         a = _objects("alpha")
     with scope.using(B):
         b = _objects(MARK)
+        b["environment"] = f"{MARK}-env"  # an environment only B has
         b["grant_id"] = project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key=B), role="admin",
                                                     user=User.objects.create_user(f"{MARK}-person")).pk
     _evaluate(a["sdk"], "alpha")
@@ -237,7 +244,7 @@ def _probes(template, world):
     ids = [p for p in params if p not in ("project", "key")]
     if ids:
         b_ids = {**world["a"], **{p: world["b"][p] for p in ids}}
-        none = {**world["a"], **{p: 987654 for p in ids}}
+        none = {**world["a"], **{p: 987654 for p in ids}}  # ("987654": no environment either)
         probes.append((str(world["b"][ids[0]]), _fill(template, b_ids, A), _fill(template, none, A)))
     return probes
 
