@@ -1,4 +1,8 @@
-"""Analytics REST views: per-flag series, platform metrics, and SDK local-mode count reports."""
+"""Analytics REST views: per-flag series, a project's metrics, and SDK local-mode count reports.
+
+The reads are the current project's: /api/analytics/... is the default project's, and
+/api/projects/<project>/analytics/... (projects/urls.py) any project's; SDK reports count in the
+key's project."""
 
 import time
 

@@ -37,7 +37,7 @@ from celery.result import EagerResult
 from django.conf import settings
 
 from analytics.hll import HyperLogLog
-from analytics.recent import RecentContexts
+from analytics.recent import RecentContexts, slot
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +139,14 @@ class Recorder:
         self._ensure_started()
 
     def _new_entry(self, key):
+        from projects import scope
+
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 users = self._users.setdefault((key[0], key[1], key[4]), set())
-                entry = self._entries[key] = (itertools.count(), users, self.recent.cell(key[1]))
+                cell = self.recent.cell(slot(scope.split(key[0])[0], key[1]))  # per project and flag
+                entry = self._entries[key] = (itertools.count(), users, cell)
         self._ensure_started()
         return entry
 

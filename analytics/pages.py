@@ -1,4 +1,4 @@
-"""Analytics overview page (staff only)."""
+"""Analytics overview page: the session's current project's (staff and project members)."""
 
 from datetime import timedelta
 

@@ -13,7 +13,13 @@ embedded in-memory cache keeps them in the one process. A sample older than 24 h
 copied or stored, and ``read`` answers nothing, also for what was stored before.
 
 Privacy: a context is whatever the caller sent (it may hold e-mail addresses, IP addresses...).
-It is kept only in the cache, never in the database, and shown only to staff who may view flags.
+It is kept only in the cache, never in the database, and shown only to those who may view flags
+in the flag's project.
+
+Per project: samples are kept per (project, flag) ``slot``: the flag key in the default project
+(the cache keys written before projects), "<project>:<flag>" in any other (":" never occurs in a
+flag key), so a flag key used by two projects never shows one project's contexts in the other.
+``read`` answers the current project's (projects/scope.py).
 """
 
 import json
@@ -42,8 +48,15 @@ def enabled():
     return bool(getattr(settings, "FLAGS_RECENT_CONTEXTS", True))
 
 
-def cache_key(flag_key):
-    return f"{CACHE_PREFIX}{flag_key}"
+def slot(project_key, flag_key):
+    """Where a flag's samples are kept: the flag key in the default project, "<project>:<flag>" else."""
+    from projects.models import DEFAULT
+
+    return flag_key if not project_key or project_key == DEFAULT else f"{project_key}:{flag_key}"
+
+
+def cache_key(flag_key, project_key=None):
+    return f"{CACHE_PREFIX}{slot(project_key, flag_key)}"
 
 
 def _capped(value, depth):
@@ -106,11 +119,11 @@ class RecentContexts:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.last = {}  # flag key -> [the second (int epoch) of its last sample]
-        self.pending = {}  # flag key -> deque of samples not yet written to the cache
+        self.last = {}  # slot (project, flag) -> [the second (int epoch) of its last sample]
+        self.pending = {}  # slot -> deque of samples not yet written to the cache
 
     def cell(self, flag):
-        """The flag's one-item list [second of its last sample], shared by all its counter entries."""
+        """The slot's one-item list [second of its last sample], shared by all its counter entries."""
         cell = self.last.get(flag)
         if cell is None:
             with self._lock:
@@ -120,7 +133,10 @@ class RecentContexts:
     def sample(self, evaluation, user_id, context, second, cell=None):
         """Keep this evaluation's user and context, unless this flag was sampled this second
         (`second`: the recorder's clock, int epoch seconds; the sample's "at")."""
-        flag = evaluation.flag_id
+        from projects import scope
+
+        project, environment = scope.split(evaluation.environment)
+        flag = slot(project, evaluation.flag_id)
         cell = self.cell(flag) if cell is None else cell
         with self._lock:
             if cell[0] == second:
@@ -133,7 +149,7 @@ class RecentContexts:
         kept, truncated = capped_context(context)
         sample = {
             "at": second,
-            "environment": evaluation.environment,
+            "environment": environment,
             "userId": None if user_id is None else str(user_id)[:MAX_STRING],
             "context": kept,
             "enabled": bool(evaluation.enabled),
@@ -150,7 +166,7 @@ class RecentContexts:
         return True
 
     def take(self):
-        """{flag: [samples]} waiting, removed from the process (to write them to the cache)."""
+        """{slot: [samples]} waiting, removed from the process (to write them to the cache)."""
         taken = {}
         with self._lock:
             for flag, queue in list(self.pending.items()):
@@ -186,7 +202,7 @@ class RecentContexts:
         if cache is None:
             from django.core.cache import cache
         try:
-            keys = {flag: cache_key(flag) for flag in taken}
+            keys = {flag: CACHE_PREFIX + flag for flag in taken}
             stored = cache.get_many(list(keys.values()))
             cache.set_many({keys[flag]: merge(stored.get(keys[flag]), samples) for flag, samples in taken.items()},
                            timeout=TTL_SECONDS)
@@ -197,15 +213,21 @@ class RecentContexts:
             return 0
         return sum(len(samples) for samples in taken.values())
 
-    def read(self, flag_key, cache=None, now=None):
-        """The flag's recent samples, newest first: the cache's (every process's flushed ones) and
-        this process's waiting ones; none older than 24 h; nothing when sampling is off."""
+    def read(self, flag_key, cache=None, now=None, project=None):
+        """The flag's recent samples in ``project`` (default: the current one), newest first: the
+        cache's (every process's flushed ones) and this process's waiting ones; none older than 24 h;
+        nothing when sampling is off."""
         if not enabled():
             return []
+        if project is None:
+            from projects import scope
+
+            project = scope.current()
+        flag_key = slot(project, flag_key)
         if cache is None:
             from django.core.cache import cache
         try:
-            stored = cache.get(cache_key(flag_key))
+            stored = cache.get(CACHE_PREFIX + flag_key)
         except Exception as exc:
             logger.warning("recent contexts: cache read failed: %s", exc)
             stored = None

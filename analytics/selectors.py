@@ -1,4 +1,5 @@
-"""Every analytics read the API and the pages share."""
+"""Every analytics read the API and the pages share: all of the current project (projects/scope.py)
+only, like the flags they count."""
 
 from collections import defaultdict
 from datetime import timedelta
@@ -8,6 +9,7 @@ from django.utils import timezone
 
 from analytics.hll import HyperLogLog
 from analytics.models import EvaluationRollup, FlagActivity, Granularity, UniqueUsersRollup
+from projects import scope
 
 # timeRange -> (span, bucket)
 TIME_RANGES = {
@@ -45,8 +47,9 @@ def flag_series(*, flag_key, time_range, environment=None, now=None):
     now = now or timezone.now()
     starts, bucket, step = _buckets(now, time_range)
     since = starts[0]
-    rows = EvaluationRollup.objects.filter(flag_key=flag_key, period_start__gte=since)
-    user_rows = UniqueUsersRollup.objects.filter(flag_key=flag_key, period_start__gte=since)
+    rows = EvaluationRollup.objects.filter(project=scope.current(), flag_key=flag_key, period_start__gte=since)
+    user_rows = UniqueUsersRollup.objects.filter(project=scope.current(), flag_key=flag_key,
+                                                 period_start__gte=since)
     if environment:
         rows = rows.filter(environment=environment)
         user_rows = user_rows.filter(environment=environment)
@@ -104,7 +107,7 @@ def flag_series(*, flag_key, time_range, environment=None, now=None):
 
 
 def evaluations_since(since, *, flag_key=None):
-    qs = EvaluationRollup.objects.filter(period_start__gte=since)
+    qs = EvaluationRollup.objects.filter(project=scope.current(), period_start__gte=since)
     if flag_key:
         qs = qs.filter(flag_key=flag_key)
     return qs.aggregate(n=Sum("evaluations"))["n"] or 0
@@ -112,22 +115,22 @@ def evaluations_since(since, *, flag_key=None):
 
 def evaluations_by_flag(since):
     """{flag_key: evaluations since `since`} (hourly and daily rows)."""
-    rows = (EvaluationRollup.objects.filter(period_start__gte=since)
+    rows = (EvaluationRollup.objects.filter(project=scope.current(), period_start__gte=since)
             .values("flag_key").annotate(n=Sum("evaluations")))
     return {row["flag_key"]: row["n"] for row in rows}
 
 
 def stale_flag_keys():
-    return set(FlagActivity.objects.filter(stale=True).values_list("flag_key", flat=True))
+    return set(FlagActivity.objects.filter(project=scope.current(), stale=True).values_list("flag_key", flat=True))
 
 
 def flag_activity(flag_key):
-    return FlagActivity.objects.filter(flag_key=flag_key).first()
+    return FlagActivity.objects.filter(project=scope.current(), flag_key=flag_key).first()
 
 
 def metrics(*, now=None):
-    """The platform at a glance: flags, per-environment enabled and killed, segments, evaluations
-    in the last 24 hours, live WebSocket connections of this process."""
+    """The current project at a glance: flags, per-environment enabled and killed, segments,
+    evaluations in the last 24 hours, live WebSocket connections of this process to its environments."""
     from flags.live import watcher
     from flags.models import Environment, Flag, FlagState
     from segments.models import Segment
@@ -135,7 +138,7 @@ def metrics(*, now=None):
     now = now or timezone.now()
     live_flags = Flag.objects.filter(archived=False)
     per_env = (
-        FlagState.objects.filter(flag__archived=False)
+        FlagState.objects.filter(flag__project_id=scope.current(), flag__archived=False)
         .values("environment__key")
         .annotate(enabled=Count("pk", filter=Q(enabled=True, killed=False)), killed=Count("pk", filter=Q(killed=True)))
     )
@@ -146,19 +149,20 @@ def metrics(*, now=None):
         "flags": {
             "total": live_flags.count(),
             "archived": Flag.objects.filter(archived=True).count(),
-            "stale": FlagActivity.objects.filter(stale=True, flag_key__in=live_flags.values("key")).count(),
+            "stale": FlagActivity.objects.filter(project=scope.current(), stale=True,
+                                                 flag_key__in=live_flags.values("key")).count(),
         },
         "enabledFlags": {env: per_env.get(env, {}).get("enabled", 0) for env in environments},
         "killedFlags": {env: per_env.get(env, {}).get("killed", 0) for env in environments},
         "segments": Segment.objects.count(),
         "evaluations24h": evaluations_since(since),
-        "liveConnections": watcher.connection_count(),
+        "liveConnections": watcher.connection_count(scope.current()),
         "generatedAt": now.isoformat().replace("+00:00", "Z"),
     }
 
 
 def top_flags(*, since, limit=10):
-    rows = (EvaluationRollup.objects.filter(period_start__gte=since)
+    rows = (EvaluationRollup.objects.filter(project=scope.current(), period_start__gte=since)
             .values("flag_key").annotate(n=Sum("evaluations")).order_by("-n", "flag_key")[:limit])
     return [(row["flag_key"], row["n"]) for row in rows]
 
@@ -168,7 +172,8 @@ def evaluations_series_all(*, time_range="24h", now=None):
     now = now or timezone.now()
     starts, bucket, step = _buckets(now, time_range)
     series = {start: [0, 0] for start in starts}
-    for start, enabled, n in EvaluationRollup.objects.filter(period_start__gte=starts[0]).values_list(
+    for start, enabled, n in EvaluationRollup.objects.filter(
+            project=scope.current(), period_start__gte=starts[0]).values_list(
             "period_start", "enabled", "evaluations"):
         point = series.get(_floor(start, bucket))
         if point is not None:

@@ -3,6 +3,9 @@
 Counts are upserted additively (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, the same
 SQL on PostgreSQL and SQLite), so batches from any number of processes and workers add up exactly.
 Sketches are merged under a row lock.
+
+Batches name environments by ref (projects/scope.py); each row stores the ref's project and plain
+environment key, so every read filters by project (analytics/selectors.py).
 """
 
 import base64
@@ -14,6 +17,7 @@ from django.utils import timezone
 
 from analytics.hll import HyperLogLog
 from analytics.models import EvaluationRollup, FlagActivity, Granularity, UniqueUsersRollup
+from projects import scope
 
 STALE_AFTER_DAYS = 30
 COMPACT_AFTER_DAYS = 30
@@ -25,46 +29,47 @@ def hour_start(hour):
 
 
 def _add_counts(counts, granularity):
-    """counts: {(period_start, environment, flag_key, variant, enabled): n}, added to the rows."""
+    """counts: {(period_start, project, environment, flag_key, variant, enabled): n}, added to the rows."""
     if not counts:
         return
     table = connection.ops.quote_name(EvaluationRollup._meta.db_table)
     sql = (
-        f"INSERT INTO {table} (granularity, period_start, environment, flag_key, variant, enabled, evaluations) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (granularity, period_start, environment, flag_key, variant, enabled) "
+        f"INSERT INTO {table} (granularity, period_start, project, environment, flag_key, variant, enabled, "
+        "evaluations) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (project, granularity, period_start, environment, flag_key, variant, enabled) "
         f"DO UPDATE SET evaluations = {table}.evaluations + excluded.evaluations"
     )
     adapt = connection.ops.adapt_datetimefield_value
-    rows = [(granularity, adapt(start), env, flag, variant or "", bool(enabled), int(n))
-            for (start, env, flag, variant, enabled), n in sorted(counts.items(), key=_sort_key) if n]
+    rows = [(granularity, adapt(start), project, env, flag, variant or "", bool(enabled), int(n))
+            for (start, project, env, flag, variant, enabled), n in sorted(counts.items(), key=_sort_key) if n]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
 
 def _sort_key(item):
-    start, env, flag, variant, enabled = item[0]
-    return start, env, flag, variant or "", enabled  # one lock order for every writer
+    start, project, env, flag, variant, enabled = item[0]
+    return start, project, env, flag, variant or "", enabled  # one lock order for every writer
 
 
 def _merge_sketches(sketches, granularity):
-    """sketches: {(period_start, environment, flag_key): HyperLogLog}, merged into the rows."""
+    """sketches: {(period_start, project, environment, flag_key): HyperLogLog}, merged into the rows."""
     if not sketches:
         return
     UniqueUsersRollup.objects.bulk_create(
-        [UniqueUsersRollup(granularity=granularity, period_start=start, environment=env, flag_key=flag)
-         for start, env, flag in sorted(sketches)],
+        [UniqueUsersRollup(granularity=granularity, period_start=start, project=project, environment=env,
+                           flag_key=flag)
+         for start, project, env, flag in sorted(sketches)],
         ignore_conflicts=True,
     )
     rows = (
         UniqueUsersRollup.objects.select_for_update()
         .filter(granularity=granularity, period_start__in={key[0] for key in sketches},
-                flag_key__in={key[2] for key in sketches})
-        .order_by("period_start", "environment", "flag_key")
+                project__in={key[1] for key in sketches}, flag_key__in={key[3] for key in sketches})
+        .order_by("period_start", "project", "environment", "flag_key")
     )
     changed = []
     for row in rows:
-        sketch = sketches.get((row.period_start, row.environment, row.flag_key))
+        sketch = sketches.get((row.period_start, row.project, row.environment, row.flag_key))
         if sketch is None:
             continue
         merged = HyperLogLog.from_bytes(row.sketch).merge(sketch)
@@ -75,13 +80,14 @@ def _merge_sketches(sketches, granularity):
 
 
 def _touch_activity(last_seen):
-    """last_seen: {flag_key: datetime}; a flag evaluated is not stale."""
+    """last_seen: {(project, flag_key): datetime}; a flag evaluated is not stale."""
     if not last_seen:
         return
     table = connection.ops.quote_name(FlagActivity._meta.db_table)
     sql = (
-        f"INSERT INTO {table} (flag_key, last_evaluated_at, stale, stale_since) VALUES (%s, %s, %s, NULL) "
-        "ON CONFLICT (flag_key) DO UPDATE SET "
+        f"INSERT INTO {table} (project, flag_key, last_evaluated_at, stale, stale_since) "
+        "VALUES (%s, %s, %s, %s, NULL) "
+        "ON CONFLICT (project, flag_key) DO UPDATE SET "
         f"last_evaluated_at = CASE WHEN {table}.last_evaluated_at IS NULL "
         f"OR excluded.last_evaluated_at > {table}.last_evaluated_at "
         f"THEN excluded.last_evaluated_at ELSE {table}.last_evaluated_at END, "
@@ -89,21 +95,24 @@ def _touch_activity(last_seen):
     )
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [(key, adapt(when), False) for key, when in sorted(last_seen.items())])
+        cursor.executemany(sql, [(project, key, adapt(when), False)
+                                 for (project, key), when in sorted(last_seen.items())])
 
 
 def rollup_apply(*, batch):
     """Upsert one flushed batch (analytics.counters.Recorder.collect) into the hourly rollups."""
     counts = Counter()
     last_seen = {}
-    for env, flag, variant, enabled, hour, n in batch.get("counts") or ():
+    for ref, flag, variant, enabled, hour, n in batch.get("counts") or ():
         start = hour_start(hour)
-        counts[(start, env, flag, variant or "", bool(enabled))] += int(n)
+        project, env = scope.split(ref)
+        counts[(start, project, env, flag, variant or "", bool(enabled))] += int(n)
         seen = start + timedelta(hours=1) - timedelta(microseconds=1)
-        last_seen[flag] = max(last_seen.get(flag, seen), seen)
+        last_seen[(project, flag)] = max(last_seen.get((project, flag), seen), seen)
     sketches = {}
-    for env, flag, hour, data in batch.get("users") or ():
-        key = (hour_start(hour), env, flag)
+    for ref, flag, hour, data in batch.get("users") or ():
+        project, env = scope.split(ref)
+        key = (hour_start(hour), project, env, flag)
         sketch = HyperLogLog.from_bytes(base64.b64decode(data))
         sketches[key] = sketches[key].merge(sketch) if key in sketches else sketch
     now = timezone.now()
@@ -128,7 +137,7 @@ def rollups_compact(*, older_than_days=COMPACT_AFTER_DAYS, now=None):
         ids = []
         for row in hours.order_by("pk"):
             day = row.period_start.replace(hour=0, minute=0, second=0, microsecond=0)
-            days[(day, row.environment, row.flag_key, row.variant, row.enabled)] += row.evaluations
+            days[(day, row.project, row.environment, row.flag_key, row.variant, row.enabled)] += row.evaluations
             ids.append(row.pk)
         _add_counts(days, Granularity.DAY)
         for start in range(0, len(ids), 500):
@@ -141,7 +150,7 @@ def rollups_compact(*, older_than_days=COMPACT_AFTER_DAYS, now=None):
         ids = []
         for row in user_hours.order_by("pk"):
             day = row.period_start.replace(hour=0, minute=0, second=0, microsecond=0)
-            sketches[(day, row.environment, row.flag_key)].merge(HyperLogLog.from_bytes(row.sketch))
+            sketches[(day, row.project, row.environment, row.flag_key)].merge(HyperLogLog.from_bytes(row.sketch))
             ids.append(row.pk)
         _merge_sketches(dict(sketches), Granularity.DAY)
         for start in range(0, len(ids), 500):
@@ -151,22 +160,24 @@ def rollups_compact(*, older_than_days=COMPACT_AFTER_DAYS, now=None):
 
 def flags_mark_stale(*, days=STALE_AFTER_DAYS, now=None):
     """Mark flags no one evaluated (in any environment) for ``days`` as stale; clear the mark on
-    flags evaluated since. A flag younger than ``days`` is not stale. Returns the stale keys."""
+    flags evaluated since. A flag younger than ``days`` is not stale. Every project's flags; returns
+    the stale keys ("<project>/<key>" outside the default project)."""
     from flags.models import Flag
 
     now = now or timezone.now()
     cutoff = now - timedelta(days=days)
-    activity = {row.flag_key: row for row in FlagActivity.objects.all()}
+    activity = {(row.project, row.flag_key): row for row in FlagActivity.objects.all()}
     stale_keys = []
     with transaction.atomic():
-        for flag in Flag.objects.filter(archived=False).only("key", "created_at"):
-            row = activity.get(flag.key)
+        for flag in Flag.all_objects.filter(archived=False).only("key", "project_id", "created_at"):
+            row = activity.get((flag.project_id, flag.key))
             last = row.last_evaluated_at if row and row.last_evaluated_at else None
             stale = (last or flag.created_at) < cutoff
             if stale:
-                stale_keys.append(flag.key)
+                stale_keys.append(flag.key if flag.project_id == scope.DEFAULT else f"{flag.project_id}/{flag.key}")
             if row is None:
-                FlagActivity.objects.create(flag_key=flag.key, stale=stale, stale_since=now if stale else None)
+                FlagActivity.objects.create(project=flag.project_id, flag_key=flag.key, stale=stale,
+                                            stale_since=now if stale else None)
             elif row.stale != stale:
                 FlagActivity.objects.filter(pk=row.pk).update(stale=stale, stale_since=now if stale else None)
     return sorted(stale_keys)

@@ -46,7 +46,7 @@ class ReadOnlyAdmin(InProjectAdmin, admin.ModelAdmin):
 class ScheduledChangeAdmin(ReadOnlyAdmin):
     list_display = ["id", "flag", "environment", "operation", "run_at", "run_at_local", "status", "author_label",
                     "plan", "result"]
-    list_filter = ["status", "operation", "environment"]
+    list_filter = ["status", "operation", ("environment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["flag__key", "author_label", "result"]
     date_hierarchy = "run_at"
     list_select_related = ["flag", "environment"]
@@ -66,7 +66,7 @@ class ScheduledChangeAdmin(ReadOnlyAdmin):
 @admin.register(RolloutPlan)
 class RolloutPlanAdmin(ReadOnlyAdmin):
     list_display = ["id", "flag", "environment", "percentages", "days", "at", "timezone", "status", "author_label"]
-    list_filter = ["status", "environment"]
+    list_filter = ["status", ("environment", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["flag", "environment"]
     actions = ["cancel"]
 
@@ -102,7 +102,7 @@ class ReviewInline(admin.TabularInline):
 class ChangeRequestAdmin(InProjectAdmin, admin.ModelAdmin):
     list_display = ["id", "title", "flag", "environment", "operation", "status", "author_label", "approvals",
                     "created_at"]
-    list_filter = ["status", "environment"]
+    list_filter = ["status", ("environment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["title", "flag__key", "author_label"]
     list_select_related = ["flag", "environment"]
     inlines = [ReviewInline]

@@ -285,7 +285,8 @@ class StaleFilter(admin.SimpleListFilter):
         if self.value() not in ("yes", "no"):
             return queryset
         cutoff = timezone.now() - timedelta(days=STALE_AFTER_DAYS)
-        recent = Exists(FlagActivity.objects.filter(flag_key=OuterRef("key"), last_evaluated_at__gte=cutoff))
+        recent = Exists(FlagActivity.objects.filter(project=OuterRef("project_id"), flag_key=OuterRef("key"),
+                                                 last_evaluated_at__gte=cutoff))
         stale = Q(created_at__lt=cutoff) & ~Q(recent)
         return queryset.filter(stale if self.value() == "yes" else ~stale)
 
@@ -594,7 +595,7 @@ class ApiKeyForm(forms.ModelForm):
 class ApiKeyAdmin(InProjectAdmin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "kind", "prefix", "environment", "user", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["kind", "environment", "revoked_at"]
+    list_filter = ["kind", ("environment", admin.RelatedOnlyFieldListFilter), "revoked_at"]
     search_fields = ["name", "prefix"]
     actions = ["revoke"]
 

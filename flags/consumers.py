@@ -62,8 +62,9 @@ def _check_key(key, query, ip=None):
     if principal.kind == "sdk":
         return principal.environment, None, principal.id
     wanted = (query.get("environment") or [""])[0]
-    if wanted and user.has_perm("flags.view_flag"):  # in the project the token is narrowed to, if any
-        return scope.ref(principal.project, wanted), None, principal.id
+    with scope.using(principal.project):  # the project the token is narrowed to (else the default one)
+        if wanted and user.has_perm("flags.view_flag"):  # a member: their role there
+            return scope.ref(principal.project, wanted), None, principal.id
     return None, 4403, "not_permitted"
 
 
@@ -89,17 +90,31 @@ def log_refusal(scope, key, reason):
 
 
 def _staff_session(scope):
-    """A staff user logged in through Django's session (AuthMiddlewareStack in flagsite/asgi.py);
-    browsers only, so the origin check in asgi.py applies to these handshakes."""
-    user = scope.get("user")
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+    """A dashboard user (staff or a project member: projects.policy.may_use_dashboard) logged in
+    through Django's session (AuthMiddlewareStack in flagsite/asgi.py); browsers only, so the origin
+    check in asgi.py applies to these handshakes."""
+    from projects import policy
+
+    return policy.may_use_dashboard(scope.get("user"))
 
 
-def _session_environment(query):
+def _session_environment(query, session_scope):
+    """The dashboard's socket follows an environment of the session's project (the one its pages
+    show: projects.scope.SessionProjectMiddleware), never another project's: ``?environment=`` is a
+    plain key of that project (a dotted "key" names no environment: 4404). (ref, None), or
+    (None, 4403) when the user may not view flags there."""
     from django.conf import settings
 
+    from projects import policy
+
+    user = session_scope.get("user")
+    session = session_scope.get("session")
+    project = policy.dashboard_project(user, session.get(scope.SESSION_KEY) if session is not None else None)
+    with scope.using(project):
+        if not user.has_perm("flags.view_flag"):
+            return None, 4403
     wanted = (query.get("environment") or [""])[0] or getattr(settings, "FLAGS_DEFAULT_ENVIRONMENT", "development")
-    return wanted, None
+    return scope.ref(project, wanted), None
 
 
 class FlagConsumer(AsyncWebsocketConsumer):
@@ -111,8 +126,8 @@ class FlagConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         key, query = _credentials(self.scope)
-        if not key and _staff_session(self.scope):  # the dashboard: a logged-in staff browser
-            environment, refusal = _session_environment(query)
+        if not key and await database_sync_to_async(_staff_session)(self.scope):  # the dashboard's browser
+            environment, refusal = await database_sync_to_async(_session_environment)(query, self.scope)
         else:
             try:
                 environment, refusal, detail = await database_sync_to_async(_check_key)(

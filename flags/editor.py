@@ -75,7 +75,7 @@ def editor_options(flag):
     first (`recentAttributes`), then those rules already use, then common ones."""
     segments = segment_rules_map()
     seen = recent.attributes_seen(recorder.recent.read(flag.key))
-    used = [field for rules in FlagState.objects.values_list("rules", flat=True) for field in _fields_in(rules)]
+    used = [field for rules in FlagState.objects.filter(flag__project_id=flag.project_id).values_list("rules", flat=True) for field in _fields_in(rules)]
     used += [field for rules in segments.values() for field in _fields_in(rules)]
     return {
         "flag": flag.key,

@@ -253,8 +253,10 @@ class Watcher:
     def unregister(self, environment, consumer):
         self.clients[environment].discard(consumer)
 
-    def connection_count(self):
-        return sum(len(clients) for clients in self.clients.values())
+    def connection_count(self, project=None):
+        """Open sockets in this process: all of them, or those following one project's environments."""
+        return sum(len(clients) for ref, clients in list(self.clients.items())
+                   if project is None or scope.split(ref)[0] == project)
 
 
 watcher = Watcher()

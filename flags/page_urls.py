@@ -1,4 +1,4 @@
-"""Dashboard page routes (server-rendered; staff only)."""
+"""Dashboard page routes (server-rendered; staff and project members, each in the session's project)."""
 
 from django.urls import path
 

@@ -1,10 +1,12 @@
-"""Dashboard pages (server-rendered, staff only): the flags x environments overview with live
-status, flag detail, and the audit log. Every action is a POST form (CSRF) calling a service.
+"""Dashboard pages (server-rendered; for staff and project members: projects.policy.may_use_dashboard):
+the flags x environments overview with live status, flag detail, and the audit log, each of the
+session's current project only (projects/scope.SessionProjectMiddleware). Every action is a POST
+form (CSRF) calling a service.
 
 Each page and action needs the same model permission as its REST call (flags/apis.py, audit/apis.py):
 reading flags `flags.view_flag`, the audit log `audit.view_auditentry`, toggle / kill / restore
-`flags.change_flag`. Staff status alone only lets a user in; a missing permission is a 403 before
-anything is read or written."""
+`flags.change_flag` (a member: their role in the current project grants them). Staff status or a
+role alone only lets a user in; a missing permission is a 403 before anything is read or written."""
 
 import json
 from functools import wraps
@@ -26,6 +28,7 @@ from flags import selectors, services
 from flags.errors import ServiceError, ValidationFailed
 from flags.models import Flag, FlagState
 from flags.rule_text import describe, variant_split
+from projects import policy, scope
 
 AUDIT_GROUPS_PER_PAGE = 50  # groups of entries (one action each), not entries
 
@@ -37,16 +40,17 @@ SHOW = {"": "Active flags", "only": "Archived flags", "all": "All flags"}  # the
 
 
 def staff_required(view=None, *, perms=VIEW_FLAGS):
-    """Login required; logged-in users who are not staff, or lack `perms`, get a 403.
-    Bare @staff_required means "may view flags" (the analytics page)."""
+    """Login required; logged-in users who may not use the dashboard (neither staff nor a member of
+    some project: projects.policy.may_use_dashboard), or lack `perms` in the current project, get a
+    403. Bare @staff_required means "may view flags" (the analytics page)."""
     if view is None:
         return lambda view: staff_required(view, perms=perms)
 
     @login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        if not (request.user.is_active and request.user.is_staff):
-            raise PermissionDenied("The dashboard is for staff users.")
+        if not policy.may_use_dashboard(request.user):
+            raise PermissionDenied("The dashboard is for staff users and project members.")
         if not request.user.has_perms(perms):
             raise PermissionDenied(f"This needs the permission {', '.join(perms)}.")
         return view(request, *args, **kwargs)
@@ -115,7 +119,8 @@ def flag_detail(request, key):
     series = analytics_selectors.flag_series(flag_key=flag.key, time_range=time_range)
     entries = []
     if request.user.has_perm("audit.view_auditentry"):  # as /api/audit/flag/<key>
-        entries = AuditEntry.objects.filter(target_type="flag", target_key=flag.key).order_by("-id")[:20]
+        entries = AuditEntry.objects.filter(project=scope.current(), target_type="flag",
+                                            target_key=flag.key).order_by("-id")[:20]
         entries = [audit_display.present(group) for group in audit_display.group(entries)]
     activity = analytics_selectors.flag_activity(flag.key)
     from changes.approval_pages import flag_panel
@@ -238,7 +243,8 @@ def flag_unarchive(request, key):
 
 @staff_required(perms=("audit.view_auditentry",))
 def audit_log(request):
-    entries = AuditEntry.objects.order_by("-id")
+    project_entries = AuditEntry.objects.filter(project=scope.current())  # the current project's only
+    entries = project_entries.order_by("-id")
     filters = {name: request.GET.get(name, "").strip()[:200] for name in ("action", "target", "environment", "actor")}
     if filters["action"]:
         entries = entries.filter(action=filters["action"])
@@ -252,6 +258,6 @@ def audit_log(request):
     query = urlencode({k: v for k, v in filters.items() if v})
     return render(request, "audit/log.html", {
         "page": page, "rows": rows, "filters": filters, "query": query,
-        "actions": list(AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()),
+        "actions": list(project_entries.order_by("action").values_list("action", flat=True).distinct()),
         "environments": selectors.environment_list(),
     })

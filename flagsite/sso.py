@@ -25,7 +25,8 @@ from django.contrib.auth.backends import ModelBackend
 from django.core import checks
 from django.core.exceptions import SuspiciousOperation
 from django.db import DatabaseError
-from django.http import Http404
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.cache import never_cache
@@ -190,15 +191,34 @@ def _login_page(request, status, **extra):
     return TemplateResponse(request, "admin/login.html", context, status=status)
 
 
+class DashboardLoginForm(AdminAuthenticationForm):
+    """The admin's form, also letting in project members who are not staff (they use the dashboard
+    of their projects: projects.policy.may_use_dashboard; the admin itself still refuses them)."""
+
+    def confirm_login_allowed(self, user):
+        from projects import policy
+
+        if user.is_active and not user.is_staff and policy.may_use_dashboard(user):
+            return
+        super().confirm_login_allowed(user)
+
+
 @never_cache
 @csrf_protect
 def login(request):
     """The admin's login page, which is also the dashboard's (LOGIN_URL): the password form unless
-    FLAGS_PASSWORD_LOGIN is off, and the SSO button when FLAGS_OIDC is on."""
+    FLAGS_PASSWORD_LOGIN is off, and the SSO button when FLAGS_OIDC is on. A member who is not
+    staff goes to the dashboard, never to the admin's index (which would refuse them)."""
     if request.method == "POST" and not settings.FLAGS_PASSWORD_LOGIN:
         logger.warning("password login refused (FLAGS_PASSWORD_LOGIN is off)")
         return _login_page(request, 403, sso_error="Password sign-in is switched off: sign in with single sign-on.")
-    return admin.site.login(request, extra_context=login_context(request))
+    admin.site.login_form = DashboardLoginForm  # the admin's own login view, with the form above
+    response = admin.site.login(request, extra_context=login_context(request))
+    user = getattr(request, "user", None)
+    if response.status_code == 302 and user is not None and user.is_authenticated and not user.is_staff \
+            and response.get("Location", "").startswith("/admin/"):
+        return HttpResponseRedirect("/")
+    return response
 
 
 class AuthenticateView(OIDCAuthenticationRequestView):

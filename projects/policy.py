@@ -197,6 +197,27 @@ def _role_reaches(user, perm, project_key):
 
 # -- which projects a caller sees --------------------------------------------------------------
 
+def may_use_dashboard(user):
+    """May this user open the dashboard (its pages and live updates)? Staff users (as before
+    projects), and members: any active user holding a role in some project, who then sees their
+    projects only (projects/scope.SessionProjectMiddleware picks one of them). Each page still asks
+    the permission it needs in the current project; the admin stays for staff (is_staff) only."""
+    if not (user is not None and getattr(user, "is_authenticated", False) and getattr(user, "is_active", False)):
+        return False
+    return bool(user.is_staff or grants_of(user))
+
+
+def dashboard_project(user, wanted):
+    """The project the dashboard shows this user: ``wanted`` (the session's pick) when they may see
+    it; else, for a member, their first project by key; else the default project."""
+    from projects.models import DEFAULT
+
+    wanted = wanted or DEFAULT
+    if is_site_staff(user) or role_in(user, wanted) is not None:
+        return wanted
+    return min((key for key, _, _ in grants_of(user)), default=wanted)
+
+
 def bound_project(principal):
     """The project a principal (request.auth) is bound to, or None."""
     return getattr(principal, "project", None)

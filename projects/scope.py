@@ -91,27 +91,24 @@ _NOT_PAGES = ("/api/", "/ofrep/", "/ws", "/metrics", "/static/")
 
 
 class SessionProjectMiddleware:
-    """Dashboard and admin: staff work in the project picked in the header's switcher
-    (``?project=<key>`` on any page, remembered in the session, among the projects they may see);
-    default: the default project, or for a member without a role there, their first project."""
+    """Dashboard and admin: staff and members (projects.policy.may_use_dashboard) work in the project
+    picked in the header's switcher (``?project=<key>`` on any page, remembered in the session,
+    among the projects they may see); default: the default project, or for a member without a role
+    there, their first project. A member never works in a project they have no role in."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         user = getattr(request, "user", None)
-        if not request.path.startswith(_NOT_PAGES) and user is not None and user.is_authenticated \
-                and user.is_staff and hasattr(request, "session"):
+        if not request.path.startswith(_NOT_PAGES) and user is not None and hasattr(request, "session"):
             from projects import policy
 
-            wanted = request.GET.get("project")
-            if wanted and policy.visible_projects(None, user).filter(key=wanted).exists():
-                request.session[SESSION_KEY] = wanted
-            project = request.session.get(SESSION_KEY, DEFAULT)
-            if not policy.is_site_staff(user) and policy.role_in(user, project) is None:
-                # a member lands in a project of theirs (the first by key), never in one they cannot see
-                project = min((key for key, _, _ in policy.grants_of(user)), default=project)
-            enter(project)
+            if policy.may_use_dashboard(user):
+                wanted = request.GET.get("project")
+                if wanted and policy.visible_projects(None, user).filter(key=wanted).exists():
+                    request.session[SESSION_KEY] = wanted
+                enter(policy.dashboard_project(user, request.session.get(SESSION_KEY, DEFAULT)))
         return self.get_response(request)
 
 
@@ -121,5 +118,7 @@ def switcher(request):
     from projects import policy
 
     user = getattr(request, "user", None)
+    if not policy.may_use_dashboard(user):  # the login page, a logged-out visitor: no projects named
+        return {"current_project": current(), "project_choices": ()}
     return {"current_project": current(),
             "project_choices": policy.visible_projects(None, user).values_list("key", "name")}

@@ -1,11 +1,12 @@
 """/api/projects and /api/projects/<project>/...: the default project's management views
-(flags, segments, environments, audit, webhooks) mounted once more with the project taken from the path;
+(flags, segments, environments, audit, analytics, webhooks, changes, experiments) mounted once more with the project taken from the path;
 one implementation, never a copy. Evaluation paths are not mounted: keys name their project."""
 
 import functools
 
 from django.urls import path
 
+from analytics import urls as analytics_urls
 from audit import urls as audit_urls
 from changes import urls as change_urls
 from experiments import urls as experiment_urls
@@ -19,7 +20,7 @@ MOUNTED = {"flag-list", "flag-detail", "flag-toggle", "flag-kill", "flag-restore
            "webhook-list", "webhook-detail", "webhook-rotate-secret", "webhook-ping", "webhook-deliveries",
            "webhook-redeliver", *(p.name for p in change_urls.urlpatterns),
            "metric-list", "metric-detail", "experiment-list", "experiment-detail", "experiment-start",
-           "experiment-stop", "experiment-results"}
+           "experiment-stop", "experiment-results", "analytics-flag", "analytics-metrics"}
 
 
 def in_project(view):
@@ -47,7 +48,7 @@ own_patterns = [
 
 def project_patterns():
     patterns = []
-    for module in (flag_urls, segment_urls, audit_urls, webhook_urls, change_urls, experiment_urls):
+    for module in (flag_urls, segment_urls, audit_urls, webhook_urls, change_urls, experiment_urls, analytics_urls):
         patterns += [p for p in module.urlpatterns if p.name in MOUNTED]
     patterns += environment_patterns + own_patterns
     return [path(str(p.pattern), in_project(p.callback), name=f"project-{p.name}") for p in patterns]

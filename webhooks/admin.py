@@ -123,7 +123,7 @@ class DeliveryAdmin(InProjectAdmin, admin.ModelAdmin):
     project_lookup = "webhook__project_id"
     list_display = ["id", "webhook", "event", "status", "attempts", "response_status", "latency_ms", "error",
                     "next_attempt_at", "created_at"]
-    list_filter = ["status", "event", "webhook"]
+    list_filter = ["status", "event", ("webhook", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["webhook"]
     actions = ["redeliver"]
     inlines = [AttemptInline]

@@ -183,6 +183,11 @@ def _projects(answers):
     assert AuditEntry.objects.filter(project="payments", action="project.created").count() == 1
 
 
+def _project_analytics(answers):
+    (metrics,) = answers
+    assert {"flags", "evaluations24h", "enabledFlags"} <= set(metrics), metrics
+
+
 def _change_requests(answers):
     """Protected: the direct toggle is refused (409 approval_required, nothing changed), the proposal is
     open, and listed as pending."""
@@ -206,6 +211,8 @@ SHELL_CHECKS = {
         _change_requests,
     "RELAY_TOKEN=$(.venv/bin/python manage.py create_api_key --kind relay --relay-environment development "
     "--name edge-eu)": _relay,
+    'curl -s localhost:3001/api/projects/default/analytics/metrics -H "Authorization: Bearer $TOKEN"':
+        _project_analytics,
     "curl -s -X POST localhost:3001/api/projects -H \"Authorization: Bearer $TOKEN\" \\": _projects,
     "KEY=sdk_development_...   # from the output above": _tour,
     "TOKEN=$(.venv/bin/python manage.py create_api_key --kind management --user admin)": _management,

@@ -1,5 +1,7 @@
 """Isolation over the long-lived transports: gRPC (a real channel) and /ws (a real web server)."""
 
+import json
+
 import grpc
 import pytest
 from feature_flag_client._protojson import to_struct
@@ -55,3 +57,57 @@ def test_ws__a_projects_changes_reach_its_keys_only(two_projects, web_server):  
         assert event["flag"]["enabled"] is False
         with pytest.raises(TimeoutError):
             next_message(ws_b, changed("checkout"), timeout=0.5)
+
+
+def _session_ws(server, user, query="?environment=production"):
+    """The dashboard's socket: no key, the browser's session cookie (as the pages open it)."""
+    from django.test import Client as PageClient
+    from websockets.sync.client import connect
+
+    client = PageClient()
+    client.force_login(user)
+    return connect(f"{server.ws_url}{query}", open_timeout=5,
+                   additional_headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}"})
+
+
+def test_ws__dashboard_session_of_a_member__follows_its_project_only(two_projects, web_server):  # noqa: F811
+    from django.contrib.auth import get_user_model
+
+    from projects import services as project_services
+    from projects.models import Project
+
+    member = get_user_model().objects.create_user("b-viewer")  # not staff: a role in team-b only
+    project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key="team-b"), role="viewer", user=member)
+    with _session_ws(web_server, member) as ws:
+        assert next_message(ws, lambda m: m["type"] == "hello")["environment"] == "team-b.production"
+        services.flag_toggle(actor=SYSTEM, flag=flag_get("checkout"), environment="production", enabled=False)
+        with pytest.raises(TimeoutError):  # the default project's change: not a notice for team-b's member
+            next_message(ws, changed("checkout"), timeout=0.7)
+        with scope.using("team-b"):
+            services.flag_toggle(actor=SYSTEM, flag=flag_get("checkout"), environment="production", enabled=True)
+        assert next_message(ws, changed("checkout"))["flag"]["enabled"] is True
+    # naming another project's environment names nothing: closed, no hello
+    with _session_ws(web_server, member, "?environment=default.production") as ws:
+        assert not any(m.get("type") == "hello" for m in _drain(ws))
+    # the member's token narrowed to team-b follows team-b's environments by their plain keys
+    token = _member_token(member)
+    with open_ws(web_server, token, "?environment=production") as ws:
+        assert next_message(ws, lambda m: m["type"] == "hello")["environment"] == "team-b.production"
+    nobody = get_user_model().objects.create_user("no-role")
+    with _session_ws(web_server, nobody) as ws:  # neither staff nor member: a key is required
+        assert _drain(ws)[0]["error"]["code"] == "not_authenticated"
+
+
+def _drain(ws):
+    messages = []
+    try:
+        while True:
+            messages.append(json.loads(ws.recv(timeout=2)))
+    except Exception:  # closed (or quiet): what was said is what matters
+        return messages
+
+
+def _member_token(user):
+    with scope.using("team-b"):
+        return services.api_key_create(actor=SYSTEM, name="b-viewer", kind="management", user=user,
+                                       narrowed=True)[1]

@@ -72,3 +72,30 @@ def test_dashboard_and_admin__sign_in_with_sso_in_chromium(page, sso_site, oidc_
     sign_in_at_provider(page, oidc_provider, "ops@example.com")
     page.wait_for_url(f"{sso_site.http_url}/admin/")
     expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+
+
+def test_member_with_only_a_role__lands_on_their_projects_dashboard(page, sso_site, oidc_provider):
+    from flags import services as flag_services
+    from projects import scope
+    from tests.api.conftest import SYSTEM
+
+    with scope.using("search"):
+        flag_services.flag_create(actor=SYSTEM, key="search-ranking", name="Search ranking", states={})
+    with scope.using("payments"):
+        flag_services.flag_create(actor=SYSTEM, key="payments-only", name="Payments only", states={})
+    oidc_provider.set_user("dev@example.com", groups=["search-team"])  # editor in search; not staff
+
+    page.goto(f"{sso_site.http_url}/")
+    page.get_by_role("link", name="Sign in with SSO").click()
+    sign_in_at_provider(page, oidc_provider, "dev@example.com")
+
+    # Then they land on the dashboard of their project, and see nothing else
+    page.wait_for_url(f"{sso_site.http_url}/")
+    expect(page.get_by_role("heading", name="Flags")).to_be_visible()
+    expect(page.get_by_role("link", name="Search ranking")).to_be_visible()
+    expect(page.locator("select[name=project] option")).to_have_count(1)
+    expect(page.locator("select[name=project] option")).to_have_text("Search")
+    expect(page.get_by_role("link", name="Admin")).to_have_count(0)
+    assert "payments-only" not in page.content()
+    user = get_user_model().objects.get(username="dev@example.com")
+    assert not user.is_staff and not user.is_superuser
