@@ -18,7 +18,6 @@ primary) and relay B (following relay A: a chain), then:
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile

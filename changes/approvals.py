@@ -31,9 +31,9 @@ from changes.services import _check_payload, _run, change_data, check_run_at, zo
 from flags import protection
 from flags.errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
 from flags.models import Environment, Flag, FlagState
-from flags.selectors import environment_get, flag_data, flag_get, flag_state_data
+from flags.selectors import environment_get, flag_get, flag_state_data
 from flags.validation import add, check_text
-from projects import policy, scope
+from projects import policy
 
 OPERATIONS = [op for op in Operation.values if op != Operation.KILL]  # a kill is never queued
 OPEN_STATES = (ChangeRequest.State.OPEN, ChangeRequest.State.APPROVED, ChangeRequest.State.CONFLICT)

@@ -20,7 +20,7 @@ from flags.errors import ApprovalRequired, Conflict, Forbidden
 from flags.models import Flag, FlagState
 from projects import services as project_services
 from projects.models import Project
-from tests.api.conftest import SYSTEM, Client, create_flag, make_key
+from tests.api.conftest import SYSTEM, Client, create_flag
 
 pytestmark = pytest.mark.django_db
 

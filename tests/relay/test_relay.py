@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from analytics.models import EvaluationRollup
 from experiments.models import Event
 from flags import services
-from flags.models import ApiKey, RelayBatch
+from flags.models import RelayBatch
 from flags.selectors import flag_get
 from grpc_api.stubs import flags_pb2, flags_pb2_grpc
 from tests.relay.conftest import SYSTEM, RELAY_ENV, health, wait_synced, wait_until
