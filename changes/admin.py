@@ -17,7 +17,7 @@ from changes import approvals, selectors, services
 from changes.models import ChangeRequest, ProtectedEnvironment, Review, RolloutPlan, ScheduledChange, Status
 from flags.errors import ServiceError
 from flags.models import Environment
-from projects.admin import InProjectAdmin
+from projects.admin import InProjectAdmin, ReadOnlyInline
 
 
 class ReadOnlyAdmin(InProjectAdmin, admin.ModelAdmin):
@@ -84,18 +84,9 @@ class RolloutPlanAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"#{plan.pk}: {exc}", level=messages.ERROR)
 
 
-class ReviewInline(admin.TabularInline):
+class ReviewInline(ReadOnlyInline):
     model = Review
     fields = ["reviewer_label", "verdict", "comment", "revision", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ChangeRequest)

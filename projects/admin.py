@@ -16,6 +16,23 @@ class InProjectAdmin:
         return super().get_queryset(request).filter(**{self.project_lookup: scope.current()})
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """Rows listed on their parent's page and never edited there (services write them): the
+    change-request reviews, a delivery's attempts."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class RoleGrantInline(admin.TabularInline):
     """Who holds which role, on the project's page (granted and revoked under Role grants)."""
 

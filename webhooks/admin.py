@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from audit.actor import Actor
 from flags.admin import add_field_errors
 from flags.errors import ServiceError
-from projects.admin import InProjectAdmin
+from projects.admin import InProjectAdmin, ReadOnlyInline
 from webhooks import events, services
 from webhooks.models import Delivery, DeliveryAttempt, Webhook
 
@@ -101,19 +101,10 @@ class WebhookAdmin(InProjectAdmin, admin.ModelAdmin):
                                        f"{delivery.latency_ms} ms)", level=messages.SUCCESS if ok else messages.ERROR)
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
     fields = ["number", "started_at", "latency_ms", "response_status", "response_excerpt", "error", "succeeded",
               "next_attempt_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Delivery)
