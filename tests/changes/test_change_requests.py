@@ -8,7 +8,7 @@ import threading
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client as PageClient
 
 from audit.actor import Actor
@@ -453,8 +453,7 @@ def test_operator_command_line_cannot_review(people, checkout, protected):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the seeded rows stay
 def test_concurrent_apply__applied_once(people, checkout, protected):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (row locks across connections)")
+    """PostgreSQL only (the marker): row locks across connections."""
     cr = ChangeRequest.objects.get(pk=open_request(people["author"], change={"action": "update", "rules": [
         {"type": "percentage", "operator": "less_than", "value": 30}]})["id"])
     for who in ("approver", "approver2"):
