@@ -7,9 +7,12 @@ Every flag service that changes what a protected environment serves calls ``requ
 changes and anything written later reach it; none of them decides on its own. What it guards:
 toggle, state (enabled, rules, off variant), the flag's evaluation fields (kind, variants, salt,
 stickiness: they serve every environment), restore, archive, unarchive, delete, and a new flag's
-non-default state. What it never guards: the kill switch (it only turns things off and must never
+non-default state. Segments too (``require_segment_approval``, called by segments/services.py): a
+segment is shared by the project's flags, so changing the conditions of, or deleting, a segment
+that some flag's rules in a protected environment reference (directly or through other segments)
+changes what that environment serves and is refused the same way. What it never guards: the kill switch (it only turns things off and must never
 wait for a second person; it is audited and notifies as always), and descriptive fields (name,
-description, tags), which change no evaluation.
+description, tags), which change no evaluation (a segment's name and description included).
 
 The changes app owns the model; it is looked up by name so the arrows keep pointing from changes
 to flags (without the app installed nothing is protected).
@@ -87,3 +90,49 @@ def require_approval(flag, environments, what):
         f"propose it with POST {route()} or on the dashboard (Change requests). "
         "The kill switch is never held back.",
         fields={"environment": [f"Protected: {where}."]}, route=route())
+
+
+def segment_users(segment_key, segments):
+    """{protected environment key: sorted flag keys} whose rules there use ``segment_key``, directly
+    or through other segments (``segments``: {segment key: rule list} of the current project)."""
+    from feature_flag_client.engine import segment_refs
+
+    from flags.models import FlagState
+
+    model = _model()
+    if model is None:
+        return {}
+    # every segment whose meaning depends on segment_key (itself included): walk the "uses" edges backwards
+    affected, frontier = {segment_key}, [segment_key]
+    while frontier:
+        key = frontier.pop()
+        for other, rules in segments.items():
+            if other not in affected and key in segment_refs(rules):
+                affected.add(other)
+                frontier.append(other)
+    envs = model.all_objects.filter(project_id=scope.current()).values_list("environment_id", flat=True)
+    found = {}
+    states = (FlagState.objects.filter(environment_id__in=list(envs), flag__project_id=scope.current())
+              .exclude(rules=[]).select_related("flag", "environment"))
+    for state in states:
+        if affected & segment_refs(state.rules):
+            found.setdefault(state.environment.key, set()).add(state.flag.key)
+    return {env: sorted(keys) for env, keys in found.items()}
+
+
+def require_segment_approval(segment_key, segments, what):
+    """Raise ApprovalRequired when a flag's rules in a protected environment use ``segment_key``
+    (see segment_users): the segment would change what that environment serves. The way through:
+    change requests that stop using it in those environments, or an admin unprotecting the
+    environment (audited, notified)."""
+    found = segment_users(segment_key, segments)
+    if not found:
+        return
+    where = ", ".join(sorted(found))
+    users = ", ".join(f"{flag} in {env}" for env, flags in sorted(found.items()) for flag in flags)
+    raise ApprovalRequired(
+        f"Segment '{segment_key}': {what} would change what protected {where} serve"
+        f"{'s' if len(found) == 1 else ''} (used by {users}): it needs an approved change request. Propose "
+        f"change requests that stop using it there (POST {route()}), change it, then use it again; or ask a "
+        "project admin to unprotect the environment (audited).",
+        fields={"conditions": [f"Used in protected {where} by {users}."]}, route=route())

@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpResponseRedirect
 
 from audit.actor import Actor
 from flags.admin import add_field_errors
@@ -48,8 +50,25 @@ class SegmentAdmin(InProjectAdmin, admin.ModelAdmin):
         services.segment_delete(actor=Actor.from_request(request), segment=obj)
 
     def delete_queryset(self, request, queryset):
-        for segment in queryset:
-            self.delete_model(request, segment)
+        with transaction.atomic():  # all or none: a refusal (in use, protected) rolls the others back
+            for segment in queryset:
+                self.delete_model(request, segment)
+
+    # a service's refusal (in use; approval_required in a protected environment) is the admin's error
+    # message, never a 500; raised inside a transaction, nothing was written
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as exc:
+            self.message_user(request, str(exc), level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except ServiceError as exc:  # the bulk delete action
+            self.message_user(request, str(exc), level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def delete_view(self, request, object_id, extra_context=None):
         try:

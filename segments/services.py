@@ -4,6 +4,7 @@ from django.db import transaction
 from feature_flag_client.engine import segment_refs
 
 from audit.services import audit_record
+from flags import protection
 from flags.errors import Conflict, ValidationFailed
 from flags.models import Environment
 from flags.selectors import flags_referencing
@@ -74,6 +75,8 @@ def segment_update(*, actor, segment, data):
         changes = {k: data[k] for k in SEGMENT_FIELDS if k in data and data[k] != getattr(segment, k)}
         if not changes:
             return segment
+        if "conditions" in changes:  # the four-eyes rule (flags/protection.py): name and description serve nothing
+            protection.require_segment_approval(segment.key, segment_rules_map(), "changing its conditions")
         before = segment_data(segment)
         for k, v in changes.items():
             setattr(segment, k, v)
@@ -88,6 +91,7 @@ def segment_update(*, actor, segment, data):
 def segment_delete(*, actor, segment):
     """Delete a segment; refused (Conflict) while a flag's rules reference it."""
     policy.require(actor, "segments.delete_segment")
+    protection.require_segment_approval(segment.key, segment_rules_map(), "deleting it")
     referrers = flags_referencing(segment_key=segment.key) + [
         f"segment {key}" for key, rules in segment_rules_map().items()
         if key != segment.key and segment.key in segment_refs(rules)

@@ -572,3 +572,120 @@ def test_webhooks_follow_the_request_through_the_audit_log(people, checkout, pro
         "change_request.opened", "change_request.closed"]
     applied = Delivery.objects.get(event="change_request.applied")
     assert '"approvers":["apu"]' in applied.body and '"author":"ann"' in applied.body
+
+
+# -- segments: shared by the flags, held where a protected environment uses them -----------------
+
+@pytest.fixture
+def segmented(db):
+    """'outer' uses 'inner'; checkout's rules use 'outer' in the environment the test names."""
+    from tests.api.conftest import create_segment
+
+    create_segment("inner", {"plan": "premium"})
+    create_segment("outer", [{"type": "segment", "operator": "in", "value": ["inner"]}])
+
+    def use_in(env):
+        flag_services.flag_update(actor=SYSTEM, flag=Flag.objects.get(key="checkout"), environment=env, data={
+            "rules": [{"type": "segment", "operator": "in", "value": ["outer"]}]})
+    return use_in
+
+
+NEW_CONDITIONS = {"plan": "enterprise"}
+
+
+def _segment_rest(path, method="patch"):
+    def call(user, env):
+        response = getattr(api_as(user), method)(path, {"conditions": NEW_CONDITIONS} if method == "patch" else None)
+        if response.status_code == 409:
+            error = response.json()["error"]
+            if error["code"] == "approval_required":
+                assert error["changeRequests"] == "/api/change-requests"
+                return "refused"
+            assert "is used by" in error["message"], error  # a segment in use is never deleted
+            return "in use"
+        assert response.status_code < 300, response.content
+        return "done"
+    return call
+
+
+def _segment_admin_form(user, env):
+    from segments.models import Segment
+
+    segment = Segment.objects.get(key="inner")
+    response = page_as(user).post(f"/admin/segments/segment/{segment.pk}/change/", {
+        "name": "inner", "description": "", "conditions": '{"plan": "enterprise"}'}, follow=True)
+    assert response.status_code == 200
+    return "refused" if "needs an approved change request" in response.content.decode() else "done"
+
+
+def _segment_admin_bulk_delete(user, env):
+    from segments.models import Segment
+
+    segment = Segment.objects.get(key="outer")
+    response = page_as(user).post("/admin/segments/segment/", {
+        "action": "delete_selected", "_selected_action": [segment.pk], "post": "yes"}, follow=True)
+    assert response.status_code == 200
+    text = response.content.decode()
+    return "refused" if "needs an approved change request" in text else "in use" if "is used by" in text else "done"
+
+
+def _segment_service(user, env):
+    from segments import services as segment_services
+    from segments.models import Segment
+
+    try:
+        segment_services.segment_update(actor=actor(user), segment=Segment.objects.get(key="inner"),
+                                        data={"conditions": NEW_CONDITIONS})
+    except ApprovalRequired:
+        return "refused"
+    return "done"
+
+
+SEGMENT_SURFACES = {
+    "rest segment conditions (used through another segment)": _segment_rest("/api/segments/inner"),
+    "rest segment conditions (used directly)": _segment_rest("/api/segments/outer"),
+    "rest project-mounted segment conditions": _segment_rest("/api/projects/default/segments/inner"),
+    "rest segment delete": _segment_rest("/api/segments/outer", "delete"),
+    "admin segment change form": _segment_admin_form,
+    "admin segment bulk delete": _segment_admin_bulk_delete,
+    "service segment update": _segment_service,
+}
+DELETES = {"rest segment delete", "admin segment bulk delete"}
+
+
+@pytest.mark.parametrize("surface", SEGMENT_SURFACES)
+@pytest.mark.parametrize("who", ("admin", "superuser"))
+@pytest.mark.parametrize("env", ["production", "staging"])
+def test_four_eyes_matrix__segments_used_in_a_protected_environment__held(people, checkout, segmented,
+                                                                          surface, who, env, world):
+    segmented(env)
+    approvals.protection_set(actor=SYSTEM, environment="production", required_approvals=1)
+    before = world.snapshot()
+    outcome = SEGMENT_SURFACES[surface](people[who], env)
+    if env == "production":
+        assert outcome == "refused"
+        assert world.snapshot() == before, "a refused write wrote something"
+    elif surface in DELETES:  # used (unprotected): refused as before, for another reason
+        assert outcome == "in use"
+        assert world.snapshot() == before
+    else:
+        assert outcome == "done"
+        assert world.snapshot() != before
+
+
+def test_segments__name_and_description_not_held__unused_segment_free__unprotecting_frees_it(people, checkout,
+                                                                                              segmented):
+    segmented("production")
+    approvals.protection_set(actor=SYSTEM, environment="production", required_approvals=1)
+    admin = api_as(people["admin"])
+    assert admin.patch("/api/segments/inner", {"name": "Premium plans", "description": "why"}).status_code == 200
+    from tests.api.conftest import create_segment
+
+    create_segment("unused", {"plan": "free"})
+    assert admin.patch("/api/segments/unused", {"conditions": NEW_CONDITIONS}).status_code == 200
+    assert admin.delete("/api/segments/unused").status_code == 204
+    refused = admin.patch("/api/segments/inner", {"conditions": NEW_CONDITIONS})
+    assert refused.status_code == 409
+    assert "checkout in production" in refused.json()["error"]["message"]
+    assert admin.delete("/api/environments/production/protection").status_code == 200
+    assert admin.patch("/api/segments/inner", {"conditions": NEW_CONDITIONS}).status_code == 200
