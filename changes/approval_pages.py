@@ -63,6 +63,7 @@ def detail(request, change_request_id):
         "three_rows": [{**row, **{k: _show(row[k]) for k in ("base", "current", "proposed")}}
                        for row in (three_way or {}).get("rows", [])],
         "is_author": cr.author_id == user.pk, "is_open": cr.status in approvals.OPEN_STATES,
+        "may_withdraw": approvals.may_withdraw(Actor.from_request(request), cr),
         "reviewable": cr.status in (ChangeRequest.State.OPEN, ChangeRequest.State.APPROVED),
         "audit": cr.pk,
     })

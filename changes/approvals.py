@@ -7,7 +7,9 @@ very flag service in a transaction that is rolled back (a dry run), which also y
 against the state at ``base_version``.
 
 - open / amend / rebase / withdraw: the author (amend and rebase start a new revision: earlier
-  approvals no longer count; rebase = amend onto the flag's current version, same change).
+  approvals no longer count; rebase = amend onto the flag's current version, same change). A
+  project admin (changes.close_changerequest) may also withdraw someone else's stale request: the
+  audit entry's actor is the admin, and its ``withdrawnBy`` and the request's result name them.
 - review: approve, request changes or reject; by an approver (projects.policy.may_approve, and the
   review permission), never the author, never a command line without a user.
 - apply: enough approvals of the current revision (the protected environment's required_approvals,
@@ -285,16 +287,44 @@ def change_request_rebase(*, actor, change_request):
     return change_request_amend(actor=actor, change_request=change_request, rebase=True)
 
 
+def may_withdraw(actor, cr):
+    """The author, or a project admin closing someone else's request (no exception raised)."""
+    if _is_author(actor, cr):
+        return True
+    try:
+        policy.require(actor, "changes.close_changerequest", project=cr.project_id)
+    except Forbidden:
+        return False
+    return True
+
+
 def change_request_withdraw(*, actor, change_request, reason=""):
-    policy.require(actor, "changes.change_changerequest", environments=[change_request.environment.key])
-    _require_author(actor, change_request, "withdraw")
+    """The author withdraws their request; a project admin may close anyone's (say why: it is
+    recorded, with their name, in the result and the audit entry)."""
+    cr = change_request
+    fields = {}
+    check_text(fields, "reason", reason, max_length=2000)
+    if fields:
+        raise ValidationFailed(fields)
+    by_author = _is_author(actor, cr)
+    if by_author:
+        policy.require(actor, "changes.change_changerequest", environments=[cr.environment.key])
+    elif not may_withdraw(actor, cr):
+        raise Forbidden(f"Only its author ({cr.author_label}) or a project admin may withdraw change request "
+                        f"#{cr.pk}.")
     with transaction.atomic():
-        cr = _locked(change_request)
+        cr = _locked(cr)
         _require_open(cr, "withdrawn")
         before = change_request_data(cr)
-        cr.status, cr.result = ChangeRequest.State.WITHDRAWN, reason or ""
+        result = (reason or "") if by_author else \
+            f"withdrawn by {actor.label} (project admin)" + (f": {reason}" if reason else "")
+        cr.status, cr.result = ChangeRequest.State.WITHDRAWN, result[:10_000]
         cr.save(update_fields=["status", "result", "updated_at"])
-        _audit(actor, "change_request.withdrawn", cr, before=before, reason=reason or "")
+        audit_record(actor=actor, action="change_request.withdrawn", target_type="change_request",
+                     target_key=str(cr.pk), environment=cr.environment.key, before=before,
+                     after={**change_request_data(cr), "flagKey": cr.flag.key, "withdrawnBy": actor.label,
+                            "byAuthor": by_author},
+                     reason=reason or ("" if by_author else f"closed by {actor.label}, not its author"))
     return cr
 
 

@@ -173,7 +173,8 @@ class ChangeRequest(models.Model):
         ordering = ["-id"]
         default_manager_name = "all_objects"
         permissions = [("review_changerequest", "Can review (approve, reject) change requests"),
-                       ("apply_changerequest", "Can apply approved change requests")]
+                       ("apply_changerequest", "Can apply approved change requests"),
+                       ("close_changerequest", "Can close (withdraw) anyone's change requests")]
         indexes = [models.Index(fields=["flag", "status"], name="change_request_pending")]
 
     def __str__(self):

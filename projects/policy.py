@@ -55,10 +55,11 @@ ROLE_FOR_PERM = {
     "changes.add_scheduledchange": Role.EDITOR, "changes.change_scheduledchange": Role.EDITOR,
     "changes.add_rolloutplan": Role.EDITOR, "changes.change_rolloutplan": Role.EDITOR,
     # change requests (four eyes): viewers read, editors propose, approvers review and apply; project
-    # admins protect environments
+    # admins protect environments and close others' requests
     "changes.view_changerequest": Role.VIEWER, "changes.view_protectedenvironment": Role.VIEWER,
     "changes.add_changerequest": Role.EDITOR, "changes.change_changerequest": Role.EDITOR,
     "changes.review_changerequest": Role.APPROVER, "changes.apply_changerequest": Role.APPROVER,
+    "changes.close_changerequest": Role.ADMIN,  # withdraw someone else's (stale) request
     "changes.add_protectedenvironment": Role.ADMIN, "changes.change_protectedenvironment": Role.ADMIN,
     "changes.delete_protectedenvironment": Role.ADMIN,
     # webhooks hold signing secrets and send project data elsewhere: project admins only

@@ -689,3 +689,39 @@ def test_segments__name_and_description_not_held__unused_segment_free__unprotect
     assert "checkout in production" in refused.json()["error"]["message"]
     assert admin.delete("/api/environments/production/protection").status_code == 200
     assert admin.patch("/api/segments/inner", {"conditions": NEW_CONDITIONS}).status_code == 200
+
+
+# -- closing someone else's stale request ---------------------------------------------------------
+
+def test_withdraw__a_project_admin_closes_anothers_request__audited_naming_them__editor_approver_cannot(
+        people, checkout, protected):
+    cr = open_request(people["author"])
+    for who in ("editor", "approver"):
+        refused = api_as(people[who]).post(f"/api/change-requests/{cr['id']}/withdraw", {"reason": "stale"})
+        assert refused.status_code == 403, refused.content
+        assert "or a project admin" in refused.json()["error"]["message"]
+    assert ChangeRequest.objects.get(pk=cr["id"]).status == "open"
+    closed = api_as(people["admin"]).post(f"/api/change-requests/{cr['id']}/withdraw", {"reason": "stale since May"})
+    assert closed.status_code == 200, closed.content
+    assert closed.json()["status"] == "withdrawn"
+    row = ChangeRequest.objects.get(pk=cr["id"])
+    assert row.result == "withdrawn by ada (project admin): stale since May"
+    entry = AuditEntry.objects.filter(action="change_request.withdrawn").get()
+    assert (entry.actor, entry.reason, entry.after["withdrawnBy"], entry.after["byAuthor"], entry.after["author"]) == (
+        "ada", "stale since May", "ada", False, "ann")
+    again = api_as(people["admin"]).post(f"/api/change-requests/{cr['id']}/withdraw")
+    assert again.status_code == 409  # closed once
+
+
+def test_withdraw__dashboard__admin_sees_close_button__editor_does_not(people, checkout, protected):
+    cr = approvals.change_request_open(actor=actor(people["author"]), flag="checkout", environment="production",
+                                       title="on", operation="enable")
+    assert 'id="withdraw-form"' not in page_as(people["editor"]).get(f"/changes/{cr.pk}").content.decode()
+    assert page_as(people["editor"]).post(f"/changes/{cr.pk}/withdraw", follow=True).status_code == 200
+    assert ChangeRequest.objects.get(pk=cr.pk).status == "open"
+    admin = page_as(people["admin"])
+    assert "Close (withdraw) as project admin" in admin.get(f"/changes/{cr.pk}").content.decode()
+    page = admin.post(f"/changes/{cr.pk}/withdraw", {"reason": "stale"}, follow=True).content.decode()
+    assert "withdrawn by ada (project admin): stale" in page
+    assert ChangeRequest.objects.get(pk=cr.pk).status == "withdrawn"
+    assert AuditEntry.objects.filter(action="change_request.withdrawn", actor="ada").count() == 1
