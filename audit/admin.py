@@ -1,10 +1,13 @@
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.actor import Actor
@@ -89,6 +92,48 @@ class UserAdmin(ActingAdminMixin, BaseUserAdmin):
         if obj is not None and obj.is_superuser and not request.user.is_superuser:
             return False
         return super().has_delete_permission(request, obj)
+
+    # Users are deactivated, not deleted, once something that must keep naming them points at them
+    # (PROTECT: change requests, reviews, scheduled changes, rollout plans): the admin says so and
+    # what to do, instead of Django's "Cannot delete" page that lists the rows to delete first.
+    @staticmethod
+    def kept_by(users):
+        """{user: number of rows that protect it}, for the users that cannot be deleted."""
+        from django.db import router
+        from django.db.models.deletion import Collector, ProtectedError
+
+        found = {}
+        for user in users:
+            try:
+                Collector(using=router.db_for_write(type(user))).collect([user])
+            except ProtectedError as exc:
+                found[user] = len(exc.protected_objects)
+        return found
+
+    def _refuse(self, request, kept):
+        for user, count in kept.items():
+            self.message_user(request, (
+                f"'{user.get_username()}' is not deleted: {count} change request{'s' if count != 1 else ''}, "
+                "review(s) or scheduled change(s) name them, and the audit trail keeps its authors. Deactivate "
+                "the account instead (untick \"Active\" and save): they can no longer sign in or act."),
+                level=messages.ERROR)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        user = self.get_object(request, object_id)
+        kept = self.kept_by([user]) if user is not None else {}
+        if kept:
+            self._refuse(request, kept)
+            return HttpResponseRedirect(reverse("admin:auth_user_change", args=[user.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "POST" and request.POST.get("action") == "delete_selected":
+            ids = request.POST.getlist(ACTION_CHECKBOX_NAME)
+            kept = self.kept_by(get_user_model().objects.filter(pk__in=ids))
+            if kept:  # none deleted: the operator deactivates those and deletes the rest
+                self._refuse(request, kept)
+                return HttpResponseRedirect(request.get_full_path())
+        return super().changelist_view(request, extra_context)
 
 
 class GroupAdmin(ActingAdminMixin, BaseGroupAdmin):

@@ -420,6 +420,25 @@ class FlagAdmin(InProjectAdmin, admin.ModelAdmin):
     def delete_model(self, request, obj):
         services.flag_delete(actor=Actor.from_request(request), flag=obj)
 
+    # A flag's change requests (with their reviews), scheduled changes and rollout plans go with it
+    # (CASCADE, by design: they only ever mean something for this flag; their history stays in the
+    # audit log, and flag.deleted lists the change requests). Their admins never delete them one by
+    # one, which must not make the flag itself undeletable ("Cannot delete flag", 403 on confirm).
+    GOES_WITH_THE_FLAG = ("changes.ChangeRequest", "changes.Review", "changes.ScheduledChange",
+                          "changes.RolloutPlan")
+
+    def get_deleted_objects(self, objs, request):
+        from django.apps import apps
+
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        owned = set()
+        for name in self.GOES_WITH_THE_FLAG:
+            try:
+                owned.add(str(apps.get_model(name)._meta.verbose_name))
+            except LookupError:
+                pass
+        return deleted, counts, set(perms_needed) - owned, protected
+
     def delete_queryset(self, request, queryset):
         for flag in queryset:
             services.flag_delete(actor=Actor.from_request(request), flag=flag)

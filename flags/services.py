@@ -502,7 +502,9 @@ def flag_tags_change(*, actor, flag, add=(), remove=()):
 
 
 def flag_delete(*, actor, flag):
-    """Delete a flag and its states for good (the audit history stays)."""
+    """Delete a flag and its states for good (the audit history stays). Its change requests,
+    scheduled changes and rollout plans go with it; the audit entry lists the change requests, and
+    their own entries (opened, approved, ...) stay in the audit log."""
     policy.require(actor, "flags.delete_flag")
     _refuse_if_referenced(flag, "delete")
     with transaction.atomic():
@@ -510,6 +512,11 @@ def flag_delete(*, actor, flag):
         protection.require_approval(flag, Environment.objects.all(), "deleting it")
         states = FlagState.objects.select_related("flag", "environment").filter(flag=flag)
         before = {**flag_data(flag), "states": {s.environment.key: _state_fields(s) for s in states}}
+        requests = getattr(flag, "change_requests", None)  # the changes app's; they go with the flag
+        if requests is not None and requests.exists():
+            before["changeRequests"] = [
+                {"id": pk, "status": status, "title": title, "author": author} for pk, status, title, author in
+                requests.order_by("id").values_list("id", "status", "title", "author_label")]
         key = flag.key
         flag.delete()
         versions = _bump(list(Environment.objects.all()))

@@ -4,10 +4,14 @@ through hours, weekends and DST changes without sleeping."""
 import datetime as dt
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from audit.actor import Actor
 from changes import clock as scheduler_clock
+from projects import services as project_services
+from projects.models import Project
+from tests.api.conftest import SYSTEM, create_flag
 
 UTC = dt.UTC
 FRIDAY = dt.datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
@@ -50,3 +54,29 @@ SCHEDULER_PERMS = ("flags.view_flag", "flags.change_flag", "changes.view_schedul
 @pytest.fixture
 def author(user):
     return Actor.for_user(grant(user, *SCHEDULER_PERMS), request_id="req-s", ip="127.0.0.1")
+
+
+# -- change requests: the people and the flag (tests/changes/test_change_requests.py and neighbours) --
+
+def member(username, role):
+    user = get_user_model().objects.create_user(username, is_staff=True)
+    project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key="default"), role=role, user=user)
+    return get_user_model().objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def people(db):
+    """An author (editor), two approvers, a project admin, and a superuser."""
+    found = {"author": member("ann", "editor"), "editor": member("ed", "editor"),
+             "approver": member("apu", "approver"), "approver2": member("abe", "approver"),
+             "admin": member("ada", "admin")}
+    found["superuser"] = get_user_model().objects.create_superuser("root", None, None)
+    return found
+
+
+@pytest.fixture
+def checkout(db):
+    flag = create_flag("checkout", states={env: {"enabled": False} for env in ("development", "staging", "production")})
+    return flag
+
+

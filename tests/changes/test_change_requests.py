@@ -6,7 +6,6 @@ reviews (never one's own), amend, withdraw, conflict and rebase; one apply for t
 import threading
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connections
 from django.test import Client as PageClient
@@ -18,39 +17,15 @@ from changes.models import ChangeRequest, ProtectedEnvironment
 from flags import services as flag_services
 from flags.errors import ApprovalRequired, Conflict, Forbidden
 from flags.models import Flag, FlagState
-from projects import services as project_services
-from projects.models import Project
-from tests.api.conftest import SYSTEM, Client, create_flag
+from tests.api.conftest import SYSTEM, Client
 
 pytestmark = pytest.mark.django_db
 
 ROLES = ("editor", "approver", "admin")
 
 
-def member(username, role):
-    user = get_user_model().objects.create_user(username, is_staff=True)
-    project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key="default"), role=role, user=user)
-    return get_user_model().objects.get(pk=user.pk)
-
-
-@pytest.fixture
-def people(db):
-    """An author (editor), two approvers, a project admin, and a superuser."""
-    found = {"author": member("ann", "editor"), "editor": member("ed", "editor"),
-             "approver": member("apu", "approver"), "approver2": member("abe", "approver"),
-             "admin": member("ada", "admin")}
-    found["superuser"] = get_user_model().objects.create_superuser("root", None, None)
-    return found
-
-
 def actor(user):
     return Actor.for_user(user, request_id="r", ip="127.0.0.1")
-
-
-@pytest.fixture
-def checkout(db):
-    flag = create_flag("checkout", states={env: {"enabled": False} for env in ("development", "staging", "production")})
-    return flag
 
 
 @pytest.fixture
