@@ -115,19 +115,113 @@ def rebase(request, change_request_id):
                 lambda actor, cr: approvals.change_request_rebase(actor=actor, change_request=cr))
 
 
-def _payload(post, operation):
+def _payload(post, operation, keep=None):
+    """The change a form posts. ``keep``: for "update", the fields an amended request proposed that
+    the form does not show (REST may propose more), kept unless the form sets them."""
     if operation == Operation.RESTORE:
         return {"reason": post.get("reason", "").strip()}
     if operation == Operation.ROLLOUT:
         raw = post.get("percentage", "").strip()
         return {"percentage": int(raw) if raw.isdigit() else raw}
     if operation == Operation.UPDATE:
+        payload = {k: v for k, v in (keep or {}).items() if k not in ("rules", "enabled")}
         raw = post.get("rules", "").strip() or "[]"
         try:
-            return {"rules": json.loads(raw)}
+            payload["rules"] = json.loads(raw)
         except ValueError:
-            return {"rules": raw}  # the service's field error says it is not a list
+            payload["rules"] = raw  # the service's field error says it is not a list
+        if post.get("enabled") in ("true", "false"):
+            payload["enabled"] = post["enabled"] == "true"
+        return payload
     return {}
+
+
+def _errors(exc):
+    """A service error as {form field: [messages]} and the messages for no field."""
+    fields, general = {}, []
+    for path, found in exc.fields.items():
+        name = path.removeprefix("change.").split(".")[0].split("[")[0] or "change"
+        fields.setdefault(name, []).extend(found if path in (name, f"change.{name}") else
+                                           [f"{path.removeprefix('change.')}: {m}" for m in found])
+    if not exc.fields:
+        general.append(exc.message)
+    return fields, general
+
+
+def _form(request, *, heading, values, environments, cr=None, flag=None, errors=None, general=None, status=200):
+    return render(request, "changes/proposal.html", {
+        "heading": heading, "values": values, "environments": environments, "cr": cr, "flag": flag,
+        "actions": PROPOSE_ACTIONS, "errors": errors or {}, "general": general or [],
+        "failed": bool(errors or general)}, status=status)
+
+
+def _values(post):
+    return {name: post.get(name, "") for name in ("environment", "action", "title", "description", "rules",
+                                                  "enabled", "percentage", "reason")}
+
+
+@staff_required(perms=PROPOSE)
+def propose_change(request, key):
+    """A rules change (or any other) proposed on its own page: the rules as JSON, prefilled with
+    the environment's current rules, for a protected environment where the editor cannot save."""
+    from flags.models import Environment, FlagState
+
+    flag = _flag_or_404(key)
+    environments = list(Environment.objects.all())
+    if request.method != "POST":
+        protected = set(ProtectedEnvironment.objects.values_list("environment__key", flat=True))
+        env = request.GET.get("environment") or next((e.key for e in environments if e.key in protected),
+                                                     environments[0].key if environments else "")
+        state = FlagState.objects.filter(flag=flag, environment__key=env).first()
+        values = {"environment": env, "action": Operation.UPDATE, "title": "", "description": "",
+                  "rules": json.dumps(state.rules if state else [], indent=2, ensure_ascii=False), "enabled": ""}
+        return _form(request, heading=f"Propose a change to {flag.key}", values=values, environments=environments,
+                     flag=flag)
+    operation = request.POST.get("action", "")
+    try:
+        cr = approvals.change_request_open(
+            actor=Actor.from_request(request), flag=flag, environment=request.POST.get("environment", ""),
+            title=request.POST.get("title", "").strip(), description=request.POST.get("description", ""),
+            operation=operation, payload=_payload(request.POST, operation))
+    except ServiceError as exc:
+        errors, general = _errors(exc)
+        return _form(request, heading=f"Propose a change to {flag.key}", values=_values(request.POST),
+                     environments=environments, flag=flag, errors=errors, general=general,
+                     status=403 if exc.code == "permission_denied" else 400)
+    messages.success(request, f"Change request #{cr.pk} opened: it needs {approvals.required_approvals(cr)} "
+                              "approval(s) from someone else before it can be applied.")
+    return redirect(reverse("page-change-request", args=[cr.pk]))
+
+
+@staff_required(perms=AMEND)
+def amend(request, change_request_id):
+    """The author edits the proposal (title, why, the change): a new revision, approvals reset."""
+    cr = _request_or_404(change_request_id)
+    heading = f"Amend #{cr.pk} {cr.title}"
+    if request.method != "POST":
+        payload = cr.payload
+        values = {"environment": cr.environment.key, "action": cr.operation, "title": cr.title,
+                  "description": cr.description,
+                  "rules": json.dumps(payload.get("rules", approvals.proposed_view(cr).get("rules", [])), indent=2,
+                                      ensure_ascii=False),
+                  "enabled": {True: "true", False: "false"}.get(payload.get("enabled"), ""),
+                  "percentage": payload.get("percentage", ""), "reason": payload.get("reason", "")}
+        return _form(request, heading=heading, values=values, environments=[cr.environment], cr=cr)
+    operation = request.POST.get("action", "") or cr.operation
+    keep = cr.payload if operation == cr.operation else None
+    try:
+        cr = approvals.change_request_amend(
+            actor=Actor.from_request(request), change_request=cr, title=request.POST.get("title", ""),
+            description=request.POST.get("description", ""), operation=operation,
+            payload=_payload(request.POST, operation, keep))
+    except ServiceError as exc:
+        errors, general = _errors(exc)
+        return _form(request, heading=heading, values={**_values(request.POST), "environment": cr.environment.key},
+                     environments=[cr.environment], cr=cr, errors=errors, general=general,
+                     status=403 if exc.code == "permission_denied" else 400)
+    messages.success(request, f"Change request #{cr.pk} amended: revision {cr.revision}, reviewed again "
+                              "(earlier approvals no longer count).")
+    return redirect(reverse("page-change-request", args=[cr.pk]))
 
 
 @require_POST

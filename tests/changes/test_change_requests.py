@@ -3,6 +3,7 @@ surface (REST, admin and its bulk actions, dashboard, services and commands) by 
 protected environment, while the unprotected ones work as before; the kill switch is never held;
 reviews (never one's own), amend, withdraw, conflict and rebase; one apply for two appliers."""
 
+import json
 import threading
 
 import pytest
@@ -700,3 +701,62 @@ def test_withdraw__dashboard__admin_sees_close_button__editor_does_not(people, c
     assert "withdrawn by ada (project admin): stale" in page
     assert ChangeRequest.objects.get(pk=cr.pk).status == "withdrawn"
     assert AuditEntry.objects.filter(action="change_request.withdrawn", actor="ada").count() == 1
+
+
+# -- dashboard: a rules change proposed on its own page, and amended by its author ----------------
+
+RULES = [{"type": "user", "operator": "in", "value": ["u1", "u2"]}]
+
+
+def test_dashboard__propose_a_rules_change_in_a_protected_environment__then_amend_it(people, checkout, protected):
+    ann = page_as(people["author"])
+    form = ann.get("/flags/checkout/propose/change").content.decode()
+    assert 'id="proposal-form"' in form and '<option value="production" selected' in form
+    assert "propose-change-link" in ann.get("/flags/checkout").content.decode()
+    response = ann.post("/flags/checkout/propose/change", {
+        "environment": "production", "action": "update", "rules": json.dumps(RULES), "enabled": "true",
+        "title": "Two users first", "description": "a pilot"})
+    cr = ChangeRequest.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/changes/{cr.pk}"
+    assert (cr.operation, cr.payload, cr.revision, cr.author_label) == (
+        "update", {"rules": RULES, "enabled": True}, 1, "ann")
+    assert cr.diff == {"enabled": {"before": False, "after": True}, "rules": {"before": [], "after": RULES}}
+    assert state().rules == [] and not state().enabled  # nothing changes before it is applied
+    approvals.change_request_review(actor=actor(people["approver"]), change_request=cr, verdict="approve")
+    assert ChangeRequest.objects.get().status == "approved"
+
+    # only the author sees and uses the amend form
+    assert "amend-link" in ann.get(f"/changes/{cr.pk}").content.decode()
+    assert "amend-link" not in page_as(people["admin"]).get(f"/changes/{cr.pk}").content.decode()
+    assert 'u2' in ann.get(f"/changes/{cr.pk}/amend").content.decode()  # prefilled with the proposal
+    other = page_as(people["editor"]).post(f"/changes/{cr.pk}/amend", {"action": "update", "title": "mine",
+                                                                       "rules": "[]"})
+    assert other.status_code == 403 and ChangeRequest.objects.get().revision == 1
+    amended = ann.post(f"/changes/{cr.pk}/amend", {"action": "update", "rules": json.dumps(
+        [{"type": "user", "operator": "in", "value": ["u1"]}]), "enabled": "true", "title": "One user first",
+        "description": "smaller pilot"})
+    assert amended.status_code == 302
+    cr = ChangeRequest.objects.get()
+    assert (cr.title, cr.description, cr.revision, cr.status) == ("One user first", "smaller pilot", 2, "open")
+    assert cr.payload == {"rules": [{"type": "user", "operator": "in", "value": ["u1"]}], "enabled": True}
+    assert approvals.approvers(cr) == []  # the approval was for revision 1
+    assert list(AuditEntry.objects.filter(target_type="change_request").order_by("id").values_list(
+        "action", flat=True)) == ["change_request.opened", "change_request.approved", "change_request.amended"]
+
+
+def test_dashboard__bad_rules__400_with_the_field_message__nothing_written(people, checkout, protected, world):
+    ann = page_as(people["author"])
+    before = world.snapshot()
+    bad = ann.post("/flags/checkout/propose/change", {"environment": "production", "action": "update",
+                                                      "rules": '[{"type": "user", "operator": "like"}]',
+                                                      "title": "bad"})
+    assert bad.status_code == 400
+    page = bad.content.decode()
+    assert 'id="rules-errors"' in page and "operator" in page
+    assert "like" in page  # the operator's input is kept
+    assert world.snapshot() == before and not ChangeRequest.objects.exists()
+    cr = approvals.change_request_open(actor=actor(people["author"]), flag="checkout", environment="production",
+                                       title="on", operation="enable")
+    refused = ann.post(f"/changes/{cr.pk}/amend", {"action": "disable", "title": "off"})  # already off
+    assert refused.status_code == 400 and "changes nothing" in refused.content.decode()
+    assert ChangeRequest.objects.get().revision == 1

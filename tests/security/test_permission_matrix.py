@@ -228,7 +228,8 @@ REST = [
         lambda o: ("POST", f"/api/rollout-plans/{o.plan.pk}/cancel", {}), rest_write(200),
         ("changes.change_rolloutplan",)),
     # change requests: proposing needs what the direct write needs too (the dry run); amend, rebase and
-    # withdraw are the author's (staff_with opened o.mine; the member, not its author, is refused);
+    # withdraw are the author's (staff_with opened o.mine; the member, not its author, is refused), but a
+    # project admin (changes.close_changerequest: the member holds it) closes anyone's;
     # reviews need the approver's rights (may_approve: flags.change_flag for site staff), never the author
     Row(("rest", "/api/change-requests", "POST"), lambda o: ("POST", "/api/change-requests", {
         "flag": "m", "title": "off", "change": {"action": "disable"}}), rest_write(201),
@@ -241,7 +242,8 @@ REST = [
         {**rest_write(200), "member": 403}, ("changes.change_changerequest",), (CHANGE_FLAG,), note="author only"),
     Row(("rest", "/api/change-requests/<int:change_request_id>/withdraw", "POST"),
         lambda o: ("POST", f"/api/change-requests/{o.mine.pk}/withdraw", {}),
-        {**rest_write(200), "member": 403}, ("changes.change_changerequest",), note="author only"),
+        rest_write(200), ("changes.change_changerequest",),
+        note="the author, or a project admin (member) closing someone else's"),
     Row(("rest", "/api/change-requests/<int:change_request_id>/review", "POST"),
         lambda o: ("POST", f"/api/change-requests/{o.theirs.pk}/review", {"verdict": "approve"}), rest_write(200),
         ("changes.review_changerequest",), (CHANGE_FLAG,)),
@@ -329,6 +331,13 @@ PAGES = [
     page("/flags/<str:key>/propose", "/flags/m/propose", {"environment": "production", "action": "disable",
                                                           "title": "off"}, perms=["changes.add_changerequest",
                                                                                   CHANGE_FLAG]),
+    page("/flags/<str:key>/propose/change", "/flags/m/propose/change", {
+        "environment": "production", "action": "update", "title": "u1 first",
+        "rules": '[{"type": "user", "operator": "in", "value": ["u1"]}]'},
+        perms=["changes.add_changerequest", CHANGE_FLAG]),
+    Row(("page", "/changes/<int:change_request_id>/amend"),
+        lambda o: ("POST", f"/changes/{o.mine.pk}/amend", {"action": "enable", "title": "on, really"}), PAGE,
+        ("changes.change_changerequest", CHANGE_FLAG)),
     Row(("page", "/changes/<int:change_request_id>/review"),
         lambda o: ("POST", f"/changes/{o.theirs.pk}/review", {"verdict": "approve"}), PAGE,
         ("changes.review_changerequest", CHANGE_FLAG)),
@@ -859,6 +868,9 @@ ROLE_ROWS = [
     RoleRow("apply an approved change request in production",
             lambda w, p: ("POST", f"/change-requests/{w.requests[p]['approved'].pk}/apply", None),
             by_role("approver", 200)),
+    RoleRow("close someone else's change request (withdraw)",
+            lambda w, p: ("POST", f"/change-requests/{w.requests[p]['open'].pk}/withdraw", {"reason": "stale"}),
+            by_role("admin", 200)),
     RoleRow("protect an environment", call("PUT", "/environments/staging/protection", {"requiredApprovals": 1}),
             by_role("admin", 200)),
     RoleRow("list members", call("GET", "/members"), by_role("admin", 200), writes=False),
