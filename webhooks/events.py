@@ -14,6 +14,8 @@ EVENTS = {
     "change_request.applied": "A change request was applied",
     "change_request.closed": "A change request was rejected or withdrawn, or ran into a conflict",
     "scheduled_change.fired": "A scheduled change came due (applied, skipped or failed)",
+    "environment.protection_changed": "An environment was protected or unprotected, or its required approvals "
+                                      "changed (four eyes switched on or off)",
 }
 PING = "webhook.ping"
 
@@ -26,6 +28,7 @@ ACTION_EVENTS = {
     "change_request.opened": "change_request.opened",
     "change_request.approved": "change_request.approved",
     "change_request.applied": "change_request.applied",
+    **dict.fromkeys(("environment.protected", "environment.unprotected"), "environment.protection_changed"),
     **dict.fromkeys(("change_request.rejected", "change_request.withdrawn", "change_request.conflict"),
                     "change_request.closed"),
     # the scheduler (branch h-schedule) audits a due change as the flag's own entry plus these

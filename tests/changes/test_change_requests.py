@@ -760,3 +760,19 @@ def test_dashboard__bad_rules__400_with_the_field_message__nothing_written(peopl
     refused = ann.post(f"/changes/{cr.pk}/amend", {"action": "disable", "title": "off"})  # already off
     assert refused.status_code == 400 and "changes nothing" in refused.content.decode()
     assert ChangeRequest.objects.get().revision == 1
+
+
+def test_protection_changes__audited__webhook_event_on_protect_and_unprotect(people):
+    from webhooks import services as webhook_services
+    from webhooks.models import Delivery
+
+    webhook_services.webhook_create(actor=SYSTEM, url="http://127.0.0.1:1/h", events=["environment.protection_changed"])
+    webhook_services.webhooks_dispatch()
+    Delivery.objects.all().delete()
+    admin = api_as(people["admin"])
+    assert admin.put("/api/environments/production/protection", {"requiredApprovals": 1}).status_code == 200
+    assert admin.delete("/api/environments/production/protection").status_code == 200
+    webhook_services.webhooks_dispatch()
+    deliveries = list(Delivery.objects.order_by("id"))
+    assert [d.event for d in deliveries] == ["environment.protection_changed"] * 2
+    assert '"action":"environment.unprotected"' in deliveries[1].body and '"actor":"ada"' in deliveries[1].body
