@@ -8,7 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from changes import approvals
+from changes import approvals, selectors
 from changes.apis import ChangeSerializer, ScheduledChangeOutputSerializer, _environment, _prefix
 from changes.models import ChangeRequest, Review
 from flags.errors import NotFound
@@ -84,7 +84,7 @@ class EmptySerializer(StrictSerializer):
 
 
 def _out(cr, status=200, **kwargs):
-    return Response(ChangeRequestOutputSerializer(approvals.change_request_get(cr.pk)).data, status=status, **kwargs)
+    return Response(ChangeRequestOutputSerializer(selectors.change_request_get(cr.pk)).data, status=status, **kwargs)
 
 
 class ChangeRequestListCreateApi(APIView):
@@ -97,7 +97,7 @@ class ChangeRequestListCreateApi(APIView):
                    responses=ChangeRequestOutputSerializer(many=True))
     def get(self, request):
         params = request.query_params
-        crs = approvals.change_request_list(flag=params.get("flag"), environment=params.get("environment"),
+        crs = selectors.change_request_list(flag=params.get("flag"), environment=params.get("environment"),
                                             status=params.get("status"), author=params.get("author"))
         paginator = Pagination()
         page = paginator.paginate_queryset(crs, request, view=self)
@@ -118,7 +118,7 @@ class ChangeRequestDetailApi(APIView):
 
     @extend_schema(responses=ChangeRequestOutputSerializer)
     def get(self, request, change_request_id):
-        return _out(approvals.change_request_get(change_request_id))
+        return _out(selectors.change_request_get(change_request_id))
 
 
 class ChangeRequestAmendApi(APIView):
@@ -129,7 +129,7 @@ class ChangeRequestAmendApi(APIView):
         data = validate(AmendInputSerializer, request.data)
         change = data.get("change") or {}
         cr = approvals.change_request_amend(
-            actor=actor_for(request), change_request=approvals.change_request_get(change_request_id),
+            actor=actor_for(request), change_request=selectors.change_request_get(change_request_id),
             title=data.get("title"), description=data.get("description"), operation=change.get("action"),
             payload=change.get("payload"))
         return _out(cr)
@@ -142,7 +142,7 @@ class ChangeRequestRebaseApi(APIView):
     def post(self, request, change_request_id):
         validate(EmptySerializer, request.data or {})
         cr = approvals.change_request_rebase(actor=actor_for(request),
-                                             change_request=approvals.change_request_get(change_request_id))
+                                             change_request=selectors.change_request_get(change_request_id))
         return _out(cr)
 
 
@@ -153,7 +153,7 @@ class ChangeRequestWithdrawApi(APIView):
     def post(self, request, change_request_id):
         data = validate(WithdrawInputSerializer, request.data or {})
         cr = approvals.change_request_withdraw(actor=actor_for(request), reason=data["reason"],
-                                               change_request=approvals.change_request_get(change_request_id))
+                                               change_request=selectors.change_request_get(change_request_id))
         return _out(cr)
 
 
@@ -165,7 +165,7 @@ class ChangeRequestReviewApi(APIView):
         data = validate(ReviewInputSerializer, request.data)
         cr = approvals.change_request_review(actor=actor_for(request), verdict=data["verdict"],
                                              comment=data["comment"],
-                                             change_request=approvals.change_request_get(change_request_id))
+                                             change_request=selectors.change_request_get(change_request_id))
         return _out(cr)
 
 
@@ -176,7 +176,7 @@ class ChangeRequestApplyApi(APIView):
     def post(self, request, change_request_id):
         validate(EmptySerializer, request.data or {})
         cr = approvals.change_request_apply(actor=actor_for(request),
-                                            change_request=approvals.change_request_get(change_request_id))
+                                            change_request=selectors.change_request_get(change_request_id))
         return _out(cr)
 
 
@@ -194,7 +194,7 @@ class ChangeRequestScheduleApi(APIView):
     def post(self, request, change_request_id):
         data = validate(ScheduleInputSerializer, request.data)
         change = approvals.change_request_schedule(
-            actor=actor_for(request), change_request=approvals.change_request_get(change_request_id),
+            actor=actor_for(request), change_request=selectors.change_request_get(change_request_id),
             run_at=data["runAt"], timezone=data["timezone"])
         return Response(ScheduledChangeOutputSerializer(change).data, status=201,
                         headers={"Location": f"{_prefix()}/scheduled-changes/{change.pk}"})

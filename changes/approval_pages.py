@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.actor import Actor
-from changes import approvals
+from changes import approvals, selectors
 from changes.models import ChangeRequest, Operation, ProtectedEnvironment
 from flags.errors import NotFound, ServiceError
 from flags.pages import _flag_or_404, staff_required
@@ -28,7 +28,7 @@ PROPOSE_ACTIONS = [(op.value, op.label) for op in (Operation.ENABLE, Operation.D
 
 def flag_panel(flag):
     """For the flag page: pending requests (the badge) and the protected environments."""
-    return {"pending": approvals.pending_for_flag(flag), "actions": PROPOSE_ACTIONS,
+    return {"pending": selectors.pending_for_flag(flag), "actions": PROPOSE_ACTIONS,
             "protected": {p.environment.key: p.required_approvals
                           for p in ProtectedEnvironment.objects.select_related("environment")}}
 
@@ -37,7 +37,7 @@ def _request_or_404(change_request_id):
     from django.http import Http404
 
     try:
-        return approvals.change_request_get(change_request_id)
+        return selectors.change_request_get(change_request_id)
     except NotFound as exc:
         raise Http404(str(exc)) from None
 
@@ -45,8 +45,8 @@ def _request_or_404(change_request_id):
 @staff_required(perms=VIEW)
 def pending(request):
     rows = [{"cr": cr, "approvals": approvals.approvers(cr), "needed": approvals.required_approvals(cr)}
-            for cr in approvals.change_request_list(status="pending")]
-    recent = approvals.change_request_list().exclude(status__in=approvals.OPEN_STATES)[:20]
+            for cr in selectors.change_request_list(status="pending")]
+    recent = selectors.change_request_list().exclude(status__in=selectors.OPEN_STATES)[:20]
     protected = ProtectedEnvironment.objects.select_related("environment")
     return render(request, "changes/pending.html", {"rows": rows, "recent": recent, "protected": protected})
 
@@ -62,7 +62,7 @@ def detail(request, change_request_id):
         "diff": [{"field": k, "before": _show(d["before"]), "after": _show(d["after"])} for k, d in cr.diff.items()],
         "three_rows": [{**row, **{k: _show(row[k]) for k in ("base", "current", "proposed")}}
                        for row in (three_way or {}).get("rows", [])],
-        "is_author": cr.author_id == user.pk, "is_open": cr.status in approvals.OPEN_STATES,
+        "is_author": cr.author_id == user.pk, "is_open": cr.status in selectors.OPEN_STATES,
         "may_withdraw": approvals.may_withdraw(Actor.from_request(request), cr),
         "reviewable": cr.status in (ChangeRequest.State.OPEN, ChangeRequest.State.APPROVED),
         "audit": cr.pk,

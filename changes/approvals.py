@@ -29,6 +29,7 @@ from django.utils import timezone
 from audit.actor import Actor
 from audit.services import audit_record
 from changes.models import ChangeRequest, Operation, ProtectedEnvironment, Review, ScheduledChange
+from changes.selectors import OPEN_STATES
 from changes.services import _check_payload, _run, change_data, check_run_at, zone
 from flags import protection
 from flags.errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
@@ -38,7 +39,6 @@ from flags.validation import add, check_text
 from projects import policy
 
 OPERATIONS = [op for op in Operation.values if op != Operation.KILL]  # a kill is never queued
-OPEN_STATES = (ChangeRequest.State.OPEN, ChangeRequest.State.APPROVED, ChangeRequest.State.CONFLICT)
 SHOWN = ("enabled", "rules", "offVariant", "killed", "archived", "kind", "variants", "salt", "stickiness",
          "name", "description", "tags")
 
@@ -464,33 +464,7 @@ def change_request_schedule(*, actor, change_request, run_at, timezone="UTC"):
     return change
 
 
-# -- reads ----------------------------------------------------------------------------------------
-
-def change_request_list(*, flag=None, environment=None, status=None, author=None):
-    crs = ChangeRequest.objects.select_related("flag", "environment").prefetch_related("reviews").order_by("-id")
-    if flag:
-        crs = crs.filter(flag__key=flag)
-    if environment:
-        crs = crs.filter(environment__key=environment)
-    if status == "pending":
-        crs = crs.filter(status__in=OPEN_STATES)
-    elif status:
-        crs = crs.filter(status=status)
-    if author:
-        crs = crs.filter(author_label__startswith=author)
-    return crs
-
-
-def change_request_get(change_request_id):
-    cr = change_request_list().filter(pk=change_request_id).first()
-    if cr is None:
-        raise NotFound(f"Change request #{change_request_id} not found.")
-    return cr
-
-
-def pending_for_flag(flag):
-    return list(ChangeRequest.objects.filter(flag=flag, status__in=OPEN_STATES).select_related("environment"))
-
+# -- the conflict view (it runs the dry-run helpers above) ------------------------------------------
 
 def three_way(cr):
     """base / current / proposed for every field the request or the flag's later changes touch."""
