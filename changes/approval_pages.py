@@ -199,6 +199,10 @@ def amend(request, change_request_id):
     cr = _request_or_404(change_request_id)
     heading = f"Amend #{cr.pk} {cr.title}"
     if request.method != "POST":
+        if not approvals.is_author(Actor.from_request(request), cr):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied(f"Only its author ({cr.author_label}) amends change request #{cr.pk}.")
         payload = cr.payload
         values = {"environment": cr.environment.key, "action": cr.operation, "title": cr.title,
                   "description": cr.description,

@@ -230,6 +230,11 @@ def _is_author(actor, cr):
     return getattr(actor.user, "pk", None) == cr.author_id
 
 
+def is_author(actor, cr):
+    """Did ``actor`` open ``cr`` (who may amend, rebase and withdraw it)?"""
+    return _is_author(actor, cr)
+
+
 def _locked(cr):
     locked = ChangeRequest.objects.select_for_update().select_related("flag", "environment").filter(pk=cr.pk).first()
     if locked is None:

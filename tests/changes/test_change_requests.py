@@ -729,6 +729,7 @@ def test_dashboard__propose_a_rules_change_in_a_protected_environment__then_amen
     assert "amend-link" in ann.get(f"/changes/{cr.pk}").content.decode()
     assert "amend-link" not in page_as(people["admin"]).get(f"/changes/{cr.pk}").content.decode()
     assert 'u2' in ann.get(f"/changes/{cr.pk}/amend").content.decode()  # prefilled with the proposal
+    assert page_as(people["editor"]).get(f"/changes/{cr.pk}/amend").status_code == 403
     other = page_as(people["editor"]).post(f"/changes/{cr.pk}/amend", {"action": "update", "title": "mine",
                                                                        "rules": "[]"})
     assert other.status_code == 403 and ChangeRequest.objects.get().revision == 1
