@@ -1,5 +1,5 @@
 """Four eyes in a real browser (Playwright driving /usr/bin/chromium against a daphne process):
-one user proposes a change in a protected environment, another approves and applies it, the flag
+one user proposes a change in a protected environment and amends it, another approves and applies it, the flag
 is on, and the audit log names both."""
 
 import pytest
@@ -41,6 +41,13 @@ def test_open_as_one_user__approve_and_apply_as_another__audit_names_both(browse
     expect(ann.locator("#cr-diff")).to_contain_text("enabled")
     expect(ann.get_by_text("You opened this request: someone else reviews it.")).to_be_visible()
     path = ann.url.removeprefix(site.http_url)
+    ann.locator("#amend-link").click()  # the author amends: a new revision
+    amend = ann.locator("#proposal-form")
+    amend.get_by_label("Title").fill("Launch the new checkout today")
+    amend.get_by_role("button", name="Amend").click()
+    assert ann.url.endswith(path)
+    expect(ann.locator("h1")).to_contain_text("Launch the new checkout today")
+    expect(ann.locator("main")).to_contain_text("revision 2 against version 1")
     shot(ann, "change-request-open")
     ann.goto(f"{site.http_url}/flags/checkout")
     expect(ann.locator("h1 .badge.pending")).to_have_text("1 pending")
