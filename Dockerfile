@@ -11,4 +11,4 @@ USER flagsite
 EXPOSE 8000 50051
 # HTTP and /ws on one port, behind a proxy that reads whole requests under timeouts (deploy/nginx.conf):
 # README "Deployment".
-CMD ["granian", "--interface", "asgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--respawn-failed-workers", "--access-log", "flagsite.asgi:application"]
+CMD ["granian", "--interface", "asgi", "--loop", "uvloop", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--respawn-failed-workers", "--access-log", "flagsite.asgi:application"]

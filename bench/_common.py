@@ -26,7 +26,7 @@ NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 # granian's ASGI interface. Warm evaluations answer on the event loop (flags/fastlane.py), the rest
 # of Django and /ws behind it; a worker that dies is replaced at once instead of granian stopping
 # every worker (its default).
-GRANIAN_FLAGS = ["--interface", "asgi", "--respawn-failed-workers"]
+GRANIAN_FLAGS = ["--interface", "asgi", "--loop", "uvloop", "--respawn-failed-workers"]
 
 
 def granian_command(port, workers=1, host="127.0.0.1", app="flagsite.asgi:application", extra=()):

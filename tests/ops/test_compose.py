@@ -87,7 +87,7 @@ def test_compose__services_healthchecks_and_dependencies():
     assert services["beat"]["command"][:4] == ["celery", "-A", "flagsite", "beat"]
 
 
-WEB_COMMAND = ["granian", "--interface", "asgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "4",
+WEB_COMMAND = ["granian", "--interface", "asgi", "--loop", "uvloop", "--host", "0.0.0.0", "--port", "8000", "--workers", "4",
                "--respawn-failed-workers", "--access-log", "flagsite.asgi:application"]
 
 

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 def granian_command(host, port, workers):
     """The web server of the Dockerfile's CMD (granian ASGI) on host:port."""
     granian = Path(sys.executable).parent / "granian"
-    return [str(granian) if granian.exists() else "granian", "--interface", "asgi", "--respawn-failed-workers",
+    return [str(granian) if granian.exists() else "granian", "--interface", "asgi", "--loop", "uvloop", "--respawn-failed-workers",
             "--log-level", "warning", "--host", host, "--port", str(port), "--workers", str(workers),
             "flagsite.asgi:application"]
 
