@@ -1,11 +1,14 @@
 """WebSocket at /ws: authenticate an SDK key, join the environment's local fan-out, forward events.
 
 Close codes: 4401 bad or missing key, 4403 a key that may not subscribe (management tokens must
-name an environment they can view with ?environment=), 4429 too many connections for this key in
-this process (FLAGS_WS_MAX_CONNECTIONS_PER_KEY) or too many failed keys from this address
-(FLAGS_AUTH_FAILURE_LIMIT), 4503 the database is unavailable for a key this process never resolved.
-4429 and 4503 mean "try again later": the SDK reconnects with backoff. (Not 1013: daphne refuses to
-send it and closes with 1011 and a traceback instead.)
+name an environment they can view with ?environment=; ?project=<key> picks one of the projects the
+token's user holds a role in, as /api/projects/<key>/ does in REST, else the project the token is
+narrowed to, else the default one), 4404 no such environment (a project the token may not see, or
+another than the one it is narrowed to, answers exactly as one that does not exist), 4429 too many
+connections for this key in this process (FLAGS_WS_MAX_CONNECTIONS_PER_KEY) or too many failed keys
+from this address (FLAGS_AUTH_FAILURE_LIMIT), 4503 the database is unavailable for a key this
+process never resolved. 4429 and 4503 mean "try again later": the SDK reconnects with backoff. (Not
+1013: daphne refuses to send it and closes with 1011 and a traceback instead.)
 
 A refused handshake is logged like a failed REST authentication: one WARNING on the
 ``flagsite.api.authentication`` logger, "authentication failed: ..." with the key's fingerprint
@@ -27,7 +30,8 @@ from audit.actor import client_ip
 from flagsite.api.authentication import hash_key, resolve_api_key
 from flagsite.api.throttling import AuthThrottled
 from flags.live import watcher
-from projects import scope
+from projects import policy, scope
+from projects.models import DEFAULT
 
 MAX_CLIENT_MESSAGE = 4096
 TRY_AGAIN_LATER = 4503  # the database is unavailable: reconnect with backoff
@@ -62,9 +66,13 @@ def _check_key(key, query, ip=None):
     if principal.kind == "sdk":
         return principal.environment, None, principal.id
     wanted = (query.get("environment") or [""])[0]
-    with scope.using(principal.project):  # the project the token is narrowed to (else the default one)
+    named = (query.get("project") or [""])[0]  # ?project=<key>: the path's <project> of the REST API
+    project = named or principal.project or DEFAULT  # else the token's project, or the default one
+    if (named and not policy.may_see(principal, project, user)) or policy.hidden_from(user, project):
+        return None, None, principal.id  # as for a project (an environment) that does not exist: 4404
+    with scope.using(project):
         if wanted and user.has_perm("flags.view_flag"):  # a member: their role there
-            return scope.ref(principal.project, wanted), None, principal.id
+            return scope.ref(project, wanted), None, principal.id
     return None, 4403, "not_permitted"
 
 
@@ -93,8 +101,6 @@ def _staff_session(scope):
     """A dashboard user (staff or a project member: projects.policy.may_use_dashboard) logged in
     through Django's session (AuthMiddlewareStack in flagsite/asgi.py); browsers only, so the origin
     check in asgi.py applies to these handshakes."""
-    from projects import policy
-
     return policy.may_use_dashboard(scope.get("user"))
 
 
@@ -104,8 +110,6 @@ def _session_environment(query, session_scope):
     plain key of that project (a dotted "key" names no environment: 4404). (ref, None), or
     (None, 4403) when the user may not view flags there."""
     from django.conf import settings
-
-    from projects import policy
 
     user = session_scope.get("user")
     session = session_scope.get("session")
@@ -154,7 +158,7 @@ class FlagConsumer(AsyncWebsocketConsumer):
                 if refusal == 4401 else "This key cannot follow flag changes."}})
             await self.close(code=refusal)
             return
-        payload = watcher.feed.current(environment)
+        payload = watcher.feed.current(environment) if environment else None
         if payload is None:
             await self.close(code=4404)
             return

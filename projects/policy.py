@@ -236,6 +236,15 @@ def may_see(principal, project_key, user=None):
     return Project.objects.filter(key=project_key).exists()
 
 
+def hidden_from(user, project_key):
+    """A member (a role in some project, not site staff) with no role in this project: to them it
+    does not exist. Where a path names no project (the default project's unprefixed API paths, a
+    management token's /ws) they get what a project that does not exist gets (404; 4404), as on a
+    project's own path; a user with no role anywhere keeps the plain 403 of a missing permission."""
+    return (getattr(user, "pk", None) is not None and not is_site_staff(user) and bool(grants_of(user))
+            and role_in(user, project_key) is None)
+
+
 def visible_projects(principal, user=None):
     """Projects a caller may see: its key's project when bound; a member's projects; staff: all."""
     bound = bound_project(principal)

@@ -8,8 +8,10 @@ Projects: a key bound to a project (every SDK key; a management token narrowed t
 that project only; a user (session or token) who is not site staff sees the projects they hold a
 role in, and ``has_perms`` answers for the current project (projects/policy.py RoleBackend). On a project's path (``/api/projects/<project>/...``, or the default project's
 unprefixed paths) a bound key of another project, like any caller naming a project that does not
-exist, gets 404: the answer never tells whether the project exists. Evaluation paths work in the
-key's own project (existing clients send no project).
+exist, gets 404: the answer never tells whether the project exists. So does a member of other
+projects (a role elsewhere, not site staff) on the default project's unprefixed paths when they hold
+no role in it (projects.policy.hidden_from). Evaluation paths work in the key's own project
+(existing clients send no project).
 """
 
 from django.conf import settings
@@ -51,6 +53,10 @@ def check_project(request, view):
     project = url_project or DEFAULT
     user = request.user if url_project is not None and principal_is_user(request) else None
     if (url_project is not None or bound is not None) and not policy.may_see(principal, project, user=user):
+        raise exceptions.NotFound()
+    # the default project's own paths, to a member of other projects only: as /api/projects/default/...
+    if url_project is None and bound is None and principal_is_user(request) \
+            and policy.hidden_from(request.user, project):
         raise exceptions.NotFound()
 
 

@@ -111,3 +111,62 @@ def _member_token(user):
     with scope.using("team-b"):
         return services.api_key_create(actor=SYSTEM, name="b-viewer", kind="management", user=user,
                                        narrowed=True)[1]
+
+
+def _closed(ws):
+    """(messages said, close code) of a socket the server ends."""
+    from websockets.exceptions import ConnectionClosed
+
+    messages = []
+    try:
+        while True:
+            messages.append(json.loads(ws.recv(timeout=3)))
+    except ConnectionClosed as closed:
+        return messages, closed.rcvd.code
+
+
+def test_ws__token_not_narrowed__follows_a_project_of_its_user_by_query(two_projects, web_server):  # noqa: F811
+    """A member's management token that is not narrowed picks, with ?project=, a project its user
+    holds a role in (the path's <project> of the REST API); a project it has no role in, another
+    than a narrowed token's, or none at all answers exactly as a project that does not exist."""
+    from django.contrib.auth import get_user_model
+
+    from projects import services as project_services
+    from projects.models import Project
+
+    project_services.project_create(actor=SYSTEM, key="team-c", name="Team C")  # exists; no role there
+    member = get_user_model().objects.create_user("b-viewer")  # not staff: a role in team-b only
+    project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key="team-b"), role="viewer", user=member)
+    token = services.api_key_create(actor=SYSTEM, name="b-viewer", kind="management", user=member)[1]
+    with open_ws(web_server, token, "?project=team-b&environment=production") as ws:
+        assert next_message(ws, lambda m: m["type"] == "hello")["environment"] == "team-b.production"
+        services.flag_toggle(actor=SYSTEM, flag=flag_get("checkout"), environment="production", enabled=False)
+        with pytest.raises(TimeoutError):  # the default project's change: not for this socket
+            next_message(ws, changed("checkout"), timeout=0.7)
+        with scope.using("team-b"):
+            services.flag_toggle(actor=SYSTEM, flag=flag_get("checkout"), environment="production", enabled=True)
+        assert next_message(ws, changed("checkout"))["flag"]["enabled"] is True
+
+    def outcome(key, query):
+        with open_ws(web_server, key, query) as ws:
+            return _closed(ws)
+
+    unknown = outcome(token, "?project=nope&environment=production")
+    assert unknown == ([], 4404)
+    assert outcome(token, "?project=team-c&environment=production") == unknown  # no role there
+    assert outcome(token, "?project=default&environment=production") == unknown  # nor in the default project
+    assert outcome(token, "?environment=production") == unknown  # no project named: the default one
+    assert outcome(token, "?project=team-b&environment=moon") == unknown  # its project, no such environment
+    narrowed = _member_token(member)  # narrowed to team-b: it names team-b or nothing
+    assert outcome(narrowed, "?project=team-c&environment=production") == unknown
+    with open_ws(web_server, narrowed, "?project=team-b&environment=production") as ws:
+        assert next_message(ws, lambda m: m["type"] == "hello")["environment"] == "team-b.production"
+
+    # the view-permission check stays: a user holding no role and no permission is refused (4403)
+    nobody = get_user_model().objects.create_user("no-role")
+    nobody_token = services.api_key_create(actor=SYSTEM, name="nobody", kind="management", user=nobody)[1]
+    messages, code = outcome(nobody_token, "?environment=production")
+    assert (messages[0]["error"]["code"], code) == ("permission_denied", 4403)
+    # site staff follow any project, as on the REST API's paths
+    with open_ws(web_server, two_projects["any_token"], "?project=team-b&environment=production") as ws:
+        assert next_message(ws, lambda m: m["type"] == "hello")["environment"] == "team-b.production"

@@ -35,8 +35,38 @@ def test_project_list__a_member_sees_only_their_projects(two_projects):
     assert [p["key"] for p in api.get("/api/projects").json()] == ["team-b"]
     assert api.get("/api/projects/default/flags").status_code == 404  # as for a project that does not exist
     assert api.get("/api/projects/nope/flags").status_code == 404
-    assert api.get("/api/flags").status_code == 403  # the default project's own paths: no role there
+    assert api.get("/api/flags").status_code == 404  # the default project's own paths: no role there
     assert api.get("/api/projects/team-b/flags").status_code == 200
+
+
+def test_default_projects_unprefixed_paths__member_of_another_project_only__404_as_for_no_project(two_projects):
+    """/api/flags is /api/projects/default/flags: to a member holding no role in the default project
+    it answers as a project that does not exist, reads and writes, session and token alike, and
+    writes nothing; with a role there, or to a user with no role anywhere (403), nothing changes."""
+    from flags.services import api_key_create
+
+    bea = member("bea", "team-b", "editor", staff=False)
+    token = Client(api_key_create(actor=SYSTEM, name="bea", kind="management", user=bea)[1])  # not narrowed
+    unknown = logged_in(bea).get("/api/projects/nope/flags")
+    before = (Flag.all_objects.count(), AuditEntry.objects.count())
+    for api in (logged_in(bea), token):
+        for method, path, body in (("get", "/api/flags", None), ("get", "/api/flags/checkout", None),
+                                   ("post", "/api/flags", {"key": "sneaky", "name": "Sneaky"}),
+                                   ("patch", "/api/flags/checkout/toggle?environment=production", {"enabled": False}),
+                                   ("get", "/api/segments", None), ("get", "/api/audit", None),
+                                   ("get", "/api/environments", None)):
+            answer = getattr(api, method)(path, body)
+            assert (answer.status_code, answer.json()) == (404, unknown.json()), (method, path)
+    assert token.post("/api/evaluate?environment=production", {"flagId": "checkout"}).status_code == 404
+    assert (Flag.all_objects.count(), AuditEntry.objects.count()) == before
+    assert token.get("/api/projects/team-b/flags").status_code == 200  # their own project, as before
+
+    project_services.role_grant(actor=SYSTEM, project=Project.objects.get(key="default"), role="viewer", user=bea)
+    bea = get_user_model().objects.get(pk=bea.pk)  # grants are cached on the user object
+    assert logged_in(bea).get("/api/flags").status_code == 200
+    assert logged_in(bea).post("/api/flags", {"key": "sneaky", "name": "Sneaky"}).status_code == 403  # a viewer
+    nobody = get_user_model().objects.create_user("nobody")  # no role anywhere, no permission: as before
+    assert logged_in(nobody).get("/api/flags").status_code == 403
 
 
 def test_environment_restricted_editor__refused_elsewhere_with_a_clear_message(two_projects):
