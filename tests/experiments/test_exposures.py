@@ -161,7 +161,7 @@ def test_sdk_local_mode__its_exposures_join_the_running_experiment(sdk_api):
     experiment = experiment_services.experiment_start(actor=SYSTEM, experiment=experiment_services.experiment_create(
         actor=SYSTEM, key="local", name="Local", flag="checkout", environment="production", control="control",
         primary_metric="purchase"))
-    # started a minute ago: exposures are whole seconds, and one in the start's own second is not after it
+    # started a minute ago: every exposure below is well after it
     Experiment.all_objects.filter(pk=experiment.pk).update(started_at=experiment.started_at - timedelta(minutes=1))
     evaluator = local_evaluator(sdk_api)
     served = {f"u{i}": evaluator.variant("checkout", f"u{i}") for i in range(30)}
