@@ -239,6 +239,7 @@ def experiment_results(experiment, *, now=None):
     metrics = experiment_metrics(experiment)
     end = experiment.stopped_at or now or timezone.now()
     data = summaries(experiment, [m for _, m in metrics], end) if experiment.started_at else {}
+    sql = time.perf_counter() - started
     weights = experiment.weights or {}
     order = [experiment.control] + [v["key"] for v in experiment.flag.variants if v["key"] != experiment.control]
     order += sorted(v for v in data if v not in order)
@@ -250,6 +251,9 @@ def experiment_results(experiment, *, now=None):
                 for row in primary["variants"] if not row["control"]]
     if srm is not None:
         srm.pop("_result")
+    by_day_started = time.perf_counter()
+    by_day = exposures_by_day(experiment)
+    done = time.perf_counter()
     return {
         "experiment": experiment.key,
         "status": experiment.status,
@@ -261,6 +265,8 @@ def experiment_results(experiment, *, now=None):
         "srm": srm,
         "verdict": verdicts,
         "metrics": results,
-        "exposuresByDay": exposures_by_day(experiment),
-        "seconds": round(time.perf_counter() - started, 4),
+        "exposuresByDay": by_day,
+        # where the time went: the queries (the sums, the experiment's rows, exposures per day);
+        # the rest is the statistics in Python
+        "seconds": round(done - started, 4), "sqlSeconds": round(sql + done - by_day_started, 4),
     }
