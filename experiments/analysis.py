@@ -58,21 +58,22 @@ def _summary_sql(experiment, metrics, end):
     metric v-sum, v-squares, [d-sum, d-squares, v*d], [p-sum, p-squares, v*p]. Window bounds are
     computed once per exposure (x.t0, x.w<hours>, x.pre), not once per joined event.
 
-    Per user, each column is an aggregate with FILTER (a joined event outside it costs one test,
-    no aggregate call), cast to double precision, so the sums per variant are float sums, not
-    numeric ones. PostgreSQL's plan at 1M exposures and 5M events (bench/experiments.py
-    --analysis): the events hashed once, the exposures split among parallel workers probing it, so
-    each worker aggregates its own users. An INNER join with the users counted apart (users with
-    no events add 0 to every sum) lets it hash the exposures instead, but then every worker sees
-    every user and the per-user groups are merged after the Gather: measured slower (1.13x). A
-    nested loop over an (environment, user) covering index: slower too (1.45x)."""
+    PostgreSQL's plan at 1M exposures and 5M events (bench/experiments.py --analysis): the events
+    hashed once (~3.5 s of a 9.7 s run), the exposures split among parallel workers probing it
+    (~2.2 s), so each worker aggregates its own users (~1.5 s), then the Gather and merge of the
+    1M per-user rows (~1.7 s) and the sums per variant (~0.5 s). Measured against it in the same
+    runs, interleaved, sums identical, and not kept: per-user columns as aggregates with FILTER
+    in double precision (0.87x, 1.09x, 1.22x: noise, no gain); an INNER join with the users
+    counted apart, which hashes the exposures instead but lets every worker see every user
+    (1.13x); a nested loop over an (environment, user, event, timestamp) covering index (1.45x);
+    a UNION ALL of user-hash partitions (the planner misjudges hashtext's selectivity and picks
+    nested loops: 4x)."""
     exposure = connection.ops.quote_name(Exposure._meta.db_table)
     event = connection.ops.quote_name(Event._meta.db_table)
     inner, outer, inner_params = [], [], []
     at = _ts("e.timestamp")
     windows = sorted({m.window_hours for m in metrics if m.window_hours})
     pre = any(m.kind != Metric.Kind.RATIO for m in metrics)
-    real = "double precision" if connection.vendor == "postgresql" else "real"
 
     def during(metric):
         return f"{at} >= x.t0" + (f" AND {at} < x.w{metric.window_hours}" if metric.window_hours else "")
@@ -80,22 +81,21 @@ def _summary_sql(experiment, metrics, end):
     before = f"{at} < x.t0 AND {at} >= x.pre"
 
     def value(metric, cond, name):
-        # FILTER: a row outside the condition costs one test, no aggregate call
         if metric.kind == Metric.Kind.CONVERSION:
-            expr = f"CASE WHEN COUNT(*) FILTER (WHERE e.event = %s AND {cond}) > 0 THEN 1 ELSE 0 END"
+            expr = f"MAX(CASE WHEN e.event = %s AND {cond} THEN 1 ELSE 0 END)"
         elif metric.kind == Metric.Kind.COUNT:
-            expr = f"COUNT(*) FILTER (WHERE e.event = %s AND {cond})"
+            expr = f"SUM(CASE WHEN e.event = %s AND {cond} THEN 1 ELSE 0 END)"
         else:  # sum; a ratio's numerator (a valueless event counts 1)
             default = 1 if metric.kind == Metric.Kind.RATIO else 0
-            expr = f"COALESCE(SUM(COALESCE(e.value, {default})) FILTER (WHERE e.event = %s AND {cond}), 0)"
-        inner.append(f"CAST({expr} AS {real}) AS {name}")
+            expr = f"SUM(CASE WHEN e.event = %s AND {cond} THEN COALESCE(e.value, {default}) ELSE 0 END)"
+        inner.append(f"{expr} AS {name}")
         inner_params.append(metric.event)
 
     for i, metric in enumerate(metrics):
         value(metric, during(metric), f"v{i}")
         outer += [f"SUM(u.v{i})", f"SUM(u.v{i} * u.v{i})"]
         if metric.kind == Metric.Kind.RATIO:
-            inner.append(f"CAST(COUNT(*) FILTER (WHERE e.event = %s AND {during(metric)}) AS {real}) AS d{i}")
+            inner.append(f"SUM(CASE WHEN e.event = %s AND {during(metric)} THEN 1 ELSE 0 END) AS d{i}")
             inner_params.append(metric.denominator_event)
             outer += [f"SUM(u.d{i})", f"SUM(u.d{i} * u.d{i})", f"SUM(u.v{i} * u.d{i})"]
         else:
