@@ -6,6 +6,10 @@ class ExperimentsConfig(AppConfig):
     name = "experiments"
 
     def ready(self):
-        from experiments import buffers
+        from experiments import buffers, services
+        from flags import snapshot
 
         buffers.install()  # events and exposures flush with the analytics counters
+        snapshot.payload_parts["experiments"] = services.running_experiments
+        if buffers.experiments_changed not in snapshot.reload_hooks:
+            snapshot.reload_hooks.append(buffers.experiments_changed)

@@ -18,7 +18,10 @@ evaluation that returned a variant to a known user, on REST, bulk, OFREP and gRP
 nothing else (so ``last_seen`` has hour resolution per process); a new one or a changed variant
 goes into the batch under a lock. The dedupe table holds at most ``FLAGS_EXPOSURES_SEEN_MAX``
 keys and starts over when full (the upsert makes a repeat harmless). ``FLAGS_EXPOSURES = False``
-records none.
+records none. When the experiments running in an environment change (its snapshot's payload
+``experiments``, which every process reloads within FLAGS_MAX_STALENESS_MS of the start),
+``experiments_changed`` restarts the table: a user evaluated right after the start is exposed at
+once, whatever happened in the hour before.
 """
 
 import logging
@@ -103,7 +106,7 @@ class ExposureBuffer(ExposureTable):
     def add_reported(self, rows):
         """Rows an SDK's local mode reported (/api/sdk/metrics), already validated."""
         if settings.FLAGS_EXPOSURES and rows:
-            self.merge(rows)
+            self.keep(rows)  # as reported: an SDK's rows never span an experiment's start
             _recorder().wake()
 
     def pending(self):
@@ -120,9 +123,15 @@ class ExposureBuffer(ExposureTable):
             _send(write_exposures, batch, "exposures")
         except Exception as exc:
             logger.warning("exposures flush failed, keeping %d for the next one: %s", len(batch), exc)
-            self.merge(batch)
+            self.keep(batch, first=True)
             return 0
         return len(batch)
+
+
+def experiments_changed(environment_key, old_payload, new_payload):
+    """flags/snapshot.py's reload hook: an experiment started or stopped in that environment."""
+    if old_payload is not None and old_payload.get("experiments") != new_payload.get("experiments"):
+        exposures.restart()
 
 
 def _recorder():

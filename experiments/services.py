@@ -96,7 +96,8 @@ def exposures_upsert(*, rows):
         if env in environments and (env, flag) in flags:
             flag_pk, env_pk = flags[(env, flag)], environments[env]
             experiment, started = running.get((flag_pk, env_pk), (None, None))
-            if experiment is not None and first_seen < started:
+            # exposures have whole seconds: one in the start's own second counts
+            if experiment is not None and first_seen < int(started):
                 experiment = None  # first seen before the start: not the experiment's user (yet)
             params[experiment is not None].append((experiment, flag_pk, env_pk, str(user_id)[:256], first, last,
                                                    adapt(_when(first_seen)), adapt(_when(last_seen)), int(changes)))
@@ -107,6 +108,23 @@ def exposures_upsert(*, rows):
             for start in range(0, len(batch), BATCH_SIZE):
                 cursor.executemany(sql[owned], batch[start:start + BATCH_SIZE])
     return len(params[False]) + len(params[True])
+
+
+def running_experiments(project, environment_key):
+    """{flag key: start (epoch seconds)} of the experiments running in one environment: a part of
+    its snapshot payload (flags/snapshot.py payload_parts), so every process and SDK learns of a
+    start with the snapshot, and its exposure table starts over (experiments/buffers.py)."""
+    rows = Experiment.all_objects.filter(project_id=project, environment__key=environment_key,
+                                         status=Experiment.Status.RUNNING).values_list("flag__key", "started_at")
+    return {flag: started.timestamp() for flag, started in rows}
+
+
+def _announce(experiment, action):
+    """In the caller's transaction: move the environment's version on, so every process reloads
+    its snapshot (with the new ``experiments``) and SDKs receive it, once committed."""
+    from flags import services as flag_services
+
+    flag_services._after_commit(flag_services._bump([experiment.environment]), action, flag_key=experiment.flag.key)
 
 
 # -- metrics and experiments ---------------------------------------------------------------------
@@ -297,6 +315,7 @@ def experiment_start(*, actor, experiment):
         experiment.status = Experiment.Status.RUNNING
         experiment.started_at = timezone.now()
         experiment.save()
+        _announce(experiment, "experiment.started")
         audit_record(actor=actor, action="experiment.started", target_type="experiment", target_key=experiment.key,
                      environment=experiment.environment.key, before=before, after=experiment_data(experiment))
     return experiment
@@ -325,6 +344,7 @@ def experiment_stop(*, actor, experiment, ship=None, reason=""):
         experiment.stopped_at = timezone.now()
         experiment.shipped_variant = ship or ""
         experiment.save()
+        _announce(experiment, "experiment.stopped")
         audit_record(actor=actor, action="experiment.stopped", target_type="experiment", target_key=experiment.key,
                      environment=experiment.environment.key, before=before, after=experiment_data(experiment),
                      reason=reason)

@@ -36,6 +36,13 @@ from segments.selectors import segment_rules_map
 CACHE_KEY = "flags:snapshot:{}"
 logger = logging.getLogger(__name__)
 
+# Other apps' parts of the payload, so flags need not know them: {name: fn(project, environment
+# key) -> JSON}, and hooks called as fn(environment ref, old payload or None, new payload) when a
+# process loads a newer version. experiments/apps.py adds "experiments" ({flag key: start, epoch
+# seconds} of those running) and restarts the exposure table when it changes.
+payload_parts = {}
+reload_hooks = []
+
 
 @dataclass
 class _Entry:
@@ -96,6 +103,7 @@ def build_payload(environment_key):
             "version": version,
             "flags": [engine_state(state) for state in states],
             "segments": segment_rules_map(project=project),
+            **{name: part(project, key) for name, part in payload_parts.items()},
         }
         version_after = _version(environment_key)
         if version_after == version:
@@ -197,8 +205,11 @@ def _reload(environment_key, entry, now):
     payload = None if _relay() is not None else _cached_payload(environment_key)
     if not payload or payload.get("version") != version:
         payload = store_payload(environment_key)
+    old = entry
     entry = _Entry(payload["version"], payload, compile_payload(payload), now)
     _entries[environment_key] = entry
+    for hook in reload_hooks:
+        hook(environment_key, old.payload if old is not None else None, payload)
     return entry
 
 

@@ -53,6 +53,7 @@ class LocalEvaluator:
         self._reported = Counter()  # hit counts of the current snapshot already taken
         self._pending = Counter()  # untaken counts of snapshots replaced since
         self._counts_lock = threading.Lock()
+        self._experiments = None  # the payload's {flag: start} of running experiments
         if payload is not None:
             self.load(payload)
 
@@ -70,6 +71,10 @@ class LocalEvaluator:
             self.evaluate = snapshot.evaluate
             self._pending.update(old.hit_counts() - self._reported)
             self._reported = Counter()
+        # an experiment started or stopped: users seen before are exposures again from now on
+        if payload.get("experiments") != self._experiments:
+            self._experiments = payload.get("experiments")
+            self.exposures.restart()
 
     def evaluate_flag(self, flag_id, user_id=None, context=None):
         """The same dict the REST API answers."""
@@ -125,8 +130,8 @@ class LocalEvaluator:
     def give_back_exposures(self, exposures):
         """Exposures a failed report could not deliver: taken again next time."""
         environment = self.snapshot.environment
-        self.exposures.merge([(environment, e["flagId"], e["userId"], e["variant"], e["lastVariant"],
-                               e["firstSeen"], e["lastSeen"], e["changes"]) for e in exposures])
+        self.exposures.keep([(environment, e["flagId"], e["userId"], e["variant"], e["lastVariant"],
+                               e["firstSeen"], e["lastSeen"], e["changes"]) for e in exposures], first=True)
 
 
 class LocalFeatureFlagClient(LocalEvaluator):

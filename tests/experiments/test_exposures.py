@@ -161,7 +161,7 @@ def test_sdk_local_mode__its_exposures_join_the_running_experiment(sdk_api):
     experiment = experiment_services.experiment_start(actor=SYSTEM, experiment=experiment_services.experiment_create(
         actor=SYSTEM, key="local", name="Local", flag="checkout", environment="production", control="control",
         primary_metric="purchase"))
-    # started a minute ago: exposures are whole seconds, and one in the start's own second is not after it
+    # started a minute ago: every exposure below is well after it
     Experiment.all_objects.filter(pk=experiment.pk).update(started_at=experiment.started_at - timedelta(minutes=1))
     evaluator = local_evaluator(sdk_api)
     served = {f"u{i}": evaluator.variant("checkout", f"u{i}") for i in range(30)}
@@ -236,3 +236,72 @@ def test_local_evaluator__bounded_exposures__dropped_counted__failed_report_give
     assert report(sdk_api, evaluator).status_code == 202
     buffers.flush()
     assert sorted(Exposure.objects.values_list("user_id", flat=True)) == [f"u{i}" for i in range(5)]
+
+
+def ten_minutes_ago(monkeypatch):
+    """Evaluations recorded from now on happen ten minutes earlier (the server's record and the
+    SDK's clock): before the start, not in its own second (which counts as after it)."""
+    import time
+
+    real = time.time
+    monkeypatch.setattr(counters.Recorder.record, "__defaults__", (None, None, lambda: real() - 600, next))
+    monkeypatch.setattr(time, "time", lambda: real() - 600)
+
+
+def test_user_evaluated_before_the_start__exposed_by_the_first_evaluation_after_it(
+        sdk_api, monkeypatch, django_capture_on_commit_callbacks):
+    """Users seen in the hour before an experiment starts (flushed already, or still in the
+    batch) are its users from their first evaluation after the start, not from the next hour."""
+    from experiments import services as experiment_services
+    from experiments.models import Experiment
+    from tests.experiments.world import checkout_flag, metrics
+
+    checkout_flag()
+    metrics()
+    draft = experiment_services.experiment_create(actor=SYSTEM, key="soon", name="Soon", flag="checkout",
+                                                  environment="production", control="control",
+                                                  primary_metric="purchase")
+    served = {}
+    with monkeypatch.context() as m:
+        ten_minutes_ago(m)
+        for user in ("flushed", "pending"):
+            served[user] = sdk_api.post("/api/evaluate", {"flagId": "checkout", "userId": user}).json()["variant"]
+            if user == "flushed":
+                buffers.flush()
+    with django_capture_on_commit_callbacks(execute=True):  # as committed: every process reloads
+        experiment = experiment_services.experiment_start(actor=SYSTEM, experiment=draft)
+    for user in ("flushed", "pending", "new"):
+        served[user] = sdk_api.post("/api/evaluate", {"flagId": "checkout", "userId": user}).json()["variant"]
+    buffers.flush()
+    owned = Exposure.objects.filter(experiment=Experiment.objects.get(key="soon"))
+    assert dict(owned.values_list("user_id", "variant")) == served
+    started = int(experiment.started_at.timestamp())
+    assert all(x.first_seen.timestamp() >= started for x in owned)
+    # what they were served before the start stays the flag's
+    assert sorted(Exposure.objects.filter(experiment=None).values_list("user_id", flat=True)) == ["flushed", "pending"]
+
+
+def test_sdk_local_mode__user_seen_before_the_start__exposed_after_it_once_the_snapshot_says_so(
+        sdk_api, monkeypatch, django_capture_on_commit_callbacks):
+    from experiments import services as experiment_services
+    from experiments.models import Experiment
+    from tests.experiments.world import checkout_flag, metrics
+
+    checkout_flag()
+    metrics()
+    draft = experiment_services.experiment_create(actor=SYSTEM, key="soon", name="Soon", flag="checkout",
+                                                  environment="production", control="control",
+                                                  primary_metric="purchase")
+    evaluator = local_evaluator(sdk_api)
+    with monkeypatch.context() as m:
+        ten_minutes_ago(m)
+        variant = evaluator.variant("checkout", "u1")
+    with django_capture_on_commit_callbacks(execute=True):
+        experiment_services.experiment_start(actor=SYSTEM, experiment=draft)
+    evaluator.load(sdk_api.get("/api/sdk/snapshot").json())  # what its stream or poll would deliver
+    assert evaluator.variant("checkout", "u1") == variant
+    assert report(sdk_api, evaluator).status_code == 202
+    buffers.flush()
+    assert list(Exposure.objects.filter(experiment=Experiment.objects.get(key="soon"))
+                .values_list("user_id", "variant")) == [("u1", variant)]
+    assert list(Exposure.objects.filter(experiment=None).values_list("user_id", flat=True)) == ["u1"]

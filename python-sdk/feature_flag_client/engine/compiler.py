@@ -717,11 +717,14 @@ class Snapshot:
         return len(self.table)
 
 
-def compile_snapshot(flags=(), segments=None, environment=None, version=None, counting=False, on_variant=None):
+def compile_snapshot(flags=(), segments=None, environment=None, version=None, counting=False, on_variant=None,
+                     experiments=None):
     """Compile every flag state of one environment (see docs/rules.md for the state format).
     counting=True counts every evaluation exactly, read with Snapshot.hit_counts(); a counting
     snapshot also calls on_variant(evaluation, user_id) for each variant it hands a known user while
-    on (the SDK's local mode records exposures with it)."""
+    on (the SDK's local mode records exposures with it). ``experiments`` (a server payload's
+    {flag: start} of running experiments) does not change any answer: accepted so that
+    ``compile_snapshot(**payload)`` works; the SDK's local mode reads it for exposures."""
     return Snapshot(flags, segments, environment, version, counting, on_variant)
 
 

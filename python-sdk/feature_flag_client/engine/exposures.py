@@ -10,6 +10,14 @@ lookup and two compares; anything new goes into the batch under a lock. The tabl
 starts over every hour (so ``last seen`` has hour resolution) and when it holds ``max_seen``
 keys (a repeat is harmless: the server's upsert merges it). ``max_pending`` bounds the batch
 between two ``take`` calls; past it, new users are counted in ``dropped`` and not kept.
+
+``restart`` is called when the experiments running on the snapshot's flags change (the snapshot
+payload's ``experiments``: the server's flags/snapshot.py reload hook, the SDK's ``load``): the
+table of users seen starts over, so a user evaluated right after an experiment starts is reported
+at once whatever happened before, and the rows gathered so far are set apart, so no row spans the
+start (a row first seen before it belongs to the flag, not the experiment). Rows set apart
+(``keep``: a restart, a batch given back, an SDK's report on the server) are sent as they are, in
+order, before the current batch: the server's upsert applies rows of one user oldest first.
 """
 
 import threading
@@ -31,6 +39,7 @@ class ExposureTable:
         self.seen = {}  # (environment, flag, user) -> variant, seen this hour
         self._hour = None
         self._batch = {}  # (environment, flag, user) -> [first variant, last variant, first s, last s, changes]
+        self._kept = []  # rows set apart (restart, keep), sent before the batch, never merged into it
         self.dropped = 0
 
     def see(self, environment, flag_id, user_id, variant, second):
@@ -47,7 +56,7 @@ class ExposureTable:
             seen[key] = variant
             row = self._batch.get(key)
             if row is None:
-                if self.max_pending is not None and len(self._batch) >= self.max_pending:
+                if self.max_pending is not None and len(self._batch) + len(self._kept) >= self.max_pending:
                     self.dropped += 1
                     del seen[key]  # not kept: seen again, it is tried again
                     return
@@ -64,6 +73,21 @@ class ExposureTable:
             with self._lock:
                 self.seen.clear()
                 self._hour = second // 3600
+
+    def restart(self):
+        """The experiments on these flags changed: forget the users seen (each is reported again at
+        its next evaluation) and set the rows gathered so far apart from the ones to come."""
+        with self._lock:
+            self.seen.clear()
+            self._kept.extend([*key, *row] for key, row in self._batch.items())
+            self._batch = {}
+
+    def keep(self, rows, first=False):
+        """Rows to send as they are (not merged with others): a batch that failed to send
+        (``first``: older than anything gathered since), an SDK's report on the server."""
+        rows = [list(row) for row in rows]
+        with self._lock:
+            self._kept = rows + self._kept if first else self._kept + rows
 
     def merge(self, rows):
         """Add rows gathered elsewhere (an SDK's report, a batch that failed to send), oldest first."""
@@ -86,7 +110,8 @@ class ExposureTable:
         """The rows gathered since the last take (and forget them)."""
         with self._lock:
             taken, self._batch = self._batch, {}
-        return [[*key, *row] for key, row in taken.items()]
+            kept, self._kept = self._kept, []
+        return kept + [[*key, *row] for key, row in taken.items()]
 
     def __len__(self):
-        return len(self._batch)
+        return len(self._batch) + len(self._kept)
