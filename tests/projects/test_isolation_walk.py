@@ -251,7 +251,7 @@ def _probes(template, world):
 
 VOLATILE = re.compile(r'"(requestId|request_id)":\s*"[^"]*"|name="csrfmiddlewaretoken" value="[^"]*"'
                       r'|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?'
-                      r'|"seconds":\s*[\d.e-]+|Computed in [\d.e-]+ s')
+                      r'|"(seconds|sqlSeconds)":\s*[\d.e-]+|Computed in [\d.e-]+ s|\([\d.e-]+ s in the database\)')
 
 
 def _normalize(body, name):
