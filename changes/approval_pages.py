@@ -160,6 +160,21 @@ def _values(post):
                                                   "enabled", "percentage", "reason")}
 
 
+def _open(request, flag):
+    """The posted proposal opened through the service (ServiceError when refused)."""
+    operation = request.POST.get("action", "")
+    return approvals.change_request_open(
+        actor=Actor.from_request(request), flag=flag, environment=request.POST.get("environment", ""),
+        title=request.POST.get("title", "").strip(), description=request.POST.get("description", ""),
+        operation=operation, payload=_payload(request.POST, operation))
+
+
+def _opened(request, cr):
+    messages.success(request, f"Change request #{cr.pk} opened: it needs {approvals.required_approvals(cr)} "
+                              "approval(s) from someone else before it can be applied.")
+    return redirect(reverse("page-change-request", args=[cr.pk]))
+
+
 @staff_required(perms=PROPOSE)
 def propose_change(request, key):
     """A rules change (or any other) proposed on its own page: the rules as JSON, prefilled with
@@ -177,20 +192,14 @@ def propose_change(request, key):
                   "rules": json.dumps(state.rules if state else [], indent=2, ensure_ascii=False), "enabled": ""}
         return _form(request, heading=f"Propose a change to {flag.key}", values=values, environments=environments,
                      flag=flag)
-    operation = request.POST.get("action", "")
     try:
-        cr = approvals.change_request_open(
-            actor=Actor.from_request(request), flag=flag, environment=request.POST.get("environment", ""),
-            title=request.POST.get("title", "").strip(), description=request.POST.get("description", ""),
-            operation=operation, payload=_payload(request.POST, operation))
+        cr = _open(request, flag)
     except ServiceError as exc:
         errors, general = _errors(exc)
         return _form(request, heading=f"Propose a change to {flag.key}", values=_values(request.POST),
                      environments=environments, flag=flag, errors=errors, general=general,
                      status=403 if exc.code == "permission_denied" else 400)
-    messages.success(request, f"Change request #{cr.pk} opened: it needs {approvals.required_approvals(cr)} "
-                              "approval(s) from someone else before it can be applied.")
-    return redirect(reverse("page-change-request", args=[cr.pk]))
+    return _opened(request, cr)
 
 
 @staff_required(perms=AMEND)
@@ -232,15 +241,9 @@ def amend(request, change_request_id):
 @staff_required(perms=PROPOSE)
 def propose(request, key):
     flag = _flag_or_404(key)
-    operation = request.POST.get("action", "")
     try:
-        cr = approvals.change_request_open(
-            actor=Actor.from_request(request), flag=flag, environment=request.POST.get("environment", ""),
-            title=request.POST.get("title", "").strip(), description=request.POST.get("description", ""),
-            operation=operation, payload=_payload(request.POST, operation))
+        cr = _open(request, flag)
     except ServiceError as exc:
         messages.error(request, f"Not proposed: {exc}")
         return redirect(reverse("page-flag", args=[flag.key]) + "#change-requests-title")
-    messages.success(request, f"Change request #{cr.pk} opened: it needs {approvals.required_approvals(cr)} "
-                              "approval(s) from someone else before it can be applied.")
-    return redirect(reverse("page-change-request", args=[cr.pk]))
+    return _opened(request, cr)
