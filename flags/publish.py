@@ -24,6 +24,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
+from django.db import transaction
 
 from flags import snapshot
 from flags.live import send_notice
@@ -31,6 +32,23 @@ from flags.live import send_notice
 logger = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 1000  # pending jobs per process; past it a job is dropped (the version poll covers it)
+
+
+def on_commit(versions, action, **keys):
+    """Run ``after_commit`` when the current transaction commits, ahead of the other hooks the same
+    atomic block registered before it (the audit log's followers): a fresh process's first webhook
+    enqueue imports and connects Celery's transport, 100+ ms that held the GIL from a CLI kill
+    switch's notice. Notices keep their order among themselves."""
+    def notice():
+        after_commit(versions, action, **keys)
+
+    notice.is_notice = True
+    transaction.on_commit(notice, robust=True)
+    hooks = transaction.get_connection().run_on_commit  # Django's list of (savepoint ids, hook, robust)
+    mine = hooks.pop()
+    first_other = next((i for i, (savepoints, hook, _) in enumerate(hooks)
+                        if savepoints == mine[0] and not getattr(hook, "is_notice", False)), len(hooks))
+    hooks.insert(first_other, mine)
 
 
 def after_commit(versions, action, *, flag_key=None, segment_key=None):
@@ -51,6 +69,18 @@ def after_commit(versions, action, *, flag_key=None, segment_key=None):
         share()  # nothing to hang on; an in-memory layer also belongs to this thread's event loop
     else:
         _outbox.put(share)
+
+
+def warm_up():
+    """Load the shared cache's and channel layer's clients now, before a write: a fresh process (a
+    CLI kill switch) otherwise pays their imports, about 60 ms, between its commit and the notice."""
+    caches["default"]
+    get_channel_layer()
+
+
+def notices_sent(timeout):
+    """Wait until this process's queued shares and notices went out, at most timeout seconds."""
+    return _outbox.join(timeout)
 
 
 def publish_change(*, environment, version, action, flag_key=None, segment_key=None):

@@ -45,9 +45,7 @@ def _bump(environments):
 
 def _after_commit(versions, action, *, flag_key=None, segment_key=None):
     # publish.after_commit keeps Redis off the response (a hung one held a committed toggle 25 s)
-    transaction.on_commit(
-        lambda: publish.after_commit(versions, action, flag_key=flag_key, segment_key=segment_key), robust=True
-    )
+    publish.on_commit(versions, action, flag_key=flag_key, segment_key=segment_key)
 
 
 def prerequisite_map(exclude_key=None):

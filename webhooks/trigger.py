@@ -14,16 +14,20 @@ import logging
 
 from django.conf import settings
 
-from flags.publish import Outbox
+from flags import publish
 
 logger = logging.getLogger("flagsite.webhooks")
 # A broker that hangs (rather than refuses) must not hold a committed write's response (see
 # flags/publish.py): with Celery, tasks are enqueued from this process's own outbox thread.
-_outbox = Outbox()
+_outbox = publish.Outbox()
+NOTICES_FIRST_SECONDS = 1.0
 
 
 def _enqueue(task, *args, **options):
     def job():
+        # live clients hear of a change before any webhook work starts: a fresh process's first
+        # enqueue imports and connects Celery's transport, which held the GIL from its notice
+        publish.notices_sent(NOTICES_FIRST_SECONDS)
         try:  # retry=False: a broker that is down costs one failed publish; the beat tick catches up
             task.apply_async(args, retry=False, **options)
         except Exception as exc:  # noqa: BLE001 - any broker error: the tick catches up

@@ -422,3 +422,21 @@ def test_api_key_revoke__sets_revoked_at_and_audits(actor):
     services.api_key_revoke(actor=actor, api_key=api_key)
     assert ApiKey.objects.get(pk=api_key.pk).revoked_at is not None
     assert last_audit().action == "apikey.revoked"
+
+
+def test_after_a_commit__the_live_notice_goes_before_the_audit_followers(actor, make_flag, monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    # a fresh process's first webhook enqueue (an audit follower) spends 100+ ms importing and
+    # connecting Celery's transport: a kill's notice to live clients must not wait behind it
+    from audit import services as audit_services
+    from flags import publish
+
+    flag = make_flag("ordered")
+    order = []
+    monkeypatch.setattr(publish, "after_commit", lambda versions, action, **keys: order.append(("notice", action)))
+    monkeypatch.setattr(audit_services, "_followers", [lambda: order.append(("follower", None))])
+    for change in (lambda: services.flag_kill(actor=actor, flag=flag, reason="incident", environments=["production"]),
+                   lambda: services.flag_toggle(actor=actor, flag=flag, environment="staging")):
+        with django_capture_on_commit_callbacks(execute=True):
+            change()
+    assert order == [("notice", "killed"), ("follower", None), ("notice", "toggled"), ("follower", None)]

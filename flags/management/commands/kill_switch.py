@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.actor import Actor
-from flags import services
+from flags import publish, services
 from flags.errors import ServiceError
 from flags.selectors import flag_get
 from projects.commands import add_project_argument, project_scope
@@ -29,6 +29,7 @@ class Command(BaseCommand):
             raise CommandError("--reason is required to kill a flag (say why; it is recorded in the audit log)")
         try:
             target = flag_get(flag)
+            publish.warm_up()  # an emergency's notice leaves right after the commit
             who = Actor.cli(actor)
             if restore:
                 states = services.flag_restore(actor=who, flag=target, environments=environments, reason=reason or "")
