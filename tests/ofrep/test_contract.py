@@ -283,7 +283,7 @@ def test_bulk_etag__304_when_unchanged_new_etag_after_a_change_or_other_context(
 
 
 def test_rate_limit__429_with_retry_after_per_key(settings, sdk_api, keys, flags):
-    settings.FLAGS_OFREP_RATE_LIMIT = "3/m"
+    settings.FLAGS_OFREP_RATE_LIMIT = "3/h"  # per minute, a run crossing a minute got a fresh window
     statuses = [evaluate(sdk_api, "dark-mode").status_code for _ in range(3)]
     limited = evaluate(sdk_api, "dark-mode")
     bulk_limited = sdk_api.post(BULK, {})
@@ -291,7 +291,7 @@ def test_rate_limit__429_with_retry_after_per_key(settings, sdk_api, keys, flags
 
     assert statuses == [200, 200, 200]
     assert limited.status_code == 429 and bulk_limited.status_code == 429
-    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert 1 <= int(limited["Retry-After"]) <= 3600
     assert limited.json()["errorCode"] == "GENERAL" and limited.json()["errorDetails"]
     assert other_key.status_code == 200
 

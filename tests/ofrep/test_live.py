@@ -96,7 +96,7 @@ def test_ofrep_provider__x_api_key_header_and_a_change_is_seen(server, sdk_key, 
 
 def test_ofrep_provider__429_pauses_evaluation_until_retry_after(transactional_db, sdk_key, domains):
     build_flags()
-    server = start_web(FLAGS_OFREP_RATE_LIMIT="2/m")
+    server = start_web(FLAGS_OFREP_RATE_LIMIT="2/h")  # per minute, a run crossing a minute got a fresh window
     try:
         client = ofrep_client(server, sdk_key, "ofrep-429")
         first = [client.get_boolean_value("dark-mode", False, EvaluationContext("u")) for _ in range(2)]
