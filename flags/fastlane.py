@@ -346,8 +346,8 @@ class LaneRequest(HttpRequest):
     get_host(), is_secure() and the META-reading helpers behave as they do in Django."""
 
     def __init__(self, method, path, meta, scheme):
-        # Not HttpRequest.__init__ (WSGIRequest skips it too): its two QueryDicts cost about a
-        # fifth of a warm evaluation, and the lane takes no query string and reads JSON bodies only
+        # Not HttpRequest.__init__ (WSGIRequest skips it too): its two QueryDicts cost 8 us of a
+        # warm evaluation's ~60 in process, and the lane takes no query string and reads JSON bodies only
         self.GET = self.POST = _NO_PARAMETERS
         self.COOKIES, self.FILES, self.META = {}, MultiValueDict(), meta
         self.method, self.path, self.path_info = method, path, path

@@ -44,7 +44,10 @@ def on_commit(versions, action, **keys):
 
     notice.is_notice = True
     transaction.on_commit(notice, robust=True)
-    hooks = transaction.get_connection().run_on_commit  # Django's list of (savepoint ids, hook, robust)
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:  # no transaction: Django ran it already
+        return
+    hooks = connection.run_on_commit  # Django's list of (savepoint ids, hook, robust)
     mine = hooks.pop()
     first_other = next((i for i, (savepoints, hook, _) in enumerate(hooks)
                         if savepoints == mine[0] and not getattr(hook, "is_notice", False)), len(hooks))

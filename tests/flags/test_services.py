@@ -440,3 +440,13 @@ def test_after_a_commit__the_live_notice_goes_before_the_audit_followers(actor, 
         with django_capture_on_commit_callbacks(execute=True):
             change()
     assert order == [("notice", "killed"), ("follower", None), ("notice", "toggled"), ("follower", None)]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_publish_on_commit__outside_a_transaction__runs_at_once_and_leaves_other_hooks_alone(monkeypatch):
+    from flags import publish
+
+    heard = []
+    monkeypatch.setattr(publish, "after_commit", lambda versions, action, **keys: heard.append(action))
+    publish.on_commit({"production": 1}, "toggled")
+    assert heard == ["toggled"]
