@@ -3,6 +3,7 @@ status, body and headers (but the request id), for every request it takes; the r
 not take (errors, CORS, cold keys, ...) reach Django untouched. The rest of the suite runs through
 the lane too (it is first in MIDDLEWARE); tests/live runs it through granian's ASGI door."""
 
+import asyncio
 import gzip
 import json
 import types
@@ -182,3 +183,77 @@ def test_fast_lane_off__every_request_through_django(flags, lane_answers, settin
         response = post("/api/evaluate", {"flagId": "checkout", **BODY}, key)
         assert (response.status_code, json.loads(response.content)["enabled"]) == (200, True)
     assert lane_answers == []
+
+
+# ---- the ASGI door reads a body as granian sends it ----------------------------------------------
+
+class Receive:
+    """An ASGI server's receive(): the given messages, then it waits (a client that stays)."""
+
+    def __init__(self, *messages):
+        self.messages, self.calls = list(messages), 0
+
+    async def __call__(self):
+        self.calls += 1
+        if self.messages:
+            return self.messages.pop(0)
+        await asyncio.Event().wait()
+
+
+def read(meta, receive):
+    return asyncio.run(asyncio.wait_for(fastlane._read_body(meta, receive), timeout=5))
+
+
+def replayed(replay, count):
+    async def take():
+        return [await replay() for _ in range(count)]
+    return asyncio.run(asyncio.wait_for(take(), timeout=5))
+
+
+def test_asgi_body__granians_empty_last_message_is_not_waited_for_and_django_never_sees_it():
+    """granian sends the body with more_body=True, then an empty last message: the lane answers
+    once the declared length is in, and Django (if the lane declines) gets the body, then what
+    follows the empty message (here the client leaving)."""
+    receive = Receive({"type": "http.request", "body": b'{"a": 1}', "more_body": True},
+                      {"type": "http.request", "body": b"", "more_body": False},
+                      {"type": "http.disconnect"})
+    body, replay = read({"CONTENT_LENGTH": "8"}, receive)
+    assert (body, receive.calls) == (b'{"a": 1}', 1)
+    assert replayed(replay, 2) == [{"type": "http.request", "body": b'{"a": 1}', "more_body": False},
+                                   {"type": "http.disconnect"}]
+
+
+@pytest.mark.parametrize("messages, expected", [
+    # in pieces, the last one final (uvicorn, daphne): every piece is read
+    ([(b'{"a"', True), (b": 1}", False)], b'{"a": 1}'),
+    # in pieces, then granian's empty last message
+    ([(b'{"a"', True), (b": 1}", True), (b"", False)], b'{"a": 1}'),
+])
+def test_asgi_body__in_pieces__read_to_the_declared_length(messages, expected):
+    receive = Receive(*({"type": "http.request", "body": chunk, "more_body": more} for chunk, more in messages))
+    body, replay = read({"CONTENT_LENGTH": "8"}, receive)
+    assert (body, receive.calls) == (expected, 2)
+    assert replayed(replay, 1) == [{"type": "http.request", "body": expected, "more_body": False}]
+
+
+def test_asgi_body__none_declared__nothing_read_and_django_reads_its_own():
+    receive = Receive({"type": "http.request", "body": b"", "more_body": False})
+    body, replay = read({}, receive)
+    assert (body, receive.calls) == (b"", 0)
+    assert replay is receive
+
+
+@pytest.mark.parametrize("meta", [{"CONTENT_LENGTH": str(django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)},
+                                  {"CONTENT_LENGTH": "8", "HTTP_TRANSFER_ENCODING": "chunked"},
+                                  {"CONTENT_LENGTH": "eight"}])
+def test_asgi_body__too_large_chunked_or_unreadable__left_to_django_untouched(meta):
+    receive = Receive({"type": "http.request", "body": b'{"a": 1}', "more_body": False})
+    body, replay = read(meta, receive)
+    assert (body, replay, receive.calls) == (None, receive, 0)
+
+
+def test_asgi_body__the_client_left__django_sees_the_disconnect():
+    receive = Receive({"type": "http.request", "body": b'{"a"', "more_body": True}, {"type": "http.disconnect"})
+    body, replay = read({"CONTENT_LENGTH": "8"}, receive)
+    assert body is None
+    assert replayed(replay, 1) == [{"type": "http.disconnect"}]

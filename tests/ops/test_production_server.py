@@ -48,7 +48,16 @@ def test_granian_serves_health_evaluations_and_the_management_api(granian):
         answers = [client.post("/api/evaluate", headers={"Authorization": f"Bearer {sdk_key}"},
                                json={"flagId": "beta", "userId": f"user-{i}"}) for i in range(5)]
         unauthenticated = client.get("/api/flags")
+        # bodies the lane reads and then leaves to Django, which must get them whole (granian ends
+        # a body with an empty message the lane does not wait for), on the same connection
+        not_json = client.post("/api/evaluate", headers={"Authorization": f"Bearer {sdk_key}",
+                                                         "Content-Type": "application/json"}, content=b'{"flagId": ')
+        unknown_key = client.post("/api/evaluate", headers={"Authorization": "Bearer sdk_production__" + "x" * 43}, json={"flagId": "beta"})
+        after = client.post("/api/evaluate", headers={"Authorization": f"Bearer {sdk_key}"}, json={"flagId": "beta"})
 
+    assert (not_json.status_code, not_json.json()["error"]["code"]) == (400, "parse_error")
+    assert (unknown_key.status_code, unknown_key.json()["error"]["code"]) == (401, "not_authenticated")
+    assert (after.status_code, after.json()["enabled"]) == (200, True)
     assert [a.status_code for a in answers] == [200] * 5
     assert all(a.json()["enabled"] is True and a.json()["flagId"] == "beta" for a in answers)
     assert all(a.headers.get("connection", "").lower() != "close" for a in answers)  # keep-alive
