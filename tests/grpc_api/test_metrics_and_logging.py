@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -125,9 +126,9 @@ def test_metrics_endpoint__token_and_switches_as_for_http(settings, metrics_url)
 
 
 def test_grpcserver_process__metrics_port_per_worker(flags, sdk_key):
-    port, metrics_port = free_port(), free_port()
-    while metrics_port + 1 == port:
-        metrics_port = free_port()
+    port, metrics_port = free_port(), free_pair()
+    while port in (metrics_port, metrics_port + 1):
+        metrics_port = free_pair()
     process = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "grpcserver", "--host", "127.0.0.1",
                                 "--port", str(port), "--workers", "2", "--metrics-port", str(metrics_port)],
                                env=process_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -139,7 +140,7 @@ def test_grpcserver_process__metrics_port_per_worker(flags, sdk_key):
                                                               metadata=auth(sdk_key))
         # Each worker answers for itself, on metrics port + its index: polled until both answer (the
         # second worker may still be importing Django on a busy machine), not for a fixed time.
-        deadline, totals = time.monotonic() + 60, []
+        deadline, totals = time.monotonic() + 120, []
         while time.monotonic() < deadline:
             try:
                 totals = [value(scrape(f"http://127.0.0.1:{metrics_port + index}/metrics"),
@@ -147,13 +148,26 @@ def test_grpcserver_process__metrics_port_per_worker(flags, sdk_key):
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
-        assert sum(totals) == 10, totals
     finally:
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=90)  # generous: CI's two legs run 4 test workers on 2 cores
+    assert sum(totals) == 10, (totals, err[-2000:])
     assert process.returncode == 0, err[-2000:]
     assert f"metrics on http://127.0.0.1:{metrics_port}/metrics" in out  # loopback unless told otherwise
     assert f"metrics on http://127.0.0.1:{metrics_port + 1}/metrics" in out
+
+
+def free_pair():
+    """A port P with P and P + 1 free now: the worker metrics ports. The suite's client connections take
+    ports of the ephemeral range too, so checking P alone let worker 1 find P + 1 taken (a CI run)."""
+    while True:
+        port = free_port()
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
 
 
 SECRET = "sdk_production_" + "S3CRETguess" * 3
