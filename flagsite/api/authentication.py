@@ -29,15 +29,15 @@ A successful warm authentication never touches the shared cache.
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -96,7 +96,7 @@ _last_used = {}  # api key id -> monotonic time of the last last_used_at write
 _lock = threading.Lock()
 _generation = 0  # forget_api_key's count: a lookup that raced a forget is not cached
 _renewing = set()  # key hashes with a background renewal queued or running
-_renewer = None  # one thread: renewals are rare (one per busy key per half TTL) and must not pile up
+_renewals = None  # key hashes to renew, read by one daemon thread (made on first use and after a fork)
 
 
 def hash_key(raw_key):
@@ -218,34 +218,43 @@ def cached_api_key(raw_key, touch=True):
 
 def _renew_soon(key_hash):
     """Queue one background lookup of the key (none while one is queued or running)."""
-    global _renewer
+    global _renewals
     with _lock:
         if key_hash in _renewing:
             return
         _renewing.add(key_hash)
-        if _renewer is None:
-            _renewer = ThreadPoolExecutor(1, thread_name_prefix="api-key-renewal")
-    _renewer.submit(_renew, key_hash)
+        if _renewals is None:  # one thread: a renewal is rare (a busy key every half TTL), never a pile
+            _renewals = queue.SimpleQueue()  # daemon: a lookup stuck on a lost database never holds up exit
+            threading.Thread(target=_renew_forever, args=(_renewals,), name="api-key-renewal", daemon=True).start()
+    _renewals.put(key_hash)
+
+
+def _renew_forever(key_hashes):
+    while True:
+        key_hash = key_hashes.get()
+        try:
+            _renew(key_hash)
+        finally:
+            with _lock:
+                _renewing.discard(key_hash)
 
 
 def _renew(key_hash):
-    close_old_connections()  # this thread outlives requests: the same connection upkeep as theirs
+    close_old_connections()  # mid-burst, a kept connection: the same upkeep as a request's
     try:
         now = time.monotonic()
         result = _lookup(key_hash, now)
         if result is not None:
             _touch(result[1].id, now)
+        if _renewals is None or _renewals.empty():  # idle: hold no connection (nor keep a test database from being dropped)
+            connections.close_all()
     except Exception:  # never seen here and the database is down: the entry expires, Django answers
         logger.warning("could not renew a cached API key", exc_info=True)
-    finally:
-        with _lock:
-            _renewing.discard(key_hash)
-        close_old_connections()
 
 
 def _after_fork():
-    global _renewer
-    _renewer = None  # the parent's thread did not come along
+    global _renewals
+    _renewals = None  # the parent's thread did not come along
     _renewing.clear()
 
 

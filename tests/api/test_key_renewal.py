@@ -5,8 +5,8 @@ Before, every key expired every FLAGS_API_KEY_CACHE_SECONDS and, until one looku
 each of its requests fell through to Django, in a new thread with a new database connection:
 bench/rest.py's p99 at c=50 on PostgreSQL was 31-88 ms against 8-18 ms with no expiry.
 
-These tests commit their data (serialized_rollback restores the seeded environments): the renewal looks the key up on its own thread
-and its own database connection."""
+These tests commit their data (serialized_rollback restores the seeded environments): the renewal
+looks the key up on its own thread and its own database connection."""
 
 import json
 import time
