@@ -129,3 +129,22 @@ def test_a_renewal_racing_a_revoke_in_this_process_does_not_bring_the_key_back(s
     renewed()
 
     assert hash_key(key) not in authentication._cache
+
+
+
+def test_idle__the_renewal_thread_holds_no_database_connection(settings, clock, monkeypatch):
+    """A connection kept by the renewal thread would count against PostgreSQL's max_connections in
+    every worker for good (and keep a test database from being dropped)."""
+    settings.FLAGS_API_KEY_CACHE_SECONDS = 5
+    key = make_key("sdk", environment="production")
+    assert resolve_api_key(key) is not None
+    connected_after = []  # on the renewal thread, once a renewal is done
+    real = authentication._renew
+    monkeypatch.setattr(authentication, "_renew", lambda key_hash: (
+        real(key_hash), connected_after.append(connection.connection is not None)))
+
+    clock[0] += 3
+    cached_api_key(key, touch=False)
+    renewed()
+
+    assert connected_after == [False]
