@@ -71,7 +71,7 @@ def setup_data(flag_count):
     _common.django_setup()
     from audit.actor import Actor
     from flags import services
-    from flags.models import Flag
+    from flags.models import Flag, FlagState
 
     keys = _common.create_flags("soak-flag", flag_count)
     actor = Actor.system("soak")
@@ -86,7 +86,12 @@ def setup_data(flag_count):
     for key, fields in extra.items():
         if not Flag.objects.filter(key=key).exists():
             services.flag_create(actor=actor, key=key, name=key, **fields)
-    rule_index = {key: i % len(_common.RULE_SETS) for i, key in enumerate(keys)}
+    # each flag's rule set as it is now: on a database an earlier run left, a flag keeps that run's
+    # last rules, and a "rules" write repeating them would change nothing (no event, no version)
+    current = dict(FlagState.objects.filter(flag__key__in=keys, environment__key=ENVIRONMENT)
+                   .values_list("flag__key", "rules"))
+    rule_index = {key: next((n for n, rules in enumerate(_common.RULE_SETS) if rules == current.get(key)), -1)
+                  for key in keys}
     return keys + list(extra), _common.sdk_key(ENVIRONMENT, "soak"), _common.management_token("soak-admin", "soak"), rule_index
 
 
