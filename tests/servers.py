@@ -21,6 +21,19 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def free_pair():
+    """A port P with P and P + 1 free now (a server that takes P + its worker index). The suite's
+    client connections take ports of the ephemeral range too, so checking P alone is not enough."""
+    while True:
+        port = free_port()
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
 def database_url():
     """DATABASE_URL pointing a child process at the database this test run uses."""
     settings = connection.settings_dict

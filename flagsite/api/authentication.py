@@ -246,7 +246,7 @@ def _renew(key_hash):
         result = _lookup(key_hash, now)
         if result is not None:
             _touch(result[1].id, now)
-        if _renewals is None or _renewals.empty():  # idle: hold no connection (nor keep a test database from being dropped)
+        if _renewals.empty():  # idle: hold no connection (nor keep a test database from being dropped)
             connections.close_all()
     except Exception:  # never seen here and the database is down: the entry expires, Django answers
         logger.warning("could not renew a cached API key", exc_info=True)

@@ -131,7 +131,6 @@ def test_a_renewal_racing_a_revoke_in_this_process_does_not_bring_the_key_back(s
     assert hash_key(key) not in authentication._cache
 
 
-
 def test_idle__the_renewal_thread_holds_no_database_connection(settings, clock, monkeypatch):
     """A connection kept by the renewal thread would count against PostgreSQL's max_connections in
     every worker for good (and keep a test database from being dropped)."""

@@ -6,7 +6,6 @@ transactional test database (with the seeded environments restored after each fl
 """
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -109,12 +108,6 @@ class StreamReader:
     def close(self):
         self.call.cancel()
         self.thread.join(5)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def process_env():

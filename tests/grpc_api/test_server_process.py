@@ -17,8 +17,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from flags import services
 from flags.selectors import flag_get
 
+from tests.servers import free_port
+
 from .conftest import (REPO, SYSTEM, TRANSACTIONAL, StreamReader, auth, create_flag, flags_pb2, flags_pb2_grpc,
-                       free_port, process_env, wait_serving)
+                       process_env, wait_serving)
 
 pytestmark = TRANSACTIONAL
 
