@@ -127,6 +127,7 @@ class FlagConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
     environment = None
     key_id = None  # counted in _open_per_key while open
+    delivered = 0  # the version this client was last sent by a resume: broadcasts up to it skip it
 
     async def connect(self):
         key, query = _credentials(self.scope)
@@ -163,24 +164,41 @@ class FlagConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         self.environment = environment
-        watcher.register(environment, self)
-        await self.send_json({"type": "hello", "environment": environment, "version": payload["version"]})
+        hello = {"type": "hello", "environment": environment, "version": payload["version"]}
         since = (query.get("since") or [""])[0]
-        if since:
-            await self._resume(since, payload)
-
-    async def _resume(self, since, payload):
         try:
-            version = int(since)
+            version = int(since) if since else None
         except ValueError:
-            await self.send_error("bad_since", "since must be an integer version")
+            version = None
+        if version is None:  # a new follower: every change after its hello
+            watcher.register(environment, self)
+            await self.send_json(hello)
+            if since:
+                await self.send_error("bad_since", "since must be an integer version")
             return
-        events = watcher.feed.since(self.environment, version)
-        if events is None:
-            await self.send_json({"type": "snapshot", **payload})
-            return
-        for event in events:
-            await self.send_json(event)
+        await self.send_json(hello)
+        await self._resume(version)
+
+    async def _resume(self, version):
+        """Send what the client missed after `version`, then follow live. The feed moves ahead of
+        the broadcasts (the watcher's thread updates it, the loop broadcasts after), so this joins
+        the broadcasts only once the feed holds nothing newer than what was sent (no await between
+        that check and register), and `delivered` keeps a broadcast of a change already sent here
+        from arriving twice (the SDK found it: "killed" heard twice after a reconnect)."""
+        while True:
+            events = watcher.feed.since(self.environment, version)
+            if events is None:  # history no longer reaches back that far: the whole state
+                payload = watcher.feed.current(self.environment)
+                events = [{"type": "snapshot", **payload}] if payload else []
+            if not events:
+                break
+            version = events[-1]["version"]
+            for event in events:
+                await self.send_json(event)
+        current = watcher.feed.current(self.environment)
+        # min: a since ahead of this server (its database was reset) must not mute what comes next
+        self.delivered = min(version, current["version"]) if current else 0
+        watcher.register(self.environment, self)
 
     def _count_key(self, key_id):
         """Hold one of this key's connection slots; False when it has none left. No await in here:

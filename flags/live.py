@@ -231,8 +231,11 @@ class Watcher:
                 pass
 
     async def broadcast(self, event):
-        """Serialize once; write the same frame to every local client of the environment."""
-        await self._write(self.clients.get(event["environment"], ()), json.dumps(event, separators=(",", ":")))
+        """Serialize once; write the same frame to every local client of the environment that a
+        resume has not already sent it (FlagConsumer._resume)."""
+        version = event["version"]
+        clients = [client for client in self.clients.get(event["environment"], ()) if client.delivered < version]
+        await self._write(clients, json.dumps(event, separators=(",", ":")))
         for listener in list(self.listeners):
             listener(event)
 

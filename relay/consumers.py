@@ -45,6 +45,8 @@ def _parse_since(query):
 class _Tap:
     """Registered with the watcher like a /ws client; turns its events into snapshot pushes."""
 
+    delivered = 0  # no resume: every broadcast
+
     def __init__(self, consumer):
         self.consumer = consumer
 

@@ -13,6 +13,7 @@ class Client:
 
     in_flight = 0
     most_in_flight = 0
+    delivered = 0
 
     def __init__(self, fails=False):
         self.frames = []
