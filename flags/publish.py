@@ -98,6 +98,13 @@ def _in_process():
         layer is None or isinstance(layer, InMemoryChannelLayer))
 
 
+# The exit wait must run before the interpreter's shutdown stops concurrent.futures: a notice sent
+# from an atexit hook failed every time ("cannot schedule new futures after interpreter shutdown",
+# async_to_sync needs an executor), so a CLI kill reached servers only by their version poll.
+# threading's hooks run once the main thread is done, before that (latest registered first).
+at_shutdown = getattr(threading, "_register_atexit", atexit.register)
+
+
 class Outbox:
     """One daemon thread draining a bounded queue of callables in order (started on first use, and
     again in a forked child, which inherits the queue but not the thread). At exit a process waits
@@ -119,7 +126,7 @@ class Outbox:
                     threading.Thread(target=self._run, args=(self._queue,), name="flagsite-outbox",
                                      daemon=True).start()
                     if self._pid is None:
-                        atexit.register(self.join, self.EXIT_WAIT_SECONDS)
+                        at_shutdown(self.join, self.EXIT_WAIT_SECONDS)
                     self._pid = os.getpid()
         try:
             self._queue.put_nowait(job)

@@ -113,6 +113,48 @@ def test_kill_switch__exit_status_non_zero_on_unknown_flag(tmp_path):
     assert result.stderr.strip() == "CommandError: Flag 'nope' not found."
 
 
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_kill_switch__process__its_change_notices_reach_the_other_processes(flag):
+    """A kill from the CLI tells every server at once (a notice per environment on the channel
+    layer), not only through their next version poll. Its notices leave from the outbox thread as
+    the command exits: sent after the interpreter began to shut down, each one failed ("cannot
+    schedule new futures after interpreter shutdown") and servers heard of the kill by polling."""
+    import asyncio
+
+    from channels.layers import channel_layers
+
+    from flags import publish
+    from flags.live import NOTICE_GROUP
+    from flags.models import Environment
+    from tests.servers import manage
+
+    assert publish.notices_sent(5)  # the fixture's own, before listening
+    layer = channel_layers.make_backend("default")  # a client of its own, bound to this test's loop
+
+    async def notices_of_a_kill():
+        channel = await layer.new_channel()
+        await layer.group_add(NOTICE_GROUP, channel)
+        try:
+            command = await asyncio.to_thread(manage, "kill_switch", flag.key, "--reason", "incident 43")
+            received = []
+            while True:
+                try:
+                    received.append(await asyncio.wait_for(layer.receive(channel), timeout=2))
+                except asyncio.TimeoutError:
+                    return command, received
+        finally:
+            await layer.group_discard(NOTICE_GROUP, channel)
+            await layer.close_pools()
+
+    command, received = asyncio.run(notices_of_a_kill())
+
+    assert command.returncode == 0, command.stderr
+    assert "could not send flag change notice" not in command.stderr
+    assert sorted((notice["environment"], notice["version"]) for notice in received) == sorted(
+        Environment.objects.values_list("key", "version"))
+
+
 # -- verify_audit (chain cases in tests/audit) ---------------------------------------------------
 
 def test_verify_audit__tampered__non_zero(flag):
