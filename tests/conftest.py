@@ -55,6 +55,34 @@ def django_db_setup(django_db_setup, django_db_blocker):
             connection.close()  # the next connection starts with the setting
 
 
+@pytest.fixture
+def in_process_consumers(monkeypatch, settings):
+    """For tests that run /ws consumers in this process (asyncio.run + channels' communicator): a
+    watcher of their own and the in-memory channel layer, so no task or Redis connection of an
+    earlier test's loop is shared (cancelling a Redis receive bound to another test's loop hung the
+    run). Afterwards the threads that did their database work (the watcher's poll thread, asgiref's
+    one thread for thread-sensitive code) close their connections: left open, PostgreSQL could not
+    drop the test database ("being accessed by other users"). Yields the watcher."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from channels.layers import channel_layers
+    from django.db import connections
+
+    from flags import consumers
+    from flags.live import Watcher
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    watcher = Watcher()
+    monkeypatch.setattr(consumers, "watcher", watcher)
+    yield watcher
+    channel_layers.backends.clear()
+    watcher._executor.submit(connections.close_all).result(timeout=10)
+    watcher._executor.shutdown()
+    asyncio.run(sync_to_async(connections.close_all)())
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

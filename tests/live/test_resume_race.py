@@ -10,10 +10,10 @@ import asyncio
 import json
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from flags import services
-from flags.live import Watcher
 from flags.models import Flag
 from flagsite.api.authentication import forget_api_key
 from flagsite.asgi import application
@@ -23,26 +23,15 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture
-def own_watcher(monkeypatch, settings):
-    """The in-memory channel layer (no Redis task bound to another test's loop) and a watcher that
-    only moves when the test polls it."""
-    from channels.layers import channel_layers
-
-    from flags import consumers
-
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    channel_layers.backends.clear()
-    watcher = Watcher()
-
+def own_watcher(in_process_consumers, monkeypatch):
+    """A watcher that only moves when the test polls it."""
     async def started():
         return None
 
-    monkeypatch.setattr(watcher, "start", started)
-    monkeypatch.setattr(consumers, "watcher", watcher)
+    monkeypatch.setattr(in_process_consumers, "start", started)
     forget_api_key()
-    yield watcher
+    yield in_process_consumers
     forget_api_key()
-    channel_layers.backends.clear()
 
 
 async def frames(communicator):
@@ -79,7 +68,7 @@ def test_resume_between_poll_and_broadcast__each_missed_change_once(own_watcher,
         on_connect = await frames(communicator)
         await own_watcher.broadcast(killed)  # the lagging broadcast of what the resume already sent
         after_broadcast = await frames(communicator)
-        [restored] = await asyncio.to_thread(restore_and_poll)  # the next change still arrives live
+        [restored] = await sync_to_async(restore_and_poll)()  # the next change still arrives live
         await own_watcher.broadcast(restored)
         live = await frames(communicator)
         await communicator.disconnect()
@@ -104,7 +93,7 @@ def test_new_follower__hears_a_broadcast_that_lags_its_hello(own_watcher, sdk_ke
                                              headers=[(b"authorization", f"Bearer {sdk_key}".encode())])
         assert (await communicator.connect(timeout=5))[0]
         hello = await frames(communicator)
-        [killed] = await asyncio.to_thread(kill_and_poll)
+        [killed] = await sync_to_async(kill_and_poll)()
         await own_watcher.broadcast(killed)
         live = await frames(communicator)
         await communicator.disconnect()

@@ -21,7 +21,10 @@ from flagsite.asgi import application
 from flagsite.ops.logging import JsonFormatter
 from tests.api.conftest import Client
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# in_process_consumers: a watcher and channel layer of each test's own (the subject here is the
+# handshake's logging; tests/live and tests/faults cover the Redis layer with real servers)
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True),
+              pytest.mark.usefixtures("in_process_consumers")]
 
 SYSTEM = Actor.system("ws-logging-tests")
 LOGGER = "flagsite.api.authentication"
@@ -34,24 +37,6 @@ def _fresh_keys():
     forget_api_key()
     yield
     forget_api_key()
-
-
-@pytest.fixture(autouse=True)
-def _own_watcher(monkeypatch, settings):
-    """Each test runs its own event loop (asyncio.run): give it a watcher of its own and the
-    in-memory channel layer, so no task or Redis connection of an earlier test's loop is shared
-    (cancelling a Redis receive bound to another test's loop hung the run). The subject here is
-    the handshake's logging; tests/live and tests/faults cover the Redis layer with real servers."""
-    from channels.layers import channel_layers
-
-    from flags import consumers
-    from flags.live import Watcher
-
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    channel_layers.backends.clear()
-    monkeypatch.setattr(consumers, "watcher", Watcher())
-    yield
-    channel_layers.backends.clear()
 
 
 def handshake(path, headers=()):
