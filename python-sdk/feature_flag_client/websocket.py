@@ -114,10 +114,16 @@ class WebSocketClient:
             return
         if not isinstance(data, dict):
             return
+        version = data.get("version")
         if data.get("type") == "hello":
             self.connected.set()  # subscribed: every later change will be delivered
-        if isinstance(data.get("version"), int):
-            self.version = max(self.version or 0, data["version"])
+            # Resuming, the frames after the hello bring this client up to its version: a drop
+            # before they arrive must resume from where it was. A server behind it (a reset
+            # database) is followed from where that server is.
+            if isinstance(version, int) and (self.version is None or version < self.version):
+                self.version = version
+        elif isinstance(version, int):
+            self.version = max(self.version or 0, version)
         for callback in self._message_callbacks:
             self._call(callback, data)
         if data.get("type") == "flag.changed":
