@@ -3,6 +3,7 @@ database with the test process (tests that use them need committed data: transac
 proxy (nginx) in front of it, and the gRPC server."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,17 +14,34 @@ from pathlib import Path
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+_random = random.SystemRandom()  # not the module's generator, which tests may seed
+
+
+def _port_range():
+    low, _, high = os.environ.get("FLAGSITE_TEST_PORTS", "20000-31999").partition("-")
+    return int(low), int(high)
 
 
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing is bound to now, for a server a test starts. Drawn at random from
+    FLAGSITE_TEST_PORTS ("low-high"), below the ephemeral range (32768+) from which bind(0) and every
+    client connection take theirs: .ci/run gives its two legs, which run side by side, a range
+    each. With bind(0) both legs drew from one pool, and once a WebSocket test of one leg reached
+    the other leg's gRPC server on the same port (its HTTP/2 frames, then a closed connection)."""
+    low, high = _port_range()
+    for _attempt in range(1000):
+        port = _random.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use, or lingering after a server that just stopped
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high} (FLAGSITE_TEST_PORTS)")
 
 
 def free_pair():
-    """A port P with P and P + 1 free now (a server that takes P + its worker index). The suite's
-    client connections take ports of the ephemeral range too, so checking P alone is not enough."""
+    """A port P with P and P + 1 free now (a server that takes P + its worker index)."""
     while True:
         port = free_port()
         try:

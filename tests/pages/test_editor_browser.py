@@ -239,6 +239,21 @@ def rest_evaluate(server, key, flag, user_id, context=None):
         return json.loads(response.read())
 
 
+def wait_for_flag(server, key, flag):
+    """Until the server serves `flag`, created in this process: another process picks a change up
+    within its staleness bound (the embedded leg has no cross-process notices). Through the SDK
+    snapshot, which samples no evaluation context."""
+    request = urllib.request.Request(f"{server.http_url}/api/sdk/snapshot",
+                                     headers={"Authorization": f"Bearer {key}"})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if flag in [served["key"] for served in json.loads(response.read())["flags"]]:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not serve {flag} within 5 s")
+
+
 def wait_for_version(server, key, flag, before):
     """Until the server answers from a version after `before` (it picks a change up within its
     staleness bound)."""
@@ -363,6 +378,7 @@ def test_evaluate_as__a_recent_real_context_picked__on_the_page_and_in_the_admin
     flag = page_flag("checkout", rules=[{"type": "custom", "field": "plan", "operator": "equals",
                                          "value": "premium"}])
     sdk_key = make_key("sdk", environment="production")
+    wait_for_flag(page.site, sdk_key, "checkout")
     # Evaluations over REST with an SDK key: one sample per flag per second, so a second apart
     assert rest_evaluate(page.site, sdk_key, "checkout", "user-free", {"plan": "free", "country": "DE"})[
         "reason"] == "RULE_MISMATCH"
