@@ -173,7 +173,7 @@ class FlagConsumer(AsyncWebsocketConsumer):
         if version is None:  # a new follower: every change after its hello
             watcher.register(environment, self)
             await self.send_json(hello)
-            if since:
+            if since:  # not a version: followed as a new client, told why
                 await self.send_error("bad_since", "since must be an integer version")
             return
         await self.send_json(hello)

@@ -22,34 +22,28 @@ def _port_range():
     return int(low), int(high)
 
 
-def free_port():
-    """A port nothing is bound to now, for a server a test starts. Drawn at random from
-    FLAGSITE_TEST_PORTS ("low-high"), below the ephemeral range (32768+) from which bind(0) and every
-    client connection take theirs: .ci/run gives its two legs, which run side by side, a range
-    each. With bind(0) both legs drew from one pool, and once a WebSocket test of one leg reached
-    the other leg's gRPC server on the same port (its HTTP/2 frames, then a closed connection)."""
+def free_port(span=1):
+    """A port P with P .. P + span - 1 free now, for a server a test starts (span 2: a server that
+    takes P + its worker index). Drawn at random from FLAGSITE_TEST_PORTS ("low-high"), below the
+    ephemeral range (32768+) from which bind(0) and every client connection take theirs: .ci/run
+    gives its two legs, which run side by side, a range each. With bind(0) both legs drew from one
+    pool, and once a WebSocket test of one leg reached the other leg's gRPC server on the same port
+    (its HTTP/2 frames, then a closed connection)."""
     low, high = _port_range()
     for _attempt in range(1000):
-        port = _random.randint(low, high)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:  # in use, or lingering after a server that just stopped
-                continue
+        port = _random.randint(low, high - span + 1)
+        if all(_bindable(candidate) for candidate in range(port, port + span)):
             return port
-    raise RuntimeError(f"no free port in {low}-{high} (FLAGSITE_TEST_PORTS)")
+    raise RuntimeError(f"no {span} free port(s) in a row in {low}-{high} (FLAGSITE_TEST_PORTS)")
 
 
-def free_pair():
-    """A port P with P and P + 1 free now (a server that takes P + its worker index)."""
-    while True:
-        port = free_port()
+def _bindable(port):
+    with socket.socket() as sock:
         try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
+            sock.bind(("127.0.0.1", port))
+        except OSError:  # in use, or lingering after a server that just stopped
+            return False
+        return True
 
 
 def database_url():

@@ -3,7 +3,6 @@ Celery beat makes them periodically; the audit key is kept outside the database.
 
 import json
 import logging
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -16,6 +15,7 @@ from audit.checkpoints import sign
 from audit.keyfile import AuditKeyError, load_audit_key
 from audit.models import AuditEntry
 from tests.ops.conftest import production_env, run
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -60,9 +60,7 @@ def test_audit_checkpoint__file_log_and_webhook_get_the_same_signed_record(flag,
 
 
 def test_audit_checkpoint__webhook_down__non_zero_one_line_and_the_file_still_written(flag, checkpoint_file, settings):
-    with socket.socket() as probe:  # a port with nothing listening
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     settings.FLAGS_AUDIT_CHECKPOINT_WEBHOOK = f"http://127.0.0.1:{port}/"
 
     with pytest.raises(CommandError, match=r"^checkpoint not exported to webhook: .*refused"):

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from analytics import counters
 from flagsite.ops.logging import JsonFormatter, RequestIdFilter
 from flagsite.ops.metrics import start_metrics_server
-from tests.servers import free_pair, free_port
+from tests.servers import free_port
 
 from .conftest import (REPO, TRANSACTIONAL, StreamReader, auth, create_flag, flags_pb2, flags_pb2_grpc,
                        make_key, manage, process_env, rpc_error, user_with, wait_serving)
@@ -126,9 +126,9 @@ def test_metrics_endpoint__token_and_switches_as_for_http(settings, metrics_url)
 
 
 def test_grpcserver_process__metrics_port_per_worker(flags, sdk_key):
-    port, metrics_port = free_port(), free_pair()
+    port, metrics_port = free_port(), free_port(span=2)  # the metrics ports: one per worker
     while port in (metrics_port, metrics_port + 1):
-        metrics_port = free_pair()
+        metrics_port = free_port(span=2)
     process = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "grpcserver", "--host", "127.0.0.1",
                                 "--port", str(port), "--workers", "2", "--metrics-port", str(metrics_port)],
                                env=process_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
